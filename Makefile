@@ -1,0 +1,51 @@
+# The README's two commands: `make run` (the portal on SQLite with demo data) and
+# `make test` (lint, checks, and the suite on SQLite and on PostgreSQL).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PG_URL ?= postgres://postgres@127.0.0.1:5432/lcs_portal
+BIND ?= 127.0.0.1:8000
+
+.PHONY: run test test-sqlite test-postgres lint check system-deps postgres clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+var/secret-key:
+	mkdir -p var
+	$(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
+
+run: $(STAMP) var/secret-key
+	SECRET_KEY=$$(cat var/secret-key) PORTAL_TLS=0 $(BIN)/python manage.py migrate --no-input
+	SECRET_KEY=$$(cat var/secret-key) PORTAL_TLS=0 $(BIN)/python manage.py collectstatic --no-input -v0
+	SECRET_KEY=$$(cat var/secret-key) PORTAL_TLS=0 $(BIN)/python manage.py seed_demo
+	SECRET_KEY=$$(cat var/secret-key) PORTAL_TLS=0 exec $(BIN)/python manage.py run_portal --bind $(BIND)
+
+system-deps:
+	scripts/ensure-system-packages
+
+postgres:
+	scripts/ensure-postgres
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+check: $(STAMP)
+	DJANGO_SETTINGS_MODULE=lcs_portal.settings_test $(BIN)/python manage.py check
+	DJANGO_SETTINGS_MODULE=lcs_portal.settings_test $(BIN)/python manage.py makemigrations --check --dry-run
+
+test-sqlite: $(STAMP) system-deps
+	$(BIN)/pytest
+
+test-postgres: $(STAMP) system-deps postgres
+	DATABASE_URL=$(PG_URL) $(BIN)/pytest
+
+test: lint check test-sqlite test-postgres
+
+clean:
+	rm -rf $(VENV) var staticfiles

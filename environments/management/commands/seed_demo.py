@@ -1,0 +1,132 @@
+"""Demo data: a project with eligible and ineligible environments, and one user per role.
+
+Idempotent: running it again changes nothing but what it owns (and the users'
+password, when DEMO_PASSWORD is given).
+"""
+
+import os
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from environments.models import (
+    Deployment,
+    Environment,
+    EnvironmentRole,
+    EnvironmentRoleKind,
+    EnvironmentType,
+    Project,
+    ProjectMembership,
+    ProjectRole,
+    Service,
+    ServiceKind,
+    Subscription,
+)
+
+SANDBOX = dict(
+    type=EnvironmentType.SANDBOX,
+    subscription=Subscription.MICROSOFT,
+    deployment=Deployment.SELF_SERVICE,
+)
+
+PROJECTS = {
+    ("Contoso implementation", "contoso"): [
+        dict(name="Demo sandbox", slug="demo-sandbox", tier=2, **SANDBOX),
+        dict(name="UAT sandbox", slug="uat-sandbox", tier=3, **SANDBOX),
+        dict(name="Performance test", slug="perf-test", tier=5, **SANDBOX),
+        dict(name="Developer box", slug="dev-box", tier=1, **SANDBOX),
+        dict(
+            name="Contoso production",
+            slug="contoso-prod",
+            tier=5,
+            type=EnvironmentType.PRODUCTION,
+            subscription=Subscription.MICROSOFT,
+            deployment=Deployment.SELF_SERVICE,
+        ),
+        dict(
+            name="Legacy sandbox",
+            slug="legacy-sandbox",
+            tier=2,
+            type=EnvironmentType.SANDBOX,
+            subscription=Subscription.CUSTOMER,
+            deployment=Deployment.LEGACY,
+        ),
+    ],
+    ("Fabrikam rollout", "fabrikam"): [
+        dict(name="Fabrikam sandbox", slug="fabrikam-sandbox", tier=2, **SANDBOX),
+    ],
+}
+
+# username: (superuser, {project slug: role}, environment role on Contoso environments)
+USERS = {
+    "admin": (True, {}, EnvironmentRoleKind.SYSTEM_ADMINISTRATOR),
+    "owner": (False, {"contoso": ProjectRole.OWNER}, EnvironmentRoleKind.SYSTEM_ADMINISTRATOR),
+    "manager": (False, {"contoso": ProjectRole.MANAGER}, EnvironmentRoleKind.SYSTEM_ADMINISTRATOR),
+    "member": (False, {"contoso": ProjectRole.MEMBER}, EnvironmentRoleKind.USER),
+    "maint": (False, {"contoso": ProjectRole.MEMBER}, EnvironmentRoleKind.MAINTENANCE_MODE_USER),
+    "outsider": (False, {"fabrikam": ProjectRole.OWNER}, None),
+}
+
+
+class Command(BaseCommand):
+    help = "Create (or bring back) the demo project, environments and users."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        projects, contoso_environments = self._environments()
+        password = os.environ.get("DEMO_PASSWORD") or None
+        created_password = None
+        User = get_user_model()
+        for username, (superuser, memberships, environment_role) in USERS.items():
+            user, created = User.objects.get_or_create(
+                username=username,
+                defaults={"is_superuser": superuser, "is_staff": superuser},
+            )
+            if created or password:
+                if password is None:
+                    created_password = created_password or secrets.token_urlsafe(12)
+                user.set_password(password or created_password)
+                user.save()
+            for project_slug, role in memberships.items():
+                ProjectMembership.objects.update_or_create(
+                    user=user, project=projects[project_slug], defaults={"role": role}
+                )
+            if environment_role:
+                for environment in contoso_environments:
+                    EnvironmentRole.objects.update_or_create(
+                        user=user, environment=environment, defaults={"role": environment_role}
+                    )
+        self.stdout.write(
+            f"Demo data ready: {Environment.objects.count()} environments, "
+            f"users {', '.join(USERS)}."
+        )
+        if created_password:
+            self.stdout.write(f"Password of the new demo users (shown once): {created_password}")
+        elif password:
+            self.stdout.write("Demo users' password: the value of DEMO_PASSWORD.")
+
+    def _environments(self):
+        projects = {}
+        contoso = []
+        for (project_name, project_slug), environments in PROJECTS.items():
+            project, _ = Project.objects.get_or_create(
+                slug=project_slug, defaults={"name": project_name}
+            )
+            projects[project_slug] = project
+            for fields in environments:
+                slug = fields["slug"]
+                defaults = {k: v for k, v in fields.items() if k != "slug"}
+                defaults.update(
+                    project=project,
+                    url=f"https://{slug}.sandbox.operations.example.com/",
+                    database_server="local",
+                    database_name=slug.replace("-", "_"),
+                )
+                environment, _ = Environment.objects.get_or_create(slug=slug, defaults=defaults)
+                for kind in ServiceKind.values:
+                    Service.objects.get_or_create(environment=environment, kind=kind)
+                if project_slug == "contoso":
+                    contoso.append(environment)
+        return projects, contoso

@@ -1,0 +1,492 @@
+"""Data and transitions of the Maintain menu.
+
+The environment's ``status`` is a protected django-fsm field: it changes only through
+the transitions below, and only ``environments.operations`` calls them, inside the
+transaction that locks the environment row and writes the Operation (history) row.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+from django_fsm import RETURN_VALUE, FSMField, FSMModelMixin, transition
+
+# --- Choices, each with its badge colour beside it ------------------------------
+
+
+class ProjectRole(models.TextChoices):
+    OWNER = "owner", "Project owner"
+    MANAGER = "manager", "Environment manager"
+    MEMBER = "member", "Project team member"
+
+
+#: Project roles that may run Maintain actions (superusers may too).
+MAINTAIN_ROLES = frozenset({ProjectRole.OWNER, ProjectRole.MANAGER})
+
+
+class EnvironmentType(models.TextChoices):
+    SANDBOX = "sandbox", "Sandbox"
+    PRODUCTION = "production", "Production"
+
+
+class Subscription(models.TextChoices):
+    MICROSOFT = "microsoft", "Microsoft"
+    CUSTOMER = "customer", "Customer"
+
+
+class Deployment(models.TextChoices):
+    SELF_SERVICE = "self_service", "Self-service"
+    LEGACY = "legacy", "Legacy"
+
+
+class Status(models.TextChoices):
+    DEPLOYED = "deployed", "Deployed"
+    RESTARTING_SERVICE = "restarting_service", "Restarting service"
+    SERVICING = "servicing", "Servicing"
+    IN_MAINTENANCE = "in_maintenance", "In Maintenance"
+    FAILED = "failed", "Failed"
+
+
+STATUS_BADGE = {
+    Status.DEPLOYED: "green",
+    Status.RESTARTING_SERVICE: "blue",
+    Status.SERVICING: "blue",
+    Status.IN_MAINTENANCE: "amber",
+    Status.FAILED: "red",
+}
+
+#: Statuses in which an operation is running: nothing else may start.
+RUNNING_STATUSES = (Status.RESTARTING_SERVICE, Status.SERVICING)
+
+
+class ServiceKind(models.TextChoices):
+    AOS = "aos", "AOS service"
+    DIXF = "dixf", "DIXF (Data import export framework service)"
+    MR = "mr", "MR (Management Reporter service)"
+
+
+class ServiceState(models.TextChoices):
+    RUNNING = "running", "Running"
+    RESTARTING = "restarting", "Restarting"
+    FAILED = "failed", "Failed"
+
+
+SERVICE_BADGE = {
+    ServiceState.RUNNING: "green",
+    ServiceState.RESTARTING: "blue",
+    ServiceState.FAILED: "red",
+}
+
+
+class EnvironmentRoleKind(models.TextChoices):
+    SYSTEM_ADMINISTRATOR = "system_administrator", "System administrator"
+    MAINTENANCE_MODE_USER = "maintenance_mode_user", "Maintenance mode user"
+    USER = "user", "User"
+
+
+class OperationKind(models.TextChoices):
+    RESTART_SERVICE = "restart_service", "Restart service"
+    ENABLE_MAINTENANCE = "enable_maintenance", "Enable Maintenance mode"
+    DISABLE_MAINTENANCE = "disable_maintenance", "Disable Maintenance mode"
+    RESUME = "resume", "Resume"
+    ROLLBACK = "rollback", "Rollback"
+    ABORT = "abort", "Abort"
+
+
+#: The Maintain actions a driver performs; Resume, Rollback and Abort act on one of these.
+ACTIONS = (
+    OperationKind.RESTART_SERVICE,
+    OperationKind.ENABLE_MAINTENANCE,
+    OperationKind.DISABLE_MAINTENANCE,
+)
+#: The status an environment shows while an action runs, and the one it reaches when done.
+ACTION_RUNNING_STATUS = {
+    OperationKind.RESTART_SERVICE: Status.RESTARTING_SERVICE,
+    OperationKind.ENABLE_MAINTENANCE: Status.SERVICING,
+    OperationKind.DISABLE_MAINTENANCE: Status.SERVICING,
+}
+ACTION_DONE_STATUS = {
+    OperationKind.RESTART_SERVICE: Status.DEPLOYED,
+    OperationKind.ENABLE_MAINTENANCE: Status.IN_MAINTENANCE,
+    OperationKind.DISABLE_MAINTENANCE: Status.DEPLOYED,
+}
+
+
+class Outcome(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    ABORTED = "aborted", "Aborted"
+
+
+OUTCOME_BADGE = {
+    Outcome.QUEUED: "blue",
+    Outcome.RUNNING: "blue",
+    Outcome.SUCCEEDED: "green",
+    Outcome.FAILED: "red",
+    Outcome.ROLLED_BACK: "amber",
+    Outcome.ABORTED: "grey",
+}
+
+ACTIVE_OUTCOMES = (Outcome.QUEUED, Outcome.RUNNING)
+
+
+# --- Projects and roles ------------------------------------------------------------
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class ProjectMembership(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="project_memberships"
+    )
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=ProjectRole.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "project"], name="one_membership_per_project")
+        ]
+        ordering = ["project", "user"]
+
+    def __str__(self):
+        return f"{self.user} - {self.get_role_display()} of {self.project}"
+
+
+# --- Environments --------------------------------------------------------------------
+
+
+def _may_maintain(environment, user):
+    from environments.access import can_maintain
+
+    return can_maintain(user, environment)
+
+
+def _worker_only(environment, user):
+    """Progress of a running operation is the worker's to report, never a user's."""
+    return False
+
+
+class Environment(FSMModelMixin, models.Model):
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100, unique=True)
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="environments")
+    tier = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+        choices=[(n, f"Tier {n}") for n in range(1, 6)],
+    )
+    type = models.CharField(max_length=20, choices=EnvironmentType.choices)
+    subscription = models.CharField(max_length=20, choices=Subscription.choices)
+    deployment = models.CharField(max_length=20, choices=Deployment.choices)
+    url = models.URLField("URL", blank=True)
+    database_server = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Name of the database server in the portal's configuration (for access grants).",
+    )
+    database_name = models.CharField(max_length=100, blank=True)
+    status = FSMField(
+        max_length=30, choices=Status.choices, default=Status.DEPLOYED, protected=True
+    )
+    status_changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["project__name", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(tier__gte=1, tier__lte=5), name="tier_between_1_and_5"
+            )
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("environment-detail", args=[self.slug])
+
+    @property
+    def badge(self):
+        return STATUS_BADGE[self.status]
+
+    @property
+    def is_busy(self):
+        return self.status in RUNNING_STATUSES
+
+    def restart_refusal_reason(self):
+        """Why Restart service is not offered here, or None when it is."""
+        reasons = []
+        if not 2 <= self.tier <= 5:
+            reasons.append(f"it is Tier {self.tier}, not Tier 2 to 5")
+        if self.type != EnvironmentType.SANDBOX:
+            reasons.append(f"it is a {self.get_type_display().lower()} environment, not a sandbox")
+        if self.deployment != Deployment.SELF_SERVICE:
+            reasons.append("it was not deployed through self-service")
+        if self.subscription != Subscription.MICROSOFT:
+            reasons.append("it is in a customer subscription, not a Microsoft one")
+        if not reasons:
+            return None
+        return (
+            "Restart service is available only for Tier 2 to 5 sandbox environments deployed "
+            "through self-service in a Microsoft subscription: " + "; ".join(reasons) + "."
+        )
+
+    def is_restart_eligible(self):
+        return self.restart_refusal_reason() is None
+
+    def _mark_status_change(self):
+        self.status_changed_at = timezone.now()
+
+    # --- Maintain actions a user starts -----------------------------------------
+
+    @transition(
+        field=status,
+        source=Status.DEPLOYED,
+        target=Status.RESTARTING_SERVICE,
+        conditions=[is_restart_eligible],
+        permission=_may_maintain,
+        custom={"label": "Restart service"},
+    )
+    def restart_service(self):
+        self._mark_status_change()
+
+    @transition(
+        field=status,
+        source=Status.DEPLOYED,
+        target=Status.SERVICING,
+        permission=_may_maintain,
+        custom={"label": "Enable Maintenance mode"},
+    )
+    def enable_maintenance(self):
+        self._mark_status_change()
+
+    @transition(
+        field=status,
+        source=Status.IN_MAINTENANCE,
+        target=Status.SERVICING,
+        permission=_may_maintain,
+        custom={"label": "Disable Maintenance mode"},
+    )
+    def disable_maintenance(self):
+        self._mark_status_change()
+
+    # --- Recovery from Failed -------------------------------------------------------
+
+    @transition(
+        field=status,
+        source=Status.FAILED,
+        target=RETURN_VALUE(Status.RESTARTING_SERVICE, Status.SERVICING),
+        permission=_may_maintain,
+        custom={"label": "Resume"},
+    )
+    def resume(self, failed_operation):
+        self._mark_status_change()
+        return ACTION_RUNNING_STATUS[failed_operation.action]
+
+    @transition(
+        field=status,
+        source=Status.FAILED,
+        target=RETURN_VALUE(Status.RESTARTING_SERVICE, Status.SERVICING),
+        permission=_may_maintain,
+        custom={"label": "Rollback"},
+    )
+    def rollback(self, failed_operation):
+        self._mark_status_change()
+        return ACTION_RUNNING_STATUS[failed_operation.action]
+
+    @transition(
+        field=status,
+        source=Status.FAILED,
+        target=RETURN_VALUE(Status.DEPLOYED, Status.IN_MAINTENANCE),
+        permission=_may_maintain,
+        custom={"label": "Abort"},
+    )
+    def abort(self, failed_operation):
+        self._mark_status_change()
+        return failed_operation.return_status
+
+    # --- Progress of a running operation (the worker and the watchdog) --------------
+
+    @transition(
+        field=status,
+        source=list(RUNNING_STATUSES),
+        target=RETURN_VALUE(Status.DEPLOYED, Status.IN_MAINTENANCE),
+        permission=_worker_only,
+    )
+    def complete(self, operation):
+        self._mark_status_change()
+        return operation.success_status
+
+    @transition(
+        field=status,
+        source=list(RUNNING_STATUSES),
+        target=Status.FAILED,
+        permission=_worker_only,
+    )
+    def fail(self):
+        self._mark_status_change()
+
+
+class Service(models.Model):
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="services")
+    kind = models.CharField(max_length=10, choices=ServiceKind.choices)
+    state = models.CharField(
+        max_length=20, choices=ServiceState.choices, default=ServiceState.RUNNING
+    )
+    last_restarted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["environment", "kind"]
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "kind"], name="one_service_per_kind")
+        ]
+
+    def __str__(self):
+        return f"{self.environment}: {self.code}"
+
+    @property
+    def code(self):
+        """The short code: AOS, DIXF or MR."""
+        return self.kind.upper()
+
+    @property
+    def badge(self):
+        return SERVICE_BADGE[self.state]
+
+
+class EnvironmentRole(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="environment_roles"
+    )
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="roles")
+    role = models.CharField(max_length=30, choices=EnvironmentRoleKind.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "environment"], name="one_role_per_environment")
+        ]
+        ordering = ["environment", "user"]
+
+    def __str__(self):
+        return f"{self.user} - {self.get_role_display()} on {self.environment}"
+
+
+# --- History -------------------------------------------------------------------------
+
+
+class Operation(models.Model):
+    """One Maintain action: the environment's history.
+
+    Rows are written by ``environments.operations`` in the transaction that changes the
+    environment's status. After that only the operation's own progress changes
+    (outcome, finish time, status after, error, log); nothing deletes a row.
+    """
+
+    activity_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    environment = models.ForeignKey(
+        Environment, on_delete=models.PROTECT, related_name="operations"
+    )
+    kind = models.CharField(max_length=30, choices=OperationKind.choices)
+    # The Maintain action performed; for Resume, Rollback and Abort, the failed one's.
+    action = models.CharField(
+        max_length=30, choices=[(a.value, a.label) for a in ACTIONS], db_index=False
+    )
+    # Rollback undoes the action instead of performing it (and so does a Resume of it).
+    undo = models.BooleanField(default=False)
+    failed_operation = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="follow_ups"
+    )
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="operations"
+    )
+    reason = models.TextField(blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField()
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.QUEUED)
+    status_before = models.CharField(max_length=30, choices=Status.choices)
+    status_after = models.CharField(max_length=30, choices=Status.choices, blank=True)
+    # The settled status before the original action: where Rollback and Abort return.
+    return_status = models.CharField(max_length=30, choices=Status.choices)
+    error = models.TextField(blank=True)
+    log = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["environment", "-started_at", "-id"], name="op_env_started"),
+            models.Index(fields=["-started_at", "-id"], name="op_started"),
+        ]
+        constraints = [
+            # The database's own guard: one running operation per environment, whatever
+            # path a request took.
+            models.UniqueConstraint(
+                fields=["environment"],
+                condition=models.Q(outcome__in=["queued", "running"]),
+                name="one_active_operation_per_environment",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.activity} ({self.get_outcome_display()})"
+
+    def get_absolute_url(self):
+        return reverse("operation-detail", args=[self.environment.slug, self.activity_id])
+
+    @property
+    def action_text(self):
+        """The action in the menu's words: "Restart service: AOS"."""
+        text = OperationKind(self.action).label
+        if self.service_id:
+            text += f": {self.service.code}"
+        return text
+
+    @property
+    def activity(self):
+        """What happened: "Restart service: AOS", "Rollback: Enable Maintenance mode"."""
+        if self.kind in ACTIONS:
+            return self.action_text
+        return f"{self.get_kind_display()}: {self.action_text}"
+
+    @property
+    def is_active(self):
+        return self.outcome in ACTIVE_OUTCOMES
+
+    @property
+    def badge(self):
+        return OUTCOME_BADGE[self.outcome]
+
+    @property
+    def success_status(self):
+        """The status the environment reaches when this operation succeeds."""
+        if self.undo or self.kind == OperationKind.ABORT:
+            return self.return_status
+        return ACTION_DONE_STATUS[self.action]
+
+    @property
+    def success_outcome(self):
+        if self.kind == OperationKind.ABORT:
+            return Outcome.ABORTED
+        if self.undo:
+            return Outcome.ROLLED_BACK
+        return Outcome.SUCCEEDED
+
+    @property
+    def duration(self):
+        if self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at

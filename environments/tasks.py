@@ -1,0 +1,55 @@
+"""Background work: a view never does slow work, it enqueues one of these."""
+
+import logging
+
+from django_tasks import task
+
+from environments import operations
+from environments.drivers import DriverError, OperationLog, get_driver
+from environments.models import OperationKind
+
+logger = logging.getLogger(__name__)
+
+
+@task()
+def run_operation(operation_id):
+    """Perform a queued operation through the environment's driver, then finish it."""
+    operation = operations.mark_running(operation_id)
+    if operation is None:
+        logger.info("Operation %s is no longer queued; nothing to do.", operation_id)
+        return
+    log = OperationLog()
+    try:
+        perform(operation, log)
+    except DriverError as exc:
+        operations.fail_operation(operation_id, str(exc), log.text)
+    except Exception as exc:
+        logger.exception("Operation %s failed unexpectedly", operation.activity_id)
+        operations.fail_operation(
+            operation_id, f"Unexpected error in the driver: {type(exc).__name__}: {exc}", log.text
+        )
+    else:
+        operations.complete_operation(operation_id, log.text)
+
+
+def perform(operation, log):
+    """Ask the driver to do (or, for a rollback, undo) the operation's action."""
+    driver = get_driver(operation.environment, log)
+    verb = "Undoing" if operation.undo else "Performing"
+    log.write(f"{verb} {operation.action_text} with the {driver.name} driver")
+    if operation.action == OperationKind.RESTART_SERVICE:
+        # A restart cannot be taken back; undoing a failed one means bringing the
+        # service back up, which is another restart.
+        driver.restart_service(operation.service.kind)
+    elif operation.action == OperationKind.ENABLE_MAINTENANCE:
+        driver.set_maintenance_mode(not operation.undo)
+    elif operation.action == OperationKind.DISABLE_MAINTENANCE:
+        driver.set_maintenance_mode(operation.undo)
+    else:
+        raise DriverError(f"No driver action for {operation.action!r}.")
+
+
+@task()
+def enforce_deadline(operation_id):
+    """Fail the operation if it is still running at its deadline."""
+    operations.fail_overdue_operation(operation_id)

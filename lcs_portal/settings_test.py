@@ -1,0 +1,19 @@
+"""Test settings: the real settings, made fast and deterministic."""
+
+import os
+
+os.environ.setdefault("PORTAL_ALLOW_INSECURE_KEY", "1")
+os.environ.setdefault("PORTAL_TLS", "0")
+
+from lcs_portal.settings import *  # noqa: E402, F403
+from lcs_portal.settings import DATABASES, VAR_DIR, env_float  # noqa: E402
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
+WHITENOISE_USE_FINDERS = True
+SIMULATED_DRIVER_DELAY = env_float("SIMULATED_DRIVER_DELAY", 0.0)
+
+# Browser tests run a real db_worker process beside the test server, so the
+# SQLite test database must be a file that both can open.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-portal.sqlite3")}

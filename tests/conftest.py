@@ -1,0 +1,172 @@
+"""The cast: one user per role, and environments to act on.
+
+alice owns the project, mona manages its environments, tom is a team member, maya is
+a Maintenance mode user on the environment, olga is an outsider (owner of another
+project), and root is a superuser.
+"""
+
+import itertools
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from environments.models import (
+    Deployment,
+    Environment,
+    EnvironmentRole,
+    EnvironmentRoleKind,
+    EnvironmentType,
+    Project,
+    ProjectMembership,
+    ProjectRole,
+    Service,
+    ServiceKind,
+    Subscription,
+)
+
+PASSWORD = "correct horse battery staple"
+_counter = itertools.count(1)
+
+
+def make_user(username, **fields):
+    return get_user_model().objects.create_user(username=username, password=PASSWORD, **fields)
+
+
+def make_environment(project, **fields):
+    n = next(_counter)
+    values = dict(
+        name=f"Sandbox {n}",
+        slug=f"sandbox-{n}",
+        tier=2,
+        type=EnvironmentType.SANDBOX,
+        subscription=Subscription.MICROSOFT,
+        deployment=Deployment.SELF_SERVICE,
+        url=f"https://sandbox-{n}.example.com/",
+        database_server="local",
+        database_name=f"sandbox_{n}",
+    )
+    values.update(fields)
+    environment = Environment.objects.create(project=project, **values)
+    for kind in ServiceKind.values:
+        Service.objects.create(environment=environment, kind=kind)
+    return environment
+
+
+@pytest.fixture
+def project(db):
+    return Project.objects.create(name="Contoso", slug="contoso")
+
+
+@pytest.fixture
+def other_project(db):
+    return Project.objects.create(name="Fabrikam", slug="fabrikam")
+
+
+@pytest.fixture
+def environment(project):
+    return make_environment(project, name="Demo sandbox", slug="demo-sandbox")
+
+
+@pytest.fixture
+def other_environment(other_project):
+    return make_environment(other_project, name="Fabrikam sandbox", slug="fabrikam-sandbox")
+
+
+def _member(username, project, role):
+    user = make_user(username)
+    ProjectMembership.objects.create(user=user, project=project, role=role)
+    return user
+
+
+@pytest.fixture
+def owner(project):
+    return _member("alice", project, ProjectRole.OWNER)
+
+
+@pytest.fixture
+def manager(project):
+    return _member("mona", project, ProjectRole.MANAGER)
+
+
+@pytest.fixture
+def member(project):
+    return _member("tom", project, ProjectRole.MEMBER)
+
+
+@pytest.fixture
+def maint(project, environment):
+    user = _member("maya", project, ProjectRole.MEMBER)
+    EnvironmentRole.objects.create(
+        user=user, environment=environment, role=EnvironmentRoleKind.MAINTENANCE_MODE_USER
+    )
+    return user
+
+
+@pytest.fixture
+def outsider(other_project):
+    return _member("olga", other_project, ProjectRole.OWNER)
+
+
+@pytest.fixture
+def superuser(db):
+    return get_user_model().objects.create_superuser(username="root", password=PASSWORD)
+
+
+@pytest.fixture
+def users(owner, manager, member, outsider, superuser):
+    return {
+        "owner": owner,
+        "manager": manager,
+        "member": member,
+        "outsider": outsider,
+        "superuser": superuser,
+    }
+
+
+@pytest.fixture
+def start(django_capture_on_commit_callbacks):
+    """Start a Maintain action as a view does, running its on-commit enqueue."""
+    from environments import operations
+
+    def _start(kind, environment, user, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return operations.START_FUNCTIONS[kind](environment, user, **kwargs)
+
+    return _start
+
+
+def run_worker():
+    """Run every task that is due, as db_worker does (claim, then run_task), and return.
+
+    db_worker's own loop closes the database connection between tasks, which a test
+    inside a transaction cannot survive; tests that need the real process start one.
+    """
+    from django_tasks_db.management.commands.db_worker import Worker
+    from django_tasks_db.models import DBTaskResult
+
+    worker = Worker(
+        queue_names=["*"],
+        interval=0,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id="pytest",
+        excluded_queue_names=[],
+    )
+    while (task_result := DBTaskResult.objects.ready().first()) is not None:
+        task_result.claim(worker.worker_id)
+        worker.run_task(task_result)
+        task_result.refresh_from_db()
+        assert task_result.status == "SUCCESSFUL", task_result.traceback
+
+
+@pytest.fixture
+def fail_driver(settings, tmp_path):
+    """Tell the simulated driver to fail an action: fail_driver("demo-sandbox restart_service")."""
+    settings.SIMULATED_DRIVER_FAIL_FILE = tmp_path / "failures"
+
+    def _fail(*lines):
+        settings.SIMULATED_DRIVER_FAIL_FILE.write_text("\n".join(lines) + "\n")
+
+    return _fail

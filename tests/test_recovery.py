@@ -1,0 +1,128 @@
+"""From Failed: Resume runs the operation again, Rollback undoes it, Abort gives up."""
+
+import pytest
+
+from environments.models import Operation, OperationKind, Outcome, ServiceState, Status
+from environments.operations import OperationRefused
+from tests.conftest import run_worker
+
+
+@pytest.fixture
+def failed_enable(environment, manager, start, fail_driver):
+    """An Enable Maintenance mode whose driver failed, and the driver fixed since."""
+    fail_driver(f"{environment.slug} set_maintenance_mode")
+    operation = start(OperationKind.ENABLE_MAINTENANCE, environment, manager)
+    run_worker()
+    environment.refresh_from_db()
+    assert environment.status == Status.FAILED
+    fail_driver()  # nothing fails any more
+    return operation
+
+
+def test_resume_runs_the_failed_operation_again_to_its_target(
+    environment, manager, start, failed_enable
+):
+    resumed = start(OperationKind.RESUME, environment, manager)
+    environment.refresh_from_db()
+    assert environment.status == Status.SERVICING
+
+    run_worker()
+
+    environment.refresh_from_db()
+    resumed.refresh_from_db()
+    assert environment.status == Status.IN_MAINTENANCE
+    assert resumed.outcome == Outcome.SUCCEEDED
+    assert resumed.failed_operation == failed_enable
+    assert resumed.activity == "Resume: Enable Maintenance mode"
+    assert (resumed.status_before, resumed.status_after) == (Status.FAILED, Status.IN_MAINTENANCE)
+
+
+def test_rollback_undoes_the_operation_and_returns_to_the_status_before(
+    environment, manager, start, failed_enable
+):
+    rollback = start(OperationKind.ROLLBACK, environment, manager)
+    run_worker()
+
+    environment.refresh_from_db()
+    rollback.refresh_from_db()
+    assert environment.status == Status.DEPLOYED
+    assert rollback.outcome == Outcome.ROLLED_BACK
+    assert "Undoing Enable Maintenance mode" in rollback.log
+    assert "turning maintenance mode off" in rollback.log
+
+
+def test_abort_returns_to_the_status_before_without_acting(
+    environment, manager, start, failed_enable
+):
+    abort = start(OperationKind.ABORT, environment, manager)
+
+    environment.refresh_from_db()
+    assert environment.status == Status.DEPLOYED
+    assert abort.outcome == Outcome.ABORTED
+    assert abort.finished_at is not None
+    assert abort.log == ""
+    run_worker()
+    assert Operation.objects.filter(outcome=Outcome.ABORTED).count() == 1
+
+
+def test_the_failed_operation_keeps_its_failure_in_history(
+    environment, manager, start, failed_enable
+):
+    start(OperationKind.ABORT, environment, manager)
+
+    failed_enable.refresh_from_db()
+    assert failed_enable.outcome == Outcome.FAILED
+    assert "Simulated failure" in failed_enable.error
+
+
+def test_resume_that_fails_again_leaves_failed(
+    environment, manager, start, fail_driver, failed_enable
+):
+    fail_driver(f"{environment.slug} *")
+    resumed = start(OperationKind.RESUME, environment, manager)
+    run_worker()
+
+    environment.refresh_from_db()
+    resumed.refresh_from_db()
+    assert environment.status == Status.FAILED
+    assert resumed.outcome == Outcome.FAILED
+
+
+def test_rollback_of_a_failed_restart_brings_the_service_back(
+    environment, manager, start, fail_driver
+):
+    fail_driver(f"{environment.slug} restart_service")
+    start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="dixf")
+    run_worker()
+    fail_driver()
+
+    rollback = start(OperationKind.ROLLBACK, environment, manager)
+    environment.refresh_from_db()
+    assert environment.status == Status.RESTARTING_SERVICE
+    run_worker()
+
+    environment.refresh_from_db()
+    rollback.refresh_from_db()
+    assert environment.status == Status.DEPLOYED
+    assert rollback.activity == "Rollback: Restart service: DIXF"
+    assert environment.services.get(kind="dixf").state == ServiceState.RUNNING
+
+
+@pytest.mark.parametrize(
+    "kind", [OperationKind.RESUME, OperationKind.ROLLBACK, OperationKind.ABORT]
+)
+def test_recovery_is_refused_when_nothing_failed(environment, manager, start, kind):
+    with pytest.raises(OperationRefused) as refused:
+        start(kind, environment, manager)
+    assert refused.value.code == OperationRefused.NOT_ALLOWED
+
+
+@pytest.mark.parametrize(
+    "kind", [OperationKind.RESUME, OperationKind.ROLLBACK, OperationKind.ABORT]
+)
+def test_team_member_may_not_recover_a_failed_environment(
+    environment, member, start, failed_enable, kind
+):
+    with pytest.raises(OperationRefused) as refused:
+        start(kind, environment, member)
+    assert refused.value.code == OperationRefused.FORBIDDEN
