@@ -9,7 +9,13 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
 from django.http import Http404
 
-from environments.models import MAINTAIN_ROLES, Environment, ProjectMembership
+from environments.models import (
+    MAINTAIN_ROLES,
+    Environment,
+    EnvironmentRole,
+    EnvironmentRoleKind,
+    ProjectMembership,
+)
 
 VIEW = "view"
 MAINTAIN = "maintain"
@@ -79,3 +85,29 @@ def get_environment_for_user(request, slug, action=VIEW, *, for_update=False):
     if action == MAINTAIN and not can_maintain(request.user, environment):
         raise PermissionDenied("Only project owners and environment managers may do this.")
     return environment
+
+
+#: Environment roles that may still sign in while maintenance mode is on.
+MAINTENANCE_SIGN_IN_ROLES = (
+    EnvironmentRoleKind.SYSTEM_ADMINISTRATOR,
+    EnvironmentRoleKind.MAINTENANCE_MODE_USER,
+)
+
+
+def maintenance_sign_in_roles(environment):
+    """The environment roles whose users may sign in while maintenance mode is on."""
+    return (
+        EnvironmentRole.objects.filter(environment=environment, role__in=MAINTENANCE_SIGN_IN_ROLES)
+        .select_related("user")
+        .order_by("role", "user__username")
+    )
+
+
+def visible_operations(user):
+    """History rows of the environments the user may see."""
+    from environments.models import Operation
+
+    queryset = Operation.objects.all()
+    if user.is_superuser:
+        return queryset
+    return queryset.filter(environment__project__memberships__user=user)

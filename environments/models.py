@@ -490,3 +490,17 @@ class Operation(models.Model):
         if self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+    @property
+    def duration_text(self):
+        """The duration for people: "4 s", "2 min 5 s", "3 h 12 min"."""
+        if self.duration is None:
+            return ""
+        seconds = max(0, round(self.duration.total_seconds()))
+        hours, rest = divmod(seconds, 3600)
+        minutes, seconds = divmod(rest, 60)
+        if hours:
+            return f"{hours} h {minutes} min"
+        if minutes:
+            return f"{minutes} min {seconds} s"
+        return f"{seconds} s"

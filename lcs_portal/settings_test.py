@@ -11,9 +11,14 @@ from lcs_portal.settings import DATABASES, VAR_DIR, env_float  # noqa: E402
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
 WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
 SIMULATED_DRIVER_DELAY = env_float("SIMULATED_DRIVER_DELAY", 0.0)
 
-# Browser tests run a real db_worker process beside the test server, so the
-# SQLite test database must be a file that both can open.
+# Tests start real processes (db_worker, gunicorn) beside the test server, so the
+# SQLite test database must be a file they can open. Each run names its own test
+# database, so two runs on one machine never share one.
+_run = os.getpid()
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-portal.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-portal-{_run}.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_lcs_portal_{_run}"}

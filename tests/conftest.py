@@ -6,6 +6,7 @@ project), and root is a superuser.
 """
 
 import itertools
+import os
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -170,3 +171,19 @@ def fail_driver(settings, tmp_path):
         settings.SIMULATED_DRIVER_FAIL_FILE.write_text("\n".join(lines) + "\n")
 
     return _fail
+
+
+def subprocess_env(**overrides):
+    """Environment variables for a process (db_worker, gunicorn) that must use this
+    test run's database and settings."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="lcs_portal.settings_test")
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        host = db["HOST"] or "127.0.0.1"
+        env["DATABASE_URL"] = f"postgres://{db['USER']}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+    env.update({key: str(value) for key, value in overrides.items()})
+    return env

@@ -1,6 +1,5 @@
 """A real db_worker process runs the task; the watchdog fails what a dead worker left."""
 
-import os
 import subprocess
 import sys
 import time
@@ -8,25 +7,11 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from environments import operations
 from environments.models import Operation, OperationKind, Outcome, Status
-
-
-def worker_env():
-    """The environment a subprocess needs to use this test run's database."""
-    db = connection.settings_dict
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="lcs_portal.settings_test")
-    if db["ENGINE"].endswith("sqlite3"):
-        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
-    else:
-        env["DATABASE_URL"] = (
-            f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        )
-    env["SIMULATED_DRIVER_DELAY"] = "0.5"
-    return env
+from tests.conftest import subprocess_env
 
 
 def start_worker():
@@ -42,7 +27,7 @@ def start_worker():
             "--queue-name",
             "*",
         ],
-        env=worker_env(),
+        env=subprocess_env(SIMULATED_DRIVER_DELAY="0.5"),
         cwd=settings.BASE_DIR,
     )
 
@@ -96,8 +81,7 @@ def test_watchdog_fails_an_operation_whose_worker_is_gone(environment, manager):
 def test_deadline_task_fails_an_operation_killed_mid_run(environment, manager, settings):
     """kill -9 the worker during a restart; a new worker fails it at its deadline."""
     settings.OPERATION_DEADLINE_SECONDS = 3
-    env = worker_env()
-    env["SIMULATED_DRIVER_DELAY"] = "60"
+    env = subprocess_env(SIMULATED_DRIVER_DELAY="60")
     worker = subprocess.Popen(
         [
             sys.executable,

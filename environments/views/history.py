@@ -1,0 +1,202 @@
+"""History: per environment and across environments, filtered, keyset-paginated, CSV."""
+
+import csv
+import datetime
+
+from django.contrib.auth.decorators import login_required
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from environments.access import get_environment_for_user, visible_operations
+from environments.forms import HistoryFilterForm
+
+PAGE_SIZE = 50
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+CSV_COLUMNS = [
+    "activity_id",
+    "environment",
+    "activity",
+    "status_before",
+    "status_after",
+    "outcome",
+    "started",
+    "finished",
+    "duration_seconds",
+    "requested_by",
+    "reason",
+    "error",
+]
+
+
+@login_required
+@require_GET
+def environment_history(request, slug):
+    environment = get_environment_for_user(request, slug)
+    return _history_page(request, environment.operations.all(), environment=environment)
+
+
+@login_required
+@require_GET
+def all_history(request):
+    return _history_page(request, visible_operations(request.user), environment=None)
+
+
+@login_required
+@require_GET
+def environment_history_csv(request, slug):
+    environment = get_environment_for_user(request, slug)
+    return _history_csv(request, environment.operations.all(), f"history-{environment.slug}")
+
+
+@login_required
+@require_GET
+def all_history_csv(request):
+    return _history_csv(request, visible_operations(request.user), "history")
+
+
+@login_required
+@require_GET
+def operation_detail(request, slug, activity_id):
+    environment = get_environment_for_user(request, slug)
+    operation = get_object_or_404(
+        environment.operations.select_related("service", "requested_by", "failed_operation"),
+        activity_id=activity_id,
+    )
+    return render(
+        request,
+        "environments/operation_detail.html",
+        {"environment": environment, "operation": operation},
+    )
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(operation):
+    micros = (operation.started_at - EPOCH) // datetime.timedelta(microseconds=1)
+    return f"{micros}.{operation.pk}"
+
+
+def decode_cursor(value):
+    try:
+        micros, pk = (int(part) for part in value.split("."))
+        return EPOCH + datetime.timedelta(microseconds=micros), pk
+    except (ValueError, OverflowError):
+        raise BadCursor(value) from None
+
+
+def _history_page(request, queryset, *, environment):
+    form = HistoryFilterForm(request.GET)
+    context = {"environment": environment, "form": form, "operations": [], "query": ""}
+    template = "environments/history.html"
+    if not form.is_valid():
+        return render(request, template, context, status=400)
+    queryset = form.filter(queryset).select_related("environment", "service", "requested_by")
+    try:
+        page = keyset_page(
+            queryset, before=request.GET.get("before"), after=request.GET.get("after")
+        )
+    except BadCursor:
+        context["cursor_error"] = "That page link is not valid; showing the newest entries."
+        return render(request, template, context, status=400)
+    filters = request.GET.copy()
+    for key in ("before", "after"):
+        filters.pop(key, None)
+    context.update(page, query=filters.urlencode())
+    return render(request, template, context)
+
+
+def keyset_page(queryset, *, before=None, after=None, size=PAGE_SIZE):
+    """One page of history, newest first, found by the (started_at, id) of its edge.
+
+    Keyset pagination costs the same on page 1 and page 10,000: the index on
+    (started_at, id) is entered at the cursor instead of counting past OFFSET rows.
+    """
+    if after:
+        started, pk = decode_cursor(after)
+        rows = list(
+            queryset.filter(started_at__gte=started)
+            .exclude(started_at=started, id__lte=pk)
+            .order_by("started_at", "id")[: size + 1]
+        )
+        has_newer = len(rows) > size
+        rows = rows[:size][::-1]
+        has_older = True
+    else:
+        if before:
+            started, pk = decode_cursor(before)
+            queryset = queryset.filter(started_at__lte=started).exclude(
+                started_at=started, id__gte=pk
+            )
+        rows = list(queryset.order_by("-started_at", "-id")[: size + 1])
+        has_older = len(rows) > size
+        rows = rows[:size]
+        has_newer = bool(before)
+    return {
+        "operations": rows,
+        "older": encode_cursor(rows[-1]) if rows and has_older else None,
+        "newer": encode_cursor(rows[0]) if rows and has_newer else None,
+    }
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value):
+    """Neutralise spreadsheet formulas: a cell that starts like one is read as text."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def _history_csv(request, queryset, name):
+    form = HistoryFilterForm(request.GET)
+    if not form.is_valid():
+        return render(
+            request,
+            "environments/history.html",
+            {"form": form, "operations": [], "environment": None},
+            status=400,
+        )
+    rows = (
+        form.filter(queryset)
+        .select_related("environment", "service", "requested_by")
+        .order_by("-started_at", "-id")
+    )
+    writer = csv.writer(_Echo())
+
+    def lines():
+        yield writer.writerow(CSV_COLUMNS)
+        for op in rows.iterator(chunk_size=2000):
+            yield writer.writerow(
+                csv_safe(value)
+                for value in (
+                    op.activity_id,
+                    op.environment.name,
+                    op.activity,
+                    op.get_status_before_display(),
+                    op.get_status_after_display() if op.status_after else "",
+                    op.get_outcome_display(),
+                    op.started_at.isoformat(),
+                    op.finished_at.isoformat() if op.finished_at else "",
+                    round(op.duration.total_seconds(), 3) if op.duration else "",
+                    op.requested_by.get_username(),
+                    op.reason,
+                    op.error,
+                )
+            )
+
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.csv"'
+    return response
