@@ -43,9 +43,7 @@ def test_outsider_gets_404_for_another_projects_environment(client, environment,
 
 @pytest.mark.parametrize("who", VIEWERS)
 @pytest.mark.parametrize("page", ["list", "detail", "history", "all_history"])
-def test_project_members_and_superusers_see_the_pages(
-    client, environment, users, who, page, start
-):
+def test_project_members_and_superusers_see_the_pages(client, environment, users, who, page, start):
     start(OperationKind.ENABLE_MAINTENANCE, environment, users["manager"])
     response = client_for(client, users[who]).get(page_urls(environment)[page])
     assert response.status_code == 200
@@ -122,9 +120,7 @@ def test_menu_says_an_operation_is_in_progress_and_offers_nothing(
 
 
 def test_sign_in_page_signs_in_and_lands_on_the_environment_list(client, member):
-    response = client.post(
-        reverse("login"), {"username": "tom", "password": PASSWORD}, follow=True
-    )
+    response = client.post(reverse("login"), {"username": "tom", "password": PASSWORD}, follow=True)
     assert response.redirect_chain[-1][0] == reverse("environment-list")
     assert "tom" in response.content.decode()
 

@@ -1,0 +1,198 @@
+"""History pages: columns, filters, keyset pagination, CSV export, the entry page."""
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from environments.models import Operation, OperationKind, Outcome, Status
+from environments.views.history import PAGE_SIZE, csv_safe, decode_cursor, encode_cursor
+from tests.conftest import make_environment, run_worker
+
+
+def add_history(environment, user, count, *, start=None, **fields):
+    """Write finished history rows directly, as bulk data (oldest first)."""
+    start = start or timezone.now() - timedelta(days=1)
+    rows = [
+        Operation(
+            environment=environment,
+            kind=fields.get("kind", OperationKind.RESTART_SERVICE),
+            action=fields.get("kind", OperationKind.RESTART_SERVICE),
+            service=environment.services.get(kind="aos"),
+            requested_by=user,
+            reason=fields.get("reason", ""),
+            started_at=start + timedelta(seconds=i),
+            finished_at=start + timedelta(seconds=i + 5),
+            deadline=start + timedelta(seconds=i + 300),
+            outcome=fields.get("outcome", Outcome.SUCCEEDED),
+            status_before=Status.DEPLOYED,
+            status_after=Status.DEPLOYED,
+            return_status=Status.DEPLOYED,
+        )
+        for i in range(count)
+    ]
+    return Operation.objects.bulk_create(rows)
+
+
+@pytest.fixture
+def as_member(client, member):
+    client.force_login(member)
+    return client
+
+
+def history_url(environment=None):
+    if environment:
+        return reverse("environment-history", args=[environment.slug])
+    return reverse("history")
+
+
+def test_history_row_shows_every_column(as_member, environment, manager, start):
+    operation = start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
+    run_worker()
+    body = as_member.get(history_url(environment)).content.decode()
+    for text in [
+        "Restart service: AOS",
+        "Deployed &rarr; Deployed",
+        "Succeeded",
+        "mona",
+        str(operation.activity_id),
+        " s</td>",
+    ]:
+        assert text in body
+
+
+def test_history_filters_by_kind_outcome_user_and_dates(as_member, environment, manager, owner):
+    add_history(environment, manager, 3)
+    add_history(environment, owner, 2, kind=OperationKind.ENABLE_MAINTENANCE)
+    add_history(environment, owner, 1, outcome=Outcome.FAILED)
+    old = add_history(environment, owner, 1, start=timezone.now() - timedelta(days=30))
+
+    def rows(**params):
+        response = as_member.get(history_url(environment), params)
+        assert response.status_code == 200
+        return response.content.decode().count('data-testid="history-row"')
+
+    assert rows() == 7
+    assert rows(kind="enable_maintenance") == 2
+    assert rows(outcome="failed") == 1
+    assert rows(user="mona") == 3
+    since = (timezone.now() - timedelta(days=2)).date().isoformat()
+    assert rows(since=since) == 6
+    old_day = old[0].started_at.date().isoformat()
+    assert rows(since=old_day, until=old_day) == 1
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"kind": "drop_table"}, "Select a valid choice"),
+        ({"since": "yesterday"}, "Enter a valid date"),
+        ({"since": "2026-02-02", "until": "2026-01-01"}, "must not be after"),
+        ({"until": "9999-12-31"}, "between 1970 and 9998"),
+        ({"before": "not-a-cursor"}, "page link is not valid"),
+        ({"before": "99999999999999999999999.1"}, "page link is not valid"),
+    ],
+)
+def test_bad_filters_get_400_and_a_clear_message(as_member, environment, params, message):
+    response = as_member.get(history_url(environment), params)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+
+
+def test_keyset_pagination_walks_every_row_once_both_ways(as_member, environment, manager):
+    add_history(environment, manager, PAGE_SIZE * 2 + 7)
+    seen, url, pages = [], history_url(environment), 0
+    params = {}
+    while True:
+        response = as_member.get(url, params)
+        page = response.context["operations"]
+        seen += [op.pk for op in page]
+        pages += 1
+        if not response.context["older"]:
+            break
+        params = {"before": response.context["older"]}
+    assert pages == 3
+    assert len(seen) == len(set(seen)) == PAGE_SIZE * 2 + 7
+    assert seen == sorted(seen, reverse=True)
+
+    # and back: "Newer" from the last page returns the page before it
+    newer = response.context["newer"]
+    back = as_member.get(url, {"after": newer}).context["operations"]
+    assert [op.pk for op in back] == seen[PAGE_SIZE : PAGE_SIZE * 2]
+
+
+def test_keyset_cursor_round_trips(environment, manager):
+    (operation,) = add_history(environment, manager, 1)
+    assert decode_cursor(encode_cursor(operation)) == (operation.started_at, operation.pk)
+
+
+def test_all_history_shows_only_the_users_projects(
+    as_member, environment, other_environment, manager, outsider
+):
+    add_history(environment, manager, 2)
+    add_history(other_environment, outsider, 3)
+    body = as_member.get(history_url()).content.decode()
+    assert body.count('data-testid="history-row"') == 2
+    assert "Fabrikam sandbox" not in body
+
+
+def test_csv_export_streams_the_filtered_rows(as_member, environment, manager, owner):
+    add_history(environment, manager, 3, reason="routine")
+    add_history(environment, owner, 2, kind=OperationKind.ENABLE_MAINTENANCE)
+    response = as_member.get(
+        reverse("environment-history-csv", args=[environment.slug]), {"user": "mona"}
+    )
+    assert response.status_code == 200
+    assert response.streaming
+    assert response["Content-Type"].startswith("text/csv")
+    assert "attachment" in response["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0][:3] == ["activity_id", "environment", "activity"]
+    assert len(rows) == 4
+    assert {row[9] for row in rows[1:]} == {"mona"}
+    assert rows[1][2] == "Restart service: AOS" and rows[1][10] == "routine"
+
+
+def test_csv_export_neutralises_spreadsheet_formulas(as_member, environment, manager):
+    add_history(environment, manager, 1, reason='=HYPERLINK("http://evil","x")')
+    response = as_member.get(reverse("history-csv"))
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[1][10] == '\'=HYPERLINK("http://evil","x")'
+
+
+@pytest.mark.parametrize("value", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
+def test_csv_safe_prefixes_formula_starts(value):
+    assert csv_safe(value) == "'" + value
+
+
+def test_operation_page_shows_error_and_driver_log(
+    as_member, environment, manager, start, fail_driver
+):
+    fail_driver(f"{environment.slug} restart_service")
+    operation = start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="mr")
+    run_worker()
+    body = as_member.get(
+        reverse("operation-detail", args=[environment.slug, operation.activity_id])
+    ).content.decode()
+    assert "Simulated failure of restart_service" in body
+    assert "simulated: restarting MR" in body
+    assert str(operation.activity_id) in body
+
+
+def test_operation_page_of_another_environment_is_404(as_member, environment, project, manager):
+    other = make_environment(project)
+    (operation,) = add_history(other, manager, 1)
+    url = reverse("operation-detail", args=[environment.slug, operation.activity_id])
+    assert as_member.get(url).status_code == 404
+
+
+def test_free_text_is_escaped_in_history(as_member, environment, manager):
+    add_history(environment, manager, 1, reason="<script>alert(1)</script>")
+    (operation,) = Operation.objects.all()
+    url = reverse("operation-detail", args=[environment.slug, operation.activity_id])
+    body = as_member.get(url).content.decode()
+    assert "<script>alert(1)</script>" not in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body

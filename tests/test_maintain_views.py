@@ -1,0 +1,222 @@
+"""The Maintain menu over HTTP: confirm steps, starting, refusals, and the status poll."""
+
+import pytest
+from django.urls import reverse
+
+from environments.models import Operation, OperationKind, Outcome, Status
+from tests.conftest import run_worker
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def maintain_url(environment, action):
+    return reverse("environment-maintain", args=[environment.slug, action])
+
+
+def status_url(environment, **params):
+    url = reverse("environment-status", args=[environment.slug])
+    return url + ("?part=badge" if params.get("badge") else "")
+
+
+@pytest.fixture
+def as_manager(client, manager):
+    client.force_login(manager)
+    return client
+
+
+def test_restart_confirm_step_offers_the_services(as_manager, environment):
+    response = as_manager.get(maintain_url(environment, "restart_service"), **HTMX)
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert 'data-testid="confirm"' in body
+    for label in ["AOS service", "DIXF (Data import export framework service)"]:
+        assert label in body
+    assert ">Confirm</button>" in body and ">Cancel</a>" in body
+    assert "<html" not in body  # an htmx partial, not a page
+
+
+def test_enable_maintenance_confirm_says_who_can_still_sign_in(as_manager, environment, maint):
+    body = as_manager.get(maintain_url(environment, "enable_maintenance")).content.decode()
+    assert "only System administrators and Maintenance mode users" in body
+    assert "maya (Maintenance mode user)" in body
+
+
+def test_confirm_restart_starts_it_and_the_badge_shows_restarting_at_once(
+    as_manager, environment, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = as_manager.post(
+            maintain_url(environment, "restart_service"),
+            {"service": "aos", "reason": "stuck batch"},
+            **HTMX,
+        )
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "Restarting service" in body
+    assert 'hx-trigger="every 1s"' in body
+    operation = Operation.objects.get()
+    assert operation.activity == "Restart service: AOS"
+    assert operation.reason == "stuck batch"
+
+
+def test_confirm_without_htmx_redirects_to_the_details_page(as_manager, environment):
+    response = as_manager.post(maintain_url(environment, "enable_maintenance"), {"reason": ""})
+    assert response.status_code == 302
+    assert response.url == environment.get_absolute_url()
+
+
+def test_poll_keeps_polling_while_running_then_answers_286_when_settled(
+    as_manager, environment, manager, start
+):
+    start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
+    running = as_manager.get(status_url(environment), **HTMX)
+    assert running.status_code == 200
+    assert "Restarting service" in running.content.decode()
+
+    run_worker()
+
+    settled = as_manager.get(status_url(environment), **HTMX)
+    body = settled.content.decode()
+    assert settled.status_code == 286
+    assert "Deployed" in body and "hx-trigger" not in body
+    assert ">Restart service</a>" in body  # the menu is back
+    assert 'data-outcome="succeeded"' in body  # and the history shows the result
+
+
+def test_badge_poll_returns_the_same_badge_partial(as_manager, environment, manager, start):
+    start(OperationKind.ENABLE_MAINTENANCE, environment, manager)
+    response = as_manager.get(status_url(environment, badge=True), **HTMX)
+    body = response.content.decode().strip()
+    assert body.startswith('<span class="badge badge-blue" data-testid="status-badge"')
+    assert "Servicing" in body and 'hx-trigger="every 2s"' in body
+
+
+def test_second_restart_gets_409_and_a_clear_message(as_manager, environment, owner, start):
+    start(OperationKind.RESTART_SERVICE, environment, owner, service_kind="dixf")
+
+    response = as_manager.post(
+        maintain_url(environment, "restart_service"), {"service": "aos"}, **HTMX
+    )
+
+    assert response.status_code == 409
+    assert "Another operation is in progress" in response.content.decode()
+    assert Operation.objects.count() == 1
+
+
+def test_refusal_without_htmx_is_a_page_not_a_raw_error(as_manager, environment, owner, start):
+    start(OperationKind.ENABLE_MAINTENANCE, environment, owner)
+    response = as_manager.post(maintain_url(environment, "enable_maintenance"))
+    body = response.content.decode()
+    assert response.status_code == 409
+    assert "<html" in body and 'data-testid="refusal"' in body
+
+
+def test_team_member_may_not_open_or_post_maintain_actions(client, member, environment):
+    client.force_login(member)
+    assert client.get(maintain_url(environment, "restart_service")).status_code == 403
+    response = client.post(maintain_url(environment, "restart_service"), {"service": "aos"})
+    assert response.status_code == 403
+    assert not Operation.objects.exists()
+
+
+def test_outsider_gets_404_for_maintain_actions(client, outsider, environment):
+    client.force_login(outsider)
+    response = client.post(maintain_url(environment, "enable_maintenance"))
+    assert response.status_code == 404
+    assert not Operation.objects.exists()
+
+
+def test_unknown_service_is_refused_with_400_and_nothing_written(as_manager, environment):
+    response = as_manager.post(
+        maintain_url(environment, "restart_service"), {"service": "sql"}, **HTMX
+    )
+    assert response.status_code == 400
+    assert "Choose one of this environment&#x27;s services" in response.content.decode()
+    assert not Operation.objects.exists()
+    environment.refresh_from_db()
+    assert environment.status == Status.DEPLOYED
+
+
+def test_missing_service_is_refused_with_400(as_manager, environment):
+    response = as_manager.post(maintain_url(environment, "restart_service"), {}, **HTMX)
+    assert response.status_code == 400
+    assert "Choose the service to restart." in response.content.decode()
+
+
+def test_oversize_reason_is_refused_with_400(as_manager, environment):
+    response = as_manager.post(
+        maintain_url(environment, "enable_maintenance"), {"reason": "x" * 501}, **HTMX
+    )
+    assert response.status_code == 400
+    assert not Operation.objects.exists()
+
+
+def test_unknown_action_is_refused_with_400(as_manager, environment):
+    response = as_manager.post(maintain_url(environment, "delete_everything"), **HTMX)
+    assert response.status_code == 400
+    assert "no such Maintain action" in response.content.decode()
+
+
+def test_disable_maintenance_while_deployed_is_refused_with_409(as_manager, environment):
+    response = as_manager.post(maintain_url(environment, "disable_maintenance"), **HTMX)
+    assert response.status_code == 409
+    assert "not possible while Demo sandbox is Deployed" in response.content.decode()
+
+
+def test_restart_on_ineligible_environment_is_refused_with_the_reason(as_manager, project):
+    from tests.conftest import make_environment
+
+    environment = make_environment(project, tier=1)
+    response = as_manager.get(maintain_url(environment, "restart_service"), **HTMX)
+    assert response.status_code == 409
+    assert "it is Tier 1, not Tier 2 to 5" in response.content.decode()
+
+
+def test_get_of_maintain_url_never_starts_anything(as_manager, environment):
+    as_manager.get(maintain_url(environment, "enable_maintenance"))
+    assert not Operation.objects.exists()
+
+
+def test_maintain_refuses_other_methods(as_manager, environment):
+    assert as_manager.put(maintain_url(environment, "enable_maintenance")).status_code == 405
+
+
+def test_post_without_csrf_token_is_refused(environment, manager):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(manager)
+    response = client.post(maintain_url(environment, "enable_maintenance"))
+    assert response.status_code == 403
+    assert not Operation.objects.exists()
+
+
+def test_failed_environment_shows_the_error_and_recovery_actions(
+    as_manager, environment, manager, start, fail_driver
+):
+    fail_driver(f"{environment.slug} restart_service")
+    start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
+    run_worker()
+
+    body = as_manager.get(environment.get_absolute_url()).content.decode()
+    assert "Restart service: AOS failed." in body
+    assert "Simulated failure of restart_service" in body
+    for label in ["Resume", "Rollback", "Abort"]:
+        assert f">{label}</a>" in body
+    confirm = as_manager.get(maintain_url(environment, "abort"), **HTMX).content.decode()
+    assert "without acting" in confirm and ">Confirm</button>" in confirm
+
+
+def test_abort_over_http_returns_to_deployed_and_records_it(
+    as_manager, environment, manager, start, fail_driver
+):
+    fail_driver(f"{environment.slug} restart_service")
+    start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
+    run_worker()
+
+    response = as_manager.post(maintain_url(environment, "abort"), {"reason": "gave up"}, **HTMX)
+
+    assert response.status_code == 200
+    assert "Deployed" in response.content.decode()
+    abort = Operation.objects.get(kind=OperationKind.ABORT)
+    assert abort.outcome == Outcome.ABORTED and abort.reason == "gave up"
