@@ -5,6 +5,8 @@ answers 404 to users outside the environment's project (they never learn that it
 exists) and 403 to members who may see but not act.
 """
 
+from dataclasses import dataclass
+
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
 from django.http import Http404
@@ -14,7 +16,10 @@ from environments.models import (
     Environment,
     EnvironmentRole,
     EnvironmentRoleKind,
+    Operation,
+    OperationKind,
     ProjectMembership,
+    Status,
 )
 
 VIEW = "view"
@@ -111,3 +116,172 @@ def visible_operations(user):
     if user.is_superuser:
         return queryset
     return queryset.filter(environment__project__memberships__user=user)
+
+
+# --- Signing in to an environment -------------------------------------------------------
+# One decision, used by the sign-in page and by the reverse proxy's forward-auth call:
+# may this user sign in to this environment now?
+
+#: Statuses in which maintenance mode keeps users out; so does Failed when the latest
+#: operation was a maintenance action (see maintenance_mode_on).
+MAINTENANCE_STATUSES = (Status.SERVICING, Status.IN_MAINTENANCE)
+MAINTENANCE_ACTIONS = (OperationKind.ENABLE_MAINTENANCE, OperationKind.DISABLE_MAINTENANCE)
+
+#: How a portal superuser appears among a user's roles (X-Portal-Roles).
+SUPERUSER_ROLE = "superuser"
+
+# The facts the decision needs, annotated by with_sign_in_facts so that the forward-auth
+# call reads them in the query that fetches the environment.
+_SIGN_IN_ROLE_ATTR = "sign_in_role"
+_LATEST_ACTION_ATTR = "latest_operation_action"
+
+
+@dataclass(frozen=True)
+class SignInDecision:
+    """May a user sign in to an environment now, and why (``reason`` is for people).
+
+    ``roles`` are the user's own: their environment role's value, and "superuser" for a
+    portal superuser. ``maintenance`` tells whether maintenance mode keeps users out.
+    """
+
+    allowed: bool
+    reason: str
+    roles: tuple = ()
+    maintenance: bool = False
+
+
+SIGN_IN_FIRST = SignInDecision(False, "Sign in to the portal first.")
+
+
+def with_sign_in_facts(queryset, user):
+    """Annotate each environment with the user's environment role and the action of its
+    latest operation, so that sign_in_decision needs no further query."""
+    # One role per user and environment: no ordering, or the model's default ordering
+    # would join the environment and its project into the subquery.
+    role = (
+        EnvironmentRole.objects.filter(environment=OuterRef("pk"), user=user)
+        .order_by()
+        .values("role")[:1]
+    )
+    latest_action = (
+        Operation.objects.filter(environment=OuterRef("pk"))
+        .order_by("-started_at", "-id")
+        .values("action")[:1]
+    )
+    return queryset.annotate(
+        **{_SIGN_IN_ROLE_ATTR: Subquery(role), _LATEST_ACTION_ATTR: Subquery(latest_action)}
+    )
+
+
+def environment_role(user, environment):
+    """The user's role on the environment (an EnvironmentRoleKind value), or None."""
+    if not user.is_authenticated:
+        return None
+    if hasattr(environment, _SIGN_IN_ROLE_ATTR):
+        return getattr(environment, _SIGN_IN_ROLE_ATTR)
+    return (
+        EnvironmentRole.objects.filter(environment=environment, user=user)
+        .values_list("role", flat=True)
+        .first()
+    )
+
+
+def maintenance_mode_on(environment):
+    """Whether only System administrators and Maintenance mode users may sign in now:
+    the environment is Servicing, In Maintenance, or Failed out of a maintenance action
+    (one the operation that failed was turning maintenance mode on or off)."""
+    if environment.status in MAINTENANCE_STATUSES:
+        return True
+    if environment.status != Status.FAILED:
+        return False
+    if hasattr(environment, _LATEST_ACTION_ATTR):
+        action = getattr(environment, _LATEST_ACTION_ATTR)
+    else:
+        action = environment.operations.values_list("action", flat=True).first()
+    return action in MAINTENANCE_ACTIONS
+
+
+def maintenance_state(environment):
+    """Why maintenance mode is on, for people: "Demo sandbox is in maintenance mode"."""
+    if environment.status == Status.IN_MAINTENANCE:
+        return f"{environment.name} is in maintenance mode"
+    if environment.status == Status.SERVICING:
+        return f"{environment.name} is Servicing: maintenance mode is being turned on or off"
+    return f"{environment.name} is Failed while turning maintenance mode on or off"
+
+
+def sign_in_decision(user, environment):
+    """May ``user`` sign in to ``environment`` now?
+
+    Anyone with an environment role may, and so may superusers, unless maintenance mode
+    is on: then only System administrators and Maintenance mode users may, superusers
+    without such a role included (the refusal page lists exactly who may enter, and a
+    superuser can give themselves a role in Django admin). A project membership alone
+    grants no sign-in.
+    """
+    if not user.is_authenticated:
+        return SIGN_IN_FIRST
+    maintenance = maintenance_mode_on(environment)
+    if not user.is_active:
+        return SignInDecision(False, "Your account is inactive.", maintenance=maintenance)
+    role = environment_role(user, environment)
+    roles = tuple(filter(None, [role, SUPERUSER_ROLE if user.is_superuser else None]))
+    if not roles:
+        return SignInDecision(
+            False,
+            f"You have no role on {environment.name}; a project owner can give you one.",
+            maintenance=maintenance,
+        )
+    if maintenance and role not in MAINTENANCE_SIGN_IN_ROLES:
+        return SignInDecision(
+            False,
+            f"{maintenance_state(environment)}: only System administrators and "
+            "Maintenance mode users may sign in.",
+            roles,
+            maintenance=True,
+        )
+    if role:
+        grounds = f"You are a {EnvironmentRoleKind(role).label} on {environment.name}."
+    else:
+        grounds = "Superusers may sign in to every environment outside maintenance mode."
+    if maintenance:
+        grounds = f"{maintenance_state(environment)}, and {grounds[0].lower()}{grounds[1:]}"
+    return SignInDecision(True, grounds, roles, maintenance=maintenance)
+
+
+def get_environment_for_sign_in(request, slug):
+    """The environment named by ``slug`` and the user's sign-in decision for it.
+
+    Raises Http404 when the user may neither see the environment in the portal nor has
+    a role on it: outsiders never learn that it exists. Users with an environment role
+    but no project membership get their answer.
+    """
+    user = request.user
+    queryset = Environment.objects.select_related("project")
+    if user.is_authenticated:
+        queryset = with_sign_in_facts(with_viewer_role(queryset, user), user)
+    try:
+        environment = queryset.get(slug=slug)
+    except Environment.DoesNotExist:
+        raise Http404("No such environment.") from None
+    decision = sign_in_decision(user, environment)
+    if not decision.roles and not can_view(user, environment):
+        raise Http404("No such environment.")
+    return environment, decision
+
+
+def forward_auth_decision(request, slug):
+    """The sign-in decision for a reverse proxy, in one query beyond the session's two.
+
+    An unknown environment is refused like a known one, so the answer tells nothing
+    about what exists.
+    """
+    user = request.user
+    if not user.is_authenticated:
+        return SIGN_IN_FIRST
+    queryset = with_sign_in_facts(Environment.objects.only("pk", "name", "status"), user)
+    try:
+        environment = queryset.get(slug=slug)
+    except Environment.DoesNotExist:
+        return SignInDecision(False, "No such environment.")
+    return sign_in_decision(user, environment)

@@ -1,7 +1,7 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from environments.views import environments, history
+from environments.views import environments, gate, history
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="environment-list"), name="home"),
@@ -17,6 +17,8 @@ urlpatterns = [
         environments.maintain,
         name="environment-maintain",
     ),
+    path("environments/<slug:slug>/sign-in/", gate.environment_sign_in, name="environment-sign-in"),
+    path("environments/<slug:slug>/auth/", gate.environment_auth, name="environment-auth"),
     path(
         "environments/<slug:slug>/history/", history.environment_history, name="environment-history"
     ),

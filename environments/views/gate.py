@@ -1,0 +1,46 @@
+"""The environment sign-in gate: the page people reach, and the same decision for a
+reverse proxy (nginx ``auth_request``, Traefik ForwardAuth) in front of the environment."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from environments.access import (
+    forward_auth_decision,
+    get_environment_for_sign_in,
+    maintenance_sign_in_roles,
+)
+
+
+@never_cache
+@login_required
+@require_GET
+def environment_sign_in(request, slug):
+    """Send whoever may enter to the environment; tell everyone else why not (403)."""
+    environment, decision = get_environment_for_sign_in(request, slug)
+    if decision.allowed:
+        if not environment.url:
+            raise Http404(f"{environment.name} has no URL to sign in to.")
+        return redirect(environment.url)
+    context = {"environment": environment, "decision": decision}
+    if decision.maintenance:
+        context["sign_in_roles"] = maintenance_sign_in_roles(environment)
+    return render(request, "environments/sign_in_refused.html", context, status=403)
+
+
+@never_cache
+@require_GET
+def environment_auth(request, slug):
+    """Forward auth: 204 with the user and their roles, 401 when not signed in to the
+    portal, 403 when refused. Never a redirect or a body: the proxy decides what the
+    browser sees. It runs before every request to the environment, so it stays at three
+    queries (session, user, environment with its facts)."""
+    decision = forward_auth_decision(request, slug)
+    if not decision.allowed:
+        return HttpResponse(status=401 if not request.user.is_authenticated else 403)
+    response = HttpResponse(status=204)
+    response["X-Portal-User"] = request.user.get_username()
+    response["X-Portal-Roles"] = ",".join(decision.roles)
+    return response
