@@ -34,7 +34,7 @@ def run_operation(operation_id):
 
 def perform(operation, log):
     """Ask the driver to do (or, for a rollback, undo) the operation's action."""
-    driver = get_driver(operation.environment, log)
+    driver = get_driver(operation.environment, log, deadline=operation.deadline)
     verb = "Undoing" if operation.undo else "Performing"
     log.write(f"{verb} {operation.action_text} with the {driver.name} driver")
     if operation.action == OperationKind.RESTART_SERVICE:

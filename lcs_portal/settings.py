@@ -167,6 +167,20 @@ SIMULATED_DRIVER_DELAY = env_float("SIMULATED_DRIVER_DELAY", 3.0)
 SIMULATED_DRIVER_FAIL_FILE = Path(
     os.environ.get("SIMULATED_DRIVER_FAIL_FILE", VAR_DIR / "simulated-failures")
 )
+# Per-environment drivers: a JSON (or .toml) file mapping environment slugs to their
+# driver and its settings, e.g. the command driver's argument lists (docs/drivers.md).
+# Environments it does not name use PORTAL_DRIVER.
+PORTAL_DRIVERS_FILE = Path(os.environ.get("PORTAL_DRIVERS_FILE", VAR_DIR / "drivers.json"))
+# The demo's "Local sandbox": AOS, DIXF and MR as three small HTTP processes under a
+# supervisord that run_portal starts (when the environment exists and this is on).
+PORTAL_LOCAL_SANDBOX = env_bool("PORTAL_LOCAL_SANDBOX", True)
+PORTAL_LOCAL_SANDBOX_DIR = Path(
+    os.environ.get("PORTAL_LOCAL_SANDBOX_DIR", VAR_DIR / "local-sandbox")
+)
+# Ports of AOS, DIXF and MR, in that order, on 127.0.0.1.
+PORTAL_LOCAL_SANDBOX_PORTS = [
+    int(port) for port in env_list("PORTAL_LOCAL_SANDBOX_PORTS", "8101,8102,8103")
+]
 # Every operation must settle within this many seconds or the watchdog fails it.
 OPERATION_DEADLINE_SECONDS = env_float("OPERATION_DEADLINE_SECONDS", 300.0)
 

@@ -39,13 +39,20 @@ class OperationLog:
 
 class Driver:
     """Acts on one environment. Every method either returns when the work is done and
-    healthy, or raises DriverError with a message fit for the history."""
+    healthy, or raises DriverError with a message fit for the history.
+
+    ``deadline`` (an aware datetime, or None) is the operation's: a driver that waits
+    for something stops waiting there. ``config`` is the environment's entry in the
+    driver configuration file (see ``environments.drivers.config``).
+    """
 
     name = "base"
 
-    def __init__(self, environment, log):
+    def __init__(self, environment, log, *, deadline=None, config=None):
         self.environment = environment
         self.log = log
+        self.deadline = deadline
+        self.config = config or {}
 
     def restart_service(self, service_kind):
         raise NotImplementedError

@@ -1,4 +1,5 @@
-"""Run the portal: gunicorn and the task worker together, stopped together."""
+"""Run the portal: gunicorn, the task worker and the local sandbox's supervisord together,
+stopped together."""
 
 import os
 import signal
@@ -8,17 +9,30 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import connections
+
+from environments.local_sandbox.supervisord import SERVICES, SLUG, LocalSandbox
+from environments.models import Environment
 
 
 class Command(BaseCommand):
-    help = "Serve the portal with gunicorn and run the db_worker beside it; Ctrl-C stops both."
+    help = (
+        "Serve the portal with gunicorn and run the db_worker beside it, and supervisord "
+        "with the Local sandbox's services when that environment exists; Ctrl-C stops all."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default="127.0.0.1:8000")
         parser.add_argument("--workers", type=int, default=2)
         parser.add_argument("--threads", type=int, default=4)
+        parser.add_argument(
+            "--no-local-sandbox",
+            action="store_false",
+            dest="local_sandbox",
+            help="Do not start the Local sandbox's supervisord (PORTAL_LOCAL_SANDBOX=0 too).",
+        )
 
-    def handle(self, *args, bind, workers, threads, **options):
+    def handle(self, *args, bind, workers, threads, local_sandbox, **options):
         python = sys.executable
         manage = str(settings.BASE_DIR / "manage.py")
         commands = {
@@ -49,6 +63,10 @@ class Command(BaseCommand):
                 "*",
             ],
         }
+        sandbox = self._local_sandbox() if local_sandbox else None
+        if sandbox is not None:
+            # supervisord stops its services when it gets SIGTERM (or the terminal's SIGINT).
+            commands["supervisord"] = sandbox.supervisord_command()
         children = {}
         stopping = False
 
@@ -61,6 +79,9 @@ class Command(BaseCommand):
         for name, command in commands.items():
             children[name] = subprocess.Popen(command, cwd=settings.BASE_DIR, env=os.environ)
         self.stdout.write(f"Portal running on http://{bind}/ (Ctrl-C stops it).")
+        if sandbox is not None:
+            urls = ", ".join(f"{s.upper()} {sandbox.health_url(s)}" for s in SERVICES)
+            self.stdout.write(f"Local sandbox under supervisord ({sandbox.conf_path}): {urls}")
         try:
             while not stopping:
                 for name, child in children.items():
@@ -79,4 +100,20 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
-        self.stdout.write("Stopped gunicorn and db_worker.")
+        self.stdout.write(f"Stopped {', '.join(children)}.")
+
+    def _local_sandbox(self):
+        """The Local sandbox to run, with its files written; None when there is none."""
+        if not settings.PORTAL_LOCAL_SANDBOX:
+            return None
+        exists = Environment.objects.filter(slug=SLUG).exists()
+        connections.close_all()
+        if not exists:
+            return None
+        sandbox = LocalSandbox.from_settings()
+        if sandbox.install() is not None:
+            self.stderr.write(
+                f"{settings.PORTAL_DRIVERS_FILE} is TOML: add the {SLUG} entry that "
+                f"`manage.py local_sandbox` prints."
+            )
+        return sandbox

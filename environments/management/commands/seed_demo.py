@@ -1,16 +1,20 @@
 """Demo data: a project with eligible and ineligible environments, and one user per role.
 
 Idempotent: running it again changes nothing but what it owns (and the users'
-password, when DEMO_PASSWORD is given).
+password, when DEMO_PASSWORD is given). It owns the Local sandbox's supervisord
+configuration and its entry in PORTAL_DRIVERS_FILE too: the command driver restarts
+that environment's services, which run_portal starts under supervisord.
 """
 
 import os
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from environments.local_sandbox import supervisord as local_sandbox
 from environments.models import (
     Deployment,
     Environment,
@@ -37,6 +41,8 @@ PROJECTS = {
         dict(name="UAT sandbox", slug="uat-sandbox", tier=3, **SANDBOX),
         dict(name="Performance test", slug="perf-test", tier=5, **SANDBOX),
         dict(name="Developer box", slug="dev-box", tier=1, **SANDBOX),
+        # Its services are real processes under supervisord (environments/local_sandbox).
+        dict(name="Local sandbox", slug=local_sandbox.SLUG, tier=2, **SANDBOX),
         dict(
             name="Contoso production",
             slug="contoso-prod",
@@ -102,6 +108,7 @@ class Command(BaseCommand):
             f"Demo data ready: {Environment.objects.count()} environments, "
             f"users {', '.join(USERS)}."
         )
+        self._local_sandbox()
         if created_password:
             self.stdout.write(f"Password of the new demo users (shown once): {created_password}")
         elif password:
@@ -120,7 +127,7 @@ class Command(BaseCommand):
                 defaults = {k: v for k, v in fields.items() if k != "slug"}
                 defaults.update(
                     project=project,
-                    url=f"https://{slug}.sandbox.operations.example.com/",
+                    url=self._url(slug),
                     database_server="local",
                     database_name=slug.replace("-", "_"),
                 )
@@ -130,3 +137,23 @@ class Command(BaseCommand):
                 if project_slug == "contoso":
                     contoso.append(environment)
         return projects, contoso
+
+    def _url(self, slug):
+        if slug == local_sandbox.SLUG:
+            return local_sandbox.LocalSandbox.from_settings().url("aos")
+        return f"https://{slug}.sandbox.operations.example.com/"
+
+    def _local_sandbox(self):
+        """Point the Local sandbox at the command driver, acting through supervisorctl."""
+        sandbox = local_sandbox.LocalSandbox.from_settings()
+        entry = sandbox.install()
+        if entry is None:
+            self.stdout.write(
+                f"Local sandbox: supervisord configuration {sandbox.conf_path}, driver entry "
+                f"in {settings.PORTAL_DRIVERS_FILE}; run_portal starts its services."
+            )
+        else:
+            self.stdout.write(
+                f"Local sandbox: {settings.PORTAL_DRIVERS_FILE} is TOML, which the portal does "
+                f"not edit; `manage.py local_sandbox` prints the entry to add."
+            )
