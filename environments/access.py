@@ -186,15 +186,19 @@ def environment_role(user, environment):
     )
 
 
-def maintenance_mode_on(environment):
+def maintenance_mode_on(environment, latest_operation=None):
     """Whether only System administrators and Maintenance mode users may sign in now:
     the environment is Servicing, In Maintenance, or Failed out of a maintenance action
-    (one the operation that failed was turning maintenance mode on or off)."""
+    (one the operation that failed was turning maintenance mode on or off).
+
+    Pass the environment's latest operation when it is at hand, to save a query."""
     if environment.status in MAINTENANCE_STATUSES:
         return True
     if environment.status != Status.FAILED:
         return False
-    if hasattr(environment, _LATEST_ACTION_ATTR):
+    if latest_operation is not None:
+        action = latest_operation.action
+    elif hasattr(environment, _LATEST_ACTION_ATTR):
         action = getattr(environment, _LATEST_ACTION_ATTR)
     else:
         action = environment.operations.values_list("action", flat=True).first()

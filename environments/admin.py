@@ -1,15 +1,21 @@
 """Django admin: where roles are assigned. History is read-only here."""
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.db import models, transaction
 
 from environments.models import (
+    DatabaseAccount,
     Environment,
     EnvironmentRole,
+    FirewallRule,
     Operation,
     Project,
     ProjectMembership,
     Service,
 )
+from environments.operations import record_role_change
 
 
 class ProjectMembershipInline(admin.TabularInline):
@@ -40,20 +46,80 @@ class ServiceInline(admin.TabularInline):
     readonly_fields = ["state", "last_restarted_at"]
 
 
+# --- Environment roles: every grant and removal lands in the environment's history ----
+
+
+def save_role(request, role):
+    """Save an environment role and write its history row, in one transaction."""
+    with transaction.atomic():
+        previous = (
+            EnvironmentRole.objects.select_related("user", "environment").filter(pk=role.pk).first()
+            if role.pk
+            else None
+        )
+        role.save()
+        if previous and (previous.user_id, previous.environment_id) != (
+            role.user_id,
+            role.environment_id,
+        ):
+            record_role_change(
+                previous.environment, request.user, previous.user, previous.role, granted=False
+            )
+            previous = None
+        if previous is None or previous.role != role.role:
+            record_role_change(
+                role.environment,
+                request.user,
+                role.user,
+                role.role,
+                granted=True,
+                previous_role=previous.role if previous else None,
+            )
+
+
+def delete_role(request, role):
+    with transaction.atomic():
+        record_role_change(role.environment, request.user, role.user, role.role, granted=False)
+        role.delete()
+
+
+class RoleHistoryFormsetMixin:
+    """Inline role formsets save each role through save_role / delete_role."""
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not EnvironmentRole:
+            return super().save_formset(request, form, formset, change)
+        roles = formset.save(commit=False)
+        for role in formset.deleted_objects:
+            delete_role(request, role)
+        for role in roles:
+            save_role(request, role)
+        formset.save_m2m()
+        return None
+
+
 class EnvironmentRoleInline(admin.TabularInline):
     model = EnvironmentRole
     extra = 1
     autocomplete_fields = ["user"]
 
 
+class UserEnvironmentRoleInline(admin.TabularInline):
+    model = EnvironmentRole
+    extra = 1
+    autocomplete_fields = ["environment"]
+    verbose_name = "environment role"
+
+
 @admin.register(Environment)
-class EnvironmentAdmin(admin.ModelAdmin):
+class EnvironmentAdmin(RoleHistoryFormsetMixin, admin.ModelAdmin):
     list_display = ["name", "project", "tier", "type", "subscription", "deployment", "status"]
     list_filter = ["status", "tier", "type", "subscription", "deployment", "project"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     # The status changes only through Maintain operations.
     readonly_fields = ["status", "status_changed_at"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     inlines = [ServiceInline, EnvironmentRoleInline]
 
 
@@ -63,6 +129,28 @@ class EnvironmentRoleAdmin(admin.ModelAdmin):
     list_filter = ["role", "environment__project", "environment"]
     search_fields = ["user__username", "environment__name"]
     autocomplete_fields = ["user", "environment"]
+
+    def save_model(self, request, obj, form, change):
+        save_role(request, obj)
+
+    def delete_model(self, request, obj):
+        delete_role(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for role in queryset.select_related("user", "environment"):
+            delete_role(request, role)
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class PortalUserAdmin(RoleHistoryFormsetMixin, UserAdmin):
+    """The user page also assigns environment roles."""
+
+    inlines = [*UserAdmin.inlines, UserEnvironmentRoleInline]
+    list_filter = [*UserAdmin.list_filter, "environment_roles__role"]
 
 
 @admin.register(Operation)
@@ -89,3 +177,34 @@ class OperationAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class AccessGrantAdmin(admin.ModelAdmin):
+    """Grants are made and ended in the portal, where history is written; here they
+    are only read. The password of an account never appears."""
+
+    list_filter = ["end_reason", "environment__project"]
+    list_select_related = ["environment", "requested_by"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(FirewallRule)
+class FirewallRuleAdmin(AccessGrantAdmin):
+    list_display = ["name", "cidr", "environment", "requested_by", "expires_at", "end_reason"]
+    search_fields = ["name", "cidr", "environment__name", "requested_by__username"]
+
+
+@admin.register(DatabaseAccount)
+class DatabaseAccountAdmin(AccessGrantAdmin):
+    list_display = ["username", "level", "environment", "requested_by", "expires_at", "end_reason"]
+    search_fields = ["username", "environment__name", "requested_by__username"]
+    exclude = ["password_encrypted"]

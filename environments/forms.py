@@ -1,9 +1,12 @@
 import datetime
+import ipaddress
 
 from django import forms
+from django.conf import settings
+from django.core.validators import RegexValidator
 from django.utils import timezone
 
-from environments.models import OperationKind, Outcome
+from environments.models import AccessLevel, OperationKind, Outcome
 
 REASON_MAX_LENGTH = 500
 
@@ -25,6 +28,7 @@ class MaintainForm(forms.Form):
 
 class RestartServiceForm(MaintainForm):
     service = forms.ChoiceField(
+        label="Service to restart",
         widget=forms.RadioSelect,
         error_messages={
             "required": "Choose the service to restart.",
@@ -81,3 +85,91 @@ class HistoryFilterForm(forms.Form):
 
 def _start_of(day):
     return timezone.make_aware(datetime.datetime.combine(day, datetime.time.min))
+
+
+def access_hours_field():
+    return forms.FloatField(
+        label="Hours",
+        required=False,
+        min_value=0.1,
+        max_value=settings.ACCESS_MAX_HOURS,
+        help_text=(
+            f"Default {settings.ACCESS_DEFAULT_HOURS:g}, at most {settings.ACCESS_MAX_HOURS:g}."
+        ),
+        error_messages={
+            "max_value": f"Access lasts at most {settings.ACCESS_MAX_HOURS:g} hours.",
+            "min_value": "Enter at least 0.1 hours.",
+        },
+    )
+
+
+def parse_access_range(value):
+    """The normalised network of an IP address or CIDR range, or a clear refusal."""
+    value = value.strip()
+    if value in ("*", "any", "all"):
+        raise forms.ValidationError(
+            f"'{value}' would let every address reach the database. Enter your IP address "
+            "or a small range."
+        )
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise forms.ValidationError(
+            "Enter an IP address (203.0.113.7) or a CIDR range (203.0.113.0/24)."
+        ) from None
+    limit = (
+        settings.ACCESS_MAX_PREFIX_IPV4 if network.version == 4 else settings.ACCESS_MAX_PREFIX_IPV6
+    )
+    if network.prefixlen == 0:
+        raise forms.ValidationError(f"{network} would let the whole internet reach the database.")
+    if network.prefixlen < limit:
+        raise forms.ValidationError(
+            f"{network} is wider than /{limit}, the widest range allowed for IPv{network.version}."
+        )
+    for test, what in (
+        ("is_loopback", "a loopback address"),
+        ("is_link_local", "a link-local address"),
+        ("is_multicast", "a multicast address"),
+        ("is_unspecified", "the unspecified address"),
+    ):
+        if getattr(network, test) or getattr(network.network_address, test):
+            raise forms.ValidationError(f"{network} is {what}, which cannot be given access.")
+    return str(network)
+
+
+class EnableAccessForm(forms.Form):
+    name = forms.CharField(
+        label="Rule name",
+        max_length=64,
+        validators=[
+            RegexValidator(
+                r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$",
+                "Use letters, digits, spaces, dots, dashes and underscores.",
+            )
+        ],
+    )
+    address = forms.CharField(label="IP address or CIDR range", max_length=64)
+    reason = forms.CharField(max_length=REASON_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 2}))
+    hours = access_hours_field()
+
+    def __init__(self, *args, environment, **kwargs):
+        self.environment = environment
+        super().__init__(*args, **kwargs)
+
+    def clean_address(self):
+        return parse_access_range(self.cleaned_data["address"])
+
+
+class RequestAccessForm(forms.Form):
+    level = forms.ChoiceField(
+        label="Access level",
+        choices=AccessLevel.choices,
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose Read or Read-write access."},
+    )
+    reason = forms.CharField(max_length=REASON_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 2}))
+    hours = access_hours_field()
+
+    def __init__(self, *args, environment, **kwargs):
+        self.environment = environment
+        super().__init__(*args, **kwargs)

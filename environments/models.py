@@ -94,14 +94,24 @@ class OperationKind(models.TextChoices):
     RESUME = "resume", "Resume"
     ROLLBACK = "rollback", "Rollback"
     ABORT = "abort", "Abort"
+    ENABLE_ACCESS = "enable_access", "Enable access"
+    REMOVE_ACCESS = "remove_access", "Remove access"
+    REQUEST_ACCESS = "request_access", "Request access"
+    REVOKE_ACCESS = "revoke_access", "Revoke access"
+    GRANT_ROLE = "grant_role", "Grant environment role"
+    REMOVE_ROLE = "remove_role", "Remove environment role"
 
 
-#: The Maintain actions a driver performs; Resume, Rollback and Abort act on one of these.
+#: The Maintain actions that move the environment's status; Resume, Rollback and Abort
+#: act on one of these.
 ACTIONS = (
     OperationKind.RESTART_SERVICE,
     OperationKind.ENABLE_MAINTENANCE,
     OperationKind.DISABLE_MAINTENANCE,
 )
+#: Just-in-time access: granting it, and ending it (never blocked by a running operation).
+GRANT_KINDS = (OperationKind.ENABLE_ACCESS, OperationKind.REQUEST_ACCESS)
+END_GRANT_KINDS = (OperationKind.REMOVE_ACCESS, OperationKind.REVOKE_ACCESS)
 #: The status an environment shows while an action runs, and the one it reaches when done.
 ACTION_RUNNING_STATUS = {
     OperationKind.RESTART_SERVICE: Status.RESTARTING_SERVICE,
@@ -134,6 +144,18 @@ OUTCOME_BADGE = {
 }
 
 ACTIVE_OUTCOMES = (Outcome.QUEUED, Outcome.RUNNING)
+
+
+class AccessLevel(models.TextChoices):
+    READ = "read", "Read"
+    READ_WRITE = "read_write", "Read-write"
+
+
+class AccessEnd(models.TextChoices):
+    EXPIRED = "expired", "Expired"
+    REMOVED = "removed", "Removed"
+    REVOKED = "revoked", "Revoked"
+    FAILED = "failed", "Could not be applied"
 
 
 # --- Projects and roles ------------------------------------------------------------
@@ -318,6 +340,28 @@ class Environment(FSMModelMixin, models.Model):
         self._mark_status_change()
         return failed_operation.return_status
 
+    # --- Just-in-time access: allowed while nothing runs; the status does not change --
+
+    @transition(
+        field=status,
+        source=[Status.DEPLOYED, Status.IN_MAINTENANCE, Status.FAILED],
+        target=None,
+        permission=_may_maintain,
+        custom={"label": "Enable access"},
+    )
+    def enable_access(self):
+        pass
+
+    @transition(
+        field=status,
+        source=[Status.DEPLOYED, Status.IN_MAINTENANCE, Status.FAILED],
+        target=None,
+        permission=_may_maintain,
+        custom={"label": "Request access", "menu": False},
+    )
+    def request_access(self):
+        pass
+
     # --- Progress of a running operation (the worker and the watchdog) --------------
 
     @transition(
@@ -400,18 +444,33 @@ class Operation(models.Model):
         Environment, on_delete=models.PROTECT, related_name="operations"
     )
     kind = models.CharField(max_length=30, choices=OperationKind.choices)
-    # The Maintain action performed; for Resume, Rollback and Abort, the failed one's.
-    action = models.CharField(
-        max_length=30, choices=[(a.value, a.label) for a in ACTIONS], db_index=False
-    )
+    # The action performed; for Resume, Rollback and Abort, the failed one's.
+    action = models.CharField(max_length=30, choices=OperationKind.choices)
+    # What a just-in-time access operation acted on: "203.0.113.0/24", "Read account jit_x".
+    target = models.CharField(max_length=200, blank=True)
     # Rollback undoes the action instead of performing it (and so does a Resume of it).
     undo = models.BooleanField(default=False)
     failed_operation = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="follow_ups"
     )
     service = models.ForeignKey(Service, on_delete=models.PROTECT, null=True, blank=True)
+    # Empty when the portal itself acted (access that expired).
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="operations"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="operations",
+    )
+    firewall_rule = models.ForeignKey(
+        "FirewallRule", on_delete=models.PROTECT, null=True, blank=True, related_name="operations"
+    )
+    database_account = models.ForeignKey(
+        "DatabaseAccount",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="operations",
     )
     reason = models.TextField(blank=True)
     started_at = models.DateTimeField(default=timezone.now)
@@ -433,10 +492,11 @@ class Operation(models.Model):
         ]
         constraints = [
             # The database's own guard: one running operation per environment, whatever
-            # path a request took.
+            # path a request took. Ending access is never held up by it.
             models.UniqueConstraint(
                 fields=["environment"],
-                condition=models.Q(outcome__in=["queued", "running"]),
+                condition=models.Q(outcome__in=["queued", "running"])
+                & ~models.Q(kind__in=["remove_access", "revoke_access"]),
                 name="one_active_operation_per_environment",
             )
         ]
@@ -453,12 +513,22 @@ class Operation(models.Model):
         text = OperationKind(self.action).label
         if self.service_id:
             text += f": {self.service.code}"
+        if self.target:
+            text += f": {self.target}"
         return text
+
+    @property
+    def changes_status(self):
+        return self.action in ACTIONS
+
+    @property
+    def requester_name(self):
+        return self.requested_by.get_username() if self.requested_by_id else "system"
 
     @property
     def activity(self):
         """What happened: "Restart service: AOS", "Rollback: Enable Maintenance mode"."""
-        if self.kind in ACTIONS:
+        if self.kind == self.action:
             return self.action_text
         return f"{self.get_kind_display()}: {self.action_text}"
 
@@ -475,7 +545,7 @@ class Operation(models.Model):
         """The status the environment reaches when this operation succeeds."""
         if self.undo or self.kind == OperationKind.ABORT:
             return self.return_status
-        return ACTION_DONE_STATUS[self.action]
+        return ACTION_DONE_STATUS.get(self.action, self.status_before)
 
     @property
     def success_outcome(self):
@@ -504,3 +574,82 @@ class Operation(models.Model):
         if minutes:
             return f"{minutes} min {seconds} s"
         return f"{seconds} s"
+
+
+# --- Just-in-time access grants -------------------------------------------------------
+
+
+class AccessGrant(models.Model):
+    """What every grant has: who asked and why, when it ends, and how it ended.
+
+    A grant is active from the moment its driver applied it until it ends. It never
+    outlives ``expires_at``: a task wakes then, and ``manage.py expire_access`` sweeps
+    whatever is past due.
+    """
+
+    environment = models.ForeignKey(
+        Environment, on_delete=models.PROTECT, related_name="%(class)ss"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="%(class)s_requests"
+    )
+    reason = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    applied_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=20, choices=AccessEnd.choices, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # Set once the driver confirmed the grant is gone (rule removed, role dropped).
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at", "-id"]
+
+    @property
+    def is_active(self):
+        return self.ended_at is None
+
+    @property
+    def state_text(self):
+        if self.ended_at is None:
+            return "Active" if self.applied_at else "Being applied"
+        return self.get_end_reason_display()
+
+
+class FirewallRule(AccessGrant):
+    """Enable access: the environment's database accepts connections from this range."""
+
+    name = models.CharField(max_length=64)
+    cidr = models.CharField("IP address or CIDR", max_length=49)
+
+    class Meta(AccessGrant.Meta):
+        indexes = [models.Index(fields=["environment", "ended_at"], name="rule_env_active")]
+
+    def __str__(self):
+        return f"{self.name} ({self.cidr})"
+
+
+class DatabaseAccount(AccessGrant):
+    """Request access: a database login valid until it expires or is revoked.
+
+    The password is kept encrypted only while the account lives, so its requester can
+    see it again; it is wiped when the account ends.
+    """
+
+    level = models.CharField(max_length=20, choices=AccessLevel.choices)
+    username = models.CharField(max_length=63, unique=True)
+    password_encrypted = models.TextField(blank=True, editable=False)
+
+    class Meta(AccessGrant.Meta):
+        indexes = [models.Index(fields=["environment", "ended_at"], name="account_env_active")]
+
+    def __str__(self):
+        return f"{self.username} ({self.get_level_display()})"

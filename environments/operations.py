@@ -7,6 +7,8 @@ lock, so a late worker and the watchdog can never both settle one operation.
 """
 
 import logging
+import re
+import secrets
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,10 +16,17 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_fsm import can_proceed
 
+from environments import crypto
 from environments.access import can_maintain
 from environments.models import (
     ACTIVE_OUTCOMES,
+    END_GRANT_KINDS,
+    AccessEnd,
+    AccessLevel,
+    DatabaseAccount,
     Environment,
+    EnvironmentRoleKind,
+    FirewallRule,
     Operation,
     OperationKind,
     Outcome,
@@ -104,16 +113,6 @@ def abort(environment, user, reason=""):
     return _start(environment, user, "abort", kind=OperationKind.ABORT, reason=reason)
 
 
-START_FUNCTIONS = {
-    OperationKind.RESTART_SERVICE: restart_service,
-    OperationKind.ENABLE_MAINTENANCE: enable_maintenance,
-    OperationKind.DISABLE_MAINTENANCE: disable_maintenance,
-    OperationKind.RESUME: resume,
-    OperationKind.ROLLBACK: rollback,
-    OperationKind.ABORT: abort,
-}
-
-
 def _start(environment, user, transition_name, *, kind, reason, service_kind=None):
     try:
         with transaction.atomic():
@@ -138,8 +137,7 @@ def _start_locked(environment, user, transition_name, *, kind, reason, service_k
     transition = getattr(locked, transition_name)
     label = OperationKind(kind).label
 
-    if locked.is_busy:
-        raise OperationRefused(busy_message(locked), OperationRefused.BUSY)
+    _refuse_if_busy(locked)
     if not can_maintain(user, locked):
         raise OperationRefused(
             "Only project owners and environment managers may run Maintain actions.",
@@ -205,6 +203,15 @@ def _start_locked(environment, user, transition_name, *, kind, reason, service_k
     return operation
 
 
+def _refuse_if_busy(locked):
+    """Refuse while the environment's status or any running operation says it is busy."""
+    running = locked.operations.filter(outcome__in=ACTIVE_OUTCOMES).exclude(
+        kind__in=END_GRANT_KINDS
+    )
+    if locked.is_busy or running.exists():
+        raise OperationRefused(busy_message(locked), OperationRefused.BUSY)
+
+
 def _enqueue(operation):
     from environments.tasks import enforce_deadline, run_operation
 
@@ -226,7 +233,9 @@ def mark_running(operation_id):
     )
     if not claimed:
         return None
-    return Operation.objects.select_related("environment", "service").get(pk=operation_id)
+    return Operation.objects.select_related(
+        "environment", "service", "firewall_rule", "database_account"
+    ).get(pk=operation_id)
 
 
 def complete_operation(operation_id, log=""):
@@ -256,14 +265,19 @@ def _finish(operation_id, *, error, log):
             return operation
 
         now = timezone.now()
+        if operation.changes_status:
+            if error:
+                environment.fail()
+            else:
+                environment.complete(operation)
+            environment.save(update_fields=["status", "status_changed_at"])
+        else:
+            _settle_grant(operation, error, now)
         if error:
-            environment.fail()
             operation.outcome = Outcome.FAILED
             operation.error = error
         else:
-            environment.complete(operation)
             operation.outcome = operation.success_outcome
-        environment.save(update_fields=["status", "status_changed_at"])
 
         operation.finished_at = now
         operation.status_after = environment.status
@@ -309,3 +323,288 @@ def failed_operation(environment):
     if environment.status != Status.FAILED:
         return None
     return environment.operations.select_related("service").first()
+
+
+# --- Just-in-time access ----------------------------------------------------------
+
+
+def access_lifetime(hours=None):
+    """The lifetime asked for, or the default; never longer than the maximum."""
+    hours = settings.ACCESS_DEFAULT_HOURS if hours is None else hours
+    if not 0 < hours <= settings.ACCESS_MAX_HOURS:
+        raise OperationRefused(
+            f"Access lasts at most {settings.ACCESS_MAX_HOURS:g} hours (and more than 0).",
+            OperationRefused.INVALID,
+        )
+    return timedelta(hours=hours)
+
+
+def enable_access(environment, user, *, name, cidr, reason, lifetime=None):
+    """Add a firewall rule for an IP address or range (``cidr`` already validated)."""
+    lifetime = lifetime or access_lifetime()
+
+    def make_rule(locked, now):
+        active = FirewallRule.objects.filter(environment=locked, ended_at__isnull=True)
+        if active.filter(cidr=cidr).exists():
+            raise OperationRefused(
+                f"An active rule already allows {cidr} on {locked.name}.",
+                OperationRefused.INVALID,
+            )
+        if active.count() >= settings.ACCESS_MAX_ACTIVE_RULES:
+            raise OperationRefused(
+                f"{locked.name} already has {settings.ACCESS_MAX_ACTIVE_RULES} active "
+                "firewall rules, the most allowed. Remove one first.",
+                OperationRefused.INVALID,
+            )
+        rule = FirewallRule.objects.create(
+            environment=locked,
+            requested_by=user,
+            name=name,
+            cidr=cidr,
+            reason=reason,
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+        return rule, {"firewall_rule": rule, "target": f"{cidr} ({name})"}
+
+    return _start_grant(
+        environment, user, "enable_access", OperationKind.ENABLE_ACCESS, reason, make_rule
+    )
+
+
+def request_access(environment, user, *, level, reason, lifetime=None):
+    """Create a database account for the requester, approved at once."""
+    if level not in AccessLevel.values:
+        raise OperationRefused("Choose Read or Read-write access.", OperationRefused.INVALID)
+    lifetime = lifetime or access_lifetime()
+
+    def make_account(locked, now):
+        if not locked.database_server or not locked.database_name:
+            raise OperationRefused(
+                f"{locked.name} has no database configured for access.",
+                OperationRefused.INELIGIBLE,
+            )
+        account = DatabaseAccount.objects.create(
+            environment=locked,
+            requested_by=user,
+            level=level,
+            reason=reason,
+            username=_account_username(user),
+            password_encrypted=crypto.seal(secrets.token_urlsafe(32)),
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+        target = f"{account.get_level_display()} account {account.username}"
+        return account, {"database_account": account, "target": target}
+
+    return _start_grant(
+        environment, user, "request_access", OperationKind.REQUEST_ACCESS, reason, make_account
+    )
+
+
+def remove_access(rule, user):
+    """End a firewall rule early (Remove)."""
+    return _end_grant(rule, user, AccessEnd.REMOVED)
+
+
+def revoke_access(account, user):
+    """End a database account early (Revoke)."""
+    return _end_grant(account, user, AccessEnd.REVOKED)
+
+
+def expire_access(now=None):
+    """The sweeper: end every grant past its expiry, and retry removals that failed."""
+    now = now or timezone.now()
+    ended = []
+    for model in (FirewallRule, DatabaseAccount):
+        for grant in model.objects.filter(ended_at__isnull=True, expires_at__lte=now):
+            ended.append(_end_grant(grant, None, AccessEnd.EXPIRED, now=now))
+        stuck = model.objects.filter(ended_at__isnull=False, removed_at__isnull=True).exclude(
+            operations__outcome__in=ACTIVE_OUTCOMES
+        )
+        for grant in stuck:
+            ended.append(_retry_removal(grant))
+    return [operation for operation in ended if operation is not None]
+
+
+def expire_grant(model_name, grant_id):
+    """End one grant if it is due (the task that wakes at its expiry)."""
+    model = {"firewallrule": FirewallRule, "databaseaccount": DatabaseAccount}[model_name]
+    grant = model.objects.filter(pk=grant_id).first()
+    if grant is None or grant.ended_at is not None or grant.expires_at > timezone.now():
+        return None
+    return _end_grant(grant, None, AccessEnd.EXPIRED)
+
+
+def account_password(account, user):
+    """The account's password, for its requester only, while it lives."""
+    if account.requested_by_id != user.pk or account.ended_at is not None:
+        return None
+    return crypto.unseal(account.password_encrypted)
+
+
+def _account_username(user):
+    name = re.sub(r"[^a-z0-9]+", "_", user.get_username().lower()).strip("_")[:40] or "user"
+    return f"jit_{name}_{secrets.token_hex(4)}"
+
+
+def _start_grant(environment, user, transition_name, kind, reason, make_grant):
+    try:
+        with transaction.atomic():
+            locked = Environment.objects.select_for_update().get(pk=environment.pk)
+            _refuse_if_busy(locked)
+            if not can_maintain(user, locked):
+                raise OperationRefused(
+                    "Only project owners and environment managers may grant access.",
+                    OperationRefused.FORBIDDEN,
+                )
+            transition = getattr(locked, transition_name)
+            if not can_proceed(transition):
+                raise OperationRefused(
+                    f"{OperationKind(kind).label} is not possible while {locked.name} is "
+                    f"{locked.get_status_display()}.",
+                    OperationRefused.NOT_ALLOWED,
+                )
+            now = timezone.now()
+            grant, fields = make_grant(locked, now)
+            operation = _create_grant_operation(locked, user, kind, reason, now, **fields)
+    except IntegrityError:
+        logger.warning("Second operation refused by the database on %s", environment.slug)
+        raise OperationRefused(busy_message(environment), OperationRefused.BUSY) from None
+    return operation
+
+
+def _create_grant_operation(environment, user, kind, reason, now, **fields):
+    operation = Operation.objects.create(
+        environment=environment,
+        kind=kind,
+        action=kind,
+        requested_by=user,
+        reason=reason,
+        started_at=now,
+        deadline=now + timedelta(seconds=settings.OPERATION_DEADLINE_SECONDS),
+        status_before=environment.status,
+        return_status=environment.status,
+        **fields,
+    )
+    transaction.on_commit(lambda: _enqueue(operation))
+    return operation
+
+
+def _enqueue_expiry(grant):
+    from environments.tasks import expire_access_grant
+
+    expire_access_grant.using(run_after=grant.expires_at).enqueue(grant._meta.model_name, grant.pk)
+
+
+def _end_grant(grant, user, end_reason, now=None):
+    """Mark a grant ended and queue its removal; None if it had ended already."""
+    model = type(grant)
+    with transaction.atomic():
+        locked = model.objects.select_for_update().select_related("environment").get(pk=grant.pk)
+        if locked.ended_at is not None:
+            return None
+        if user is not None and not can_maintain(user, locked.environment):
+            raise OperationRefused(
+                "Only project owners and environment managers may end access.",
+                OperationRefused.FORBIDDEN,
+            )
+        now = now or timezone.now()
+        locked.ended_at = now
+        locked.end_reason = end_reason
+        locked.ended_by = user
+        if isinstance(locked, DatabaseAccount):
+            locked.password_encrypted = ""  # nobody needs it any more
+        locked.save()
+        return _queue_removal(locked, user, now)
+
+
+def _retry_removal(grant):
+    with transaction.atomic():
+        return _queue_removal(grant, None, timezone.now(), retry=True)
+
+
+def _queue_removal(grant, user, now, *, retry=False):
+    if isinstance(grant, FirewallRule):
+        kind, fields = OperationKind.REMOVE_ACCESS, {"firewall_rule": grant}
+        target = f"{grant.cidr} ({grant.name})"
+    else:
+        kind, fields = OperationKind.REVOKE_ACCESS, {"database_account": grant}
+        target = f"{grant.get_level_display()} account {grant.username}"
+    why = {
+        AccessEnd.EXPIRED: f"Expired at {grant.expires_at:%Y-%m-%d %H:%M:%S %Z}.",
+        AccessEnd.REMOVED: "Removed before it expired.",
+        AccessEnd.REVOKED: "Revoked before it expired.",
+        AccessEnd.FAILED: "Could not be applied; cleaning up.",
+    }[grant.end_reason]
+    if retry:
+        why = "Retrying the removal, which had failed. " + why
+    environment = grant.environment
+    return _create_grant_operation(environment, user, kind, why, now, target=target, **fields)
+
+
+def _settle_grant(operation, error, now):
+    """Record on the grant what its operation achieved."""
+    grant = operation.firewall_rule or operation.database_account
+    if grant is None:
+        return
+    if operation.kind in (OperationKind.ENABLE_ACCESS, OperationKind.REQUEST_ACCESS):
+        if error:
+            # Nothing usable was granted; the removal cleans up anything half-made.
+            grant.ended_at = now
+            grant.end_reason = AccessEnd.FAILED
+            if isinstance(grant, DatabaseAccount):
+                grant.password_encrypted = ""
+            grant.save()
+            transaction.on_commit(lambda: _retry_removal(grant))
+        else:
+            grant.applied_at = now
+            grant.save(update_fields=["applied_at"])
+            transaction.on_commit(lambda: _enqueue_expiry(grant))
+    elif not error:
+        grant.removed_at = now
+        grant.save(update_fields=["removed_at"])
+
+
+# --- Environment roles (assigned in Django admin) ------------------------------------
+
+
+def record_role_change(environment, actor, user, role, *, granted, previous_role=None):
+    """Write the history row of an environment role granted or removed.
+
+    Called by the admin in the transaction that saves or deletes the role, so the
+    history and the change cannot disagree.
+    """
+    now = timezone.now()
+    label = EnvironmentRoleKind(role).label
+    if previous_role and previous_role != role:
+        target = f"{user.get_username()}: {EnvironmentRoleKind(previous_role).label} → {label}"
+    else:
+        target = f"{user.get_username()}: {label}"
+    kind = OperationKind.GRANT_ROLE if granted else OperationKind.REMOVE_ROLE
+    return Operation.objects.create(
+        environment=environment,
+        kind=kind,
+        action=kind,
+        target=target,
+        requested_by=actor,
+        started_at=now,
+        finished_at=now,
+        deadline=now,
+        outcome=Outcome.SUCCEEDED,
+        status_before=environment.status,
+        status_after=environment.status,
+        return_status=environment.status,
+    )
+
+
+START_FUNCTIONS = {
+    OperationKind.RESTART_SERVICE: restart_service,
+    OperationKind.ENABLE_MAINTENANCE: enable_maintenance,
+    OperationKind.DISABLE_MAINTENANCE: disable_maintenance,
+    OperationKind.RESUME: resume,
+    OperationKind.ROLLBACK: rollback,
+    OperationKind.ABORT: abort,
+    OperationKind.ENABLE_ACCESS: enable_access,
+    OperationKind.REQUEST_ACCESS: request_access,
+}

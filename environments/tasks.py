@@ -4,8 +4,10 @@ import logging
 
 from django_tasks import task
 
-from environments import operations
+from environments import crypto, operations
 from environments.drivers import DriverError, OperationLog, get_driver
+from environments.drivers.database import get_database_driver
+from environments.drivers.firewall import get_firewall_driver
 from environments.models import OperationKind
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,22 @@ def perform(operation, log):
         driver.set_maintenance_mode(not operation.undo)
     elif operation.action == OperationKind.DISABLE_MAINTENANCE:
         driver.set_maintenance_mode(operation.undo)
+    elif operation.action == OperationKind.ENABLE_ACCESS:
+        get_firewall_driver(operation.environment, log).apply_firewall_rule(operation.firewall_rule)
+    elif operation.action == OperationKind.REMOVE_ACCESS:
+        get_firewall_driver(operation.environment, log).remove_firewall_rule(
+            operation.firewall_rule
+        )
+    elif operation.action == OperationKind.REQUEST_ACCESS:
+        account = operation.database_account
+        password = crypto.unseal(account.password_encrypted)
+        if password is None:
+            raise DriverError("The account's password could not be read; request access again.")
+        get_database_driver(operation.environment, log).create_database_account(account, password)
+    elif operation.action == OperationKind.REVOKE_ACCESS:
+        get_database_driver(operation.environment, log).drop_database_account(
+            operation.database_account
+        )
     else:
         raise DriverError(f"No driver action for {operation.action!r}.")
 
@@ -53,3 +71,9 @@ def perform(operation, log):
 def enforce_deadline(operation_id):
     """Fail the operation if it is still running at its deadline."""
     operations.fail_overdue_operation(operation_id)
+
+
+@task()
+def expire_access_grant(model_name, grant_id):
+    """End a firewall rule or database account at its expiry time."""
+    operations.expire_grant(model_name, grant_id)

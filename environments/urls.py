@@ -1,7 +1,7 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from environments.views import environments, gate, history
+from environments.views import access_grants, environments, gate, history
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="environment-list"), name="home"),
@@ -31,6 +31,16 @@ urlpatterns = [
         "environments/<slug:slug>/history/<uuid:activity_id>/",
         history.operation_detail,
         name="operation-detail",
+    ),
+    path(
+        "environments/<slug:slug>/access/rules/<int:pk>/remove/",
+        access_grants.remove_rule,
+        name="firewall-rule-remove",
+    ),
+    path(
+        "environments/<slug:slug>/access/accounts/<int:pk>/revoke/",
+        access_grants.revoke_account,
+        name="database-account-revoke",
     ),
     path("history/", history.all_history, name="history"),
     path("history.csv", history.all_history_csv, name="history-csv"),

@@ -184,6 +184,23 @@ PORTAL_LOCAL_SANDBOX_PORTS = [
 # Every operation must settle within this many seconds or the watchdog fails it.
 OPERATION_DEADLINE_SECONDS = env_float("OPERATION_DEADLINE_SECONDS", 300.0)
 
+# --- Just-in-time access ---------------------------------------------------------------
+# Firewall rules and database accounts last this many hours unless asked for less, and
+# never longer than the maximum.
+ACCESS_DEFAULT_HOURS = env_float("ACCESS_DEFAULT_HOURS", 8)
+ACCESS_MAX_HOURS = env_float("ACCESS_MAX_HOURS", 8)
+# The widest range Enable access accepts, and how many rules may be active at once.
+ACCESS_MAX_PREFIX_IPV4 = int(os.environ.get("ACCESS_MAX_PREFIX_IPV4", 24))
+ACCESS_MAX_PREFIX_IPV6 = int(os.environ.get("ACCESS_MAX_PREFIX_IPV6", 64))
+ACCESS_MAX_ACTIVE_RULES = int(os.environ.get("ACCESS_MAX_ACTIVE_RULES", 10))
+# Which driver creates database accounts: "simulated" or "postgres". The postgres
+# driver reaches an environment's database server (Environment.database_server, e.g.
+# "local") through the admin connection string in PORTAL_DB_SERVER_<NAME>_URL.
+PORTAL_DATABASE_DRIVER = os.environ.get("PORTAL_DATABASE_DRIVER", "simulated")
+# Which driver applies firewall rules: "simulated" or "command" (argument lists in
+# PORTAL_FIREWALL_APPLY / PORTAL_FIREWALL_REMOVE, JSON, with {name} {cidr} {environment}).
+PORTAL_FIREWALL_DRIVER = os.environ.get("PORTAL_FIREWALL_DRIVER", "simulated")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,6 +1,7 @@
 """Test settings: the real settings, made fast and deterministic."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("PORTAL_ALLOW_INSECURE_KEY", "1")
 os.environ.setdefault("PORTAL_TLS", "0")
@@ -22,3 +23,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-portal-{_run}.sqlite3")}
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_lcs_portal_{_run}"}
+# A developer's var/drivers.json must not steer the tests; tests that need one set it.
+PORTAL_DRIVERS_FILE = Path(
+    os.environ.get("PORTAL_DRIVERS_FILE", VAR_DIR / "no-drivers-file-in-tests.json")
+)

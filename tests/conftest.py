@@ -136,6 +136,14 @@ def start(django_capture_on_commit_callbacks):
     return _start
 
 
+def committing():
+    """Run the on-commit callbacks (task enqueues) of what happens inside, as a real
+    commit would; the test's own transaction never commits."""
+    from django.test import TestCase
+
+    return TestCase.captureOnCommitCallbacks(execute=True)
+
+
 def run_worker():
     """Run every task that is due, as db_worker does (claim, then run_task), and return.
 
@@ -157,7 +165,8 @@ def run_worker():
     )
     while (task_result := DBTaskResult.objects.ready().first()) is not None:
         task_result.claim(worker.worker_id)
-        worker.run_task(task_result)
+        with committing():
+            worker.run_task(task_result)
         task_result.refresh_from_db()
         assert task_result.status == "SUCCESSFUL", task_result.traceback
 

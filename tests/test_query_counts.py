@@ -1,11 +1,15 @@
 """Hot pages run a fixed number of queries however much data there is."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
-from environments.models import OperationKind
+from environments.crypto import seal
+from environments.models import AccessLevel, DatabaseAccount, FirewallRule, OperationKind
 from tests.conftest import make_environment
 from tests.test_history import add_history
 
@@ -13,10 +17,31 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 def grow(project, environment, manager, factor):
-    """Add environments (with services) and history rows, `factor` times over."""
+    """Add environments (with services), history rows and access grants, `factor` times over."""
     for _ in range(5 * factor):
         make_environment(project)
     add_history(environment, manager, 30 * factor)
+    now = timezone.now()
+    for i in range(factor):
+        FirewallRule.objects.create(
+            environment=environment,
+            requested_by=manager,
+            name=f"rule {i}",
+            cidr=f"203.0.113.{i}/32",
+            reason="test",
+            applied_at=now,
+            expires_at=now + timedelta(hours=1),
+        )
+        DatabaseAccount.objects.create(
+            environment=environment,
+            requested_by=manager,
+            level=AccessLevel.READ,
+            username=f"jit_mona_{i}_{factor}",
+            reason="test",
+            applied_at=now,
+            password_encrypted=seal("secret"),
+            expires_at=now + timedelta(hours=1),
+        )
 
 
 def queries(client, url, **extra):
@@ -28,8 +53,8 @@ def queries(client, url, **extra):
 
 PAGES = {
     "list": (lambda env: reverse("environment-list"), {}, 5),
-    "details": (lambda env: env.get_absolute_url(), {}, 6),
-    "poll": (lambda env: reverse("environment-status", args=[env.slug]), HTMX, 5),
+    "details": (lambda env: env.get_absolute_url(), {}, 8),
+    "poll": (lambda env: reverse("environment-status", args=[env.slug]), HTMX, 7),
     "badge poll": (
         lambda env: reverse("environment-status", args=[env.slug]) + "?part=badge",
         HTMX,

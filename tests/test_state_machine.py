@@ -11,13 +11,15 @@ from environments.models import (
 )
 from tests.conftest import make_environment
 
+ACCESS = {"enable_access", "request_access"}
+
 
 def available(environment, user):
     return {t.name for t in environment.get_available_user_status_transitions(user)}
 
 
 def test_deployed_offers_restart_and_enable_maintenance_to_a_manager(environment, manager):
-    assert available(environment, manager) == {"restart_service", "enable_maintenance"}
+    assert available(environment, manager) == {"restart_service", "enable_maintenance"} | ACCESS
 
 
 def test_team_member_is_offered_nothing(environment, member):
@@ -66,13 +68,13 @@ def test_in_maintenance_offers_only_disable_maintenance(environment, manager):
 
     environment.complete(Done)
     assert environment.status == Status.IN_MAINTENANCE
-    assert available(environment, manager) == {"disable_maintenance"}
+    assert available(environment, manager) == {"disable_maintenance"} | ACCESS
 
 
 def test_failed_offers_resume_rollback_and_abort(environment, manager):
     environment.restart_service()
     environment.fail()
-    assert available(environment, manager) == {"resume", "rollback", "abort"}
+    assert available(environment, manager) == {"resume", "rollback", "abort"} | ACCESS
 
 
 @pytest.mark.parametrize(
@@ -105,4 +107,4 @@ def test_restart_is_offered_on_tier_2_to_5_sandboxes(project, tier):
 
 def test_maintenance_mode_is_offered_on_production_environments(project, manager):
     environment = make_environment(project, tier=5, type=EnvironmentType.PRODUCTION)
-    assert available(environment, manager) == {"enable_maintenance"}
+    assert available(environment, manager) == {"enable_maintenance"} | ACCESS

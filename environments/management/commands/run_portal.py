@@ -62,6 +62,9 @@ class Command(BaseCommand):
                 "--queue-name",
                 "*",
             ],
+            # The backstop for lost tasks: fails operations past their deadline and
+            # ends access past its expiry, once a minute.
+            "watchdog": [python, manage, "watchdog", "--loop", "60"],
         }
         sandbox = self._local_sandbox() if local_sandbox else None
         if sandbox is not None:

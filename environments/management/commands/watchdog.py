@@ -2,11 +2,14 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from environments.operations import fail_overdue_operations
+from environments.operations import expire_access, fail_overdue_operations
 
 
 class Command(BaseCommand):
-    help = "Fail every Maintain operation whose deadline has passed (run from cron or --loop)."
+    help = (
+        "Fail every operation whose deadline has passed and end every access grant past "
+        "its expiry (run from cron, or with --loop)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -23,6 +26,8 @@ class Command(BaseCommand):
                     f"Failed {operation.activity} on {operation.environment.slug} "
                     f"({operation.activity_id}): deadline passed."
                 )
+            for operation in expire_access():
+                self.stdout.write(f"{operation.activity} on {operation.environment.slug}: queued")
             if not loop:
                 return
             time.sleep(loop)

@@ -1,0 +1,169 @@
+"""Django admin: roles are assigned there, each change lands in history; history is read-only."""
+
+import pytest
+from django.urls import reverse
+
+from environments.models import (
+    EnvironmentRole,
+    EnvironmentRoleKind,
+    Operation,
+    OperationKind,
+    Outcome,
+)
+from tests.conftest import make_user
+
+
+@pytest.fixture
+def as_admin(client, superuser):
+    client.force_login(superuser)
+    return client
+
+
+def role_history(environment):
+    return list(
+        Operation.objects.filter(
+            environment=environment,
+            kind__in=[OperationKind.GRANT_ROLE, OperationKind.REMOVE_ROLE],
+        )
+        .order_by("started_at", "id")
+        .values_list("kind", "target", "requested_by__username", "outcome")
+    )
+
+
+def test_granting_a_role_in_admin_is_recorded_in_history(as_admin, environment):
+    maya = make_user("maya")
+    response = as_admin.post(
+        reverse("admin:environments_environmentrole_add"),
+        {"user": maya.pk, "environment": environment.pk, "role": "maintenance_mode_user"},
+    )
+    assert response.status_code == 302
+    assert role_history(environment) == [
+        (OperationKind.GRANT_ROLE, "maya: Maintenance mode user", "root", Outcome.SUCCEEDED)
+    ]
+
+
+def test_changing_and_removing_a_role_are_recorded(as_admin, environment):
+    maya = make_user("maya")
+    role = EnvironmentRole.objects.create(
+        user=maya, environment=environment, role=EnvironmentRoleKind.USER
+    )
+    as_admin.post(
+        reverse("admin:environments_environmentrole_change", args=[role.pk]),
+        {"user": maya.pk, "environment": environment.pk, "role": "system_administrator"},
+    )
+    as_admin.post(
+        reverse("admin:environments_environmentrole_delete", args=[role.pk]), {"post": "yes"}
+    )
+    assert not EnvironmentRole.objects.exists()
+    assert role_history(environment) == [
+        (OperationKind.GRANT_ROLE, "maya: User → System administrator", "root", "succeeded"),
+        (OperationKind.REMOVE_ROLE, "maya: System administrator", "root", "succeeded"),
+    ]
+
+
+def test_bulk_delete_of_roles_records_each_removal(as_admin, environment):
+    for name in ("ann", "ben"):
+        EnvironmentRole.objects.create(
+            user=make_user(name), environment=environment, role=EnvironmentRoleKind.USER
+        )
+    as_admin.post(
+        reverse("admin:environments_environmentrole_changelist"),
+        {
+            "action": "delete_selected",
+            "_selected_action": list(EnvironmentRole.objects.values_list("pk", flat=True)),
+            "post": "yes",
+        },
+    )
+    assert not EnvironmentRole.objects.exists()
+    assert [row[0] for row in role_history(environment)] == [OperationKind.REMOVE_ROLE] * 2
+
+
+def environment_form(environment, roles, services):
+    data = {
+        "name": environment.name,
+        "slug": environment.slug,
+        "project": environment.project_id,
+        "tier": environment.tier,
+        "type": environment.type,
+        "subscription": environment.subscription,
+        "deployment": environment.deployment,
+        "url": environment.url,
+        "database_server": environment.database_server,
+        "database_name": environment.database_name,
+        "services-TOTAL_FORMS": len(services),
+        "services-INITIAL_FORMS": len(services),
+        "roles-TOTAL_FORMS": len(roles),
+        "roles-INITIAL_FORMS": sum(1 for role in roles if role.get("id")),
+    }
+    for i, service in enumerate(services):
+        data.update(
+            {
+                f"services-{i}-id": service.pk,
+                f"services-{i}-environment": environment.pk,
+                f"services-{i}-kind": service.kind,
+            }
+        )
+    for i, role in enumerate(roles):
+        data.update({f"roles-{i}-{key}": value for key, value in role.items()})
+    return data
+
+
+def test_roles_assigned_inline_on_the_environment_page_are_recorded(as_admin, environment):
+    maya = make_user("maya")
+    url = reverse("admin:environments_environment_change", args=[environment.pk])
+    services = list(environment.services.all())
+
+    response = as_admin.post(
+        url,
+        environment_form(
+            environment, [{"user": maya.pk, "role": "maintenance_mode_user"}], services
+        ),
+    )
+    assert response.status_code == 302, response.context and response.context["errors"]
+    role = EnvironmentRole.objects.get()
+
+    as_admin.post(
+        url,
+        environment_form(
+            environment,
+            [{"id": role.pk, "user": maya.pk, "role": "maintenance_mode_user", "DELETE": "on"}],
+            services,
+        ),
+    )
+    assert not EnvironmentRole.objects.exists()
+    assert [row[:2] for row in role_history(environment)] == [
+        (OperationKind.GRANT_ROLE, "maya: Maintenance mode user"),
+        (OperationKind.REMOVE_ROLE, "maya: Maintenance mode user"),
+    ]
+
+
+def test_the_user_page_assigns_environment_roles(as_admin, environment):
+    maya = make_user("maya")
+    body = as_admin.get(reverse("admin:auth_user_change", args=[maya.pk])).content.decode()
+    assert "environment_roles-TOTAL_FORMS" in body
+
+
+def test_roles_can_be_filtered_by_role(as_admin, environment):
+    EnvironmentRole.objects.create(
+        user=make_user("maya"), environment=environment, role="maintenance_mode_user"
+    )
+    EnvironmentRole.objects.create(user=make_user("ann"), environment=environment, role="user")
+    response = as_admin.get(
+        reverse("admin:environments_environmentrole_changelist"),
+        {"role": "maintenance_mode_user"},
+    )
+    assert response.context["cl"].result_count == 1
+
+
+def test_history_is_read_only_in_admin(as_admin, environment, manager, start):
+    operation = start(OperationKind.ENABLE_MAINTENANCE, environment, manager)
+    assert as_admin.get(reverse("admin:environments_operation_add")).status_code == 403
+    change = reverse("admin:environments_operation_change", args=[operation.pk])
+    assert as_admin.get(change).status_code == 200  # view only
+    assert as_admin.post(change, {"reason": "rewritten"}).status_code == 403
+    delete = reverse("admin:environments_operation_delete", args=[operation.pk])
+    assert as_admin.post(delete, {"post": "yes"}).status_code == 403
+    operation.refresh_from_db()
+    assert operation.reason == ""
+    listing = as_admin.get(reverse("admin:environments_operation_changelist"))
+    assert listing.status_code == 200 and "Enable Maintenance mode" in listing.content.decode()

@@ -1,0 +1,297 @@
+"""Request access on the machine's real PostgreSQL: real logins, never persistent."""
+
+import csv
+import io
+import os
+import time
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.urls import reverse
+
+from environments.models import AccessEnd, DatabaseAccount, Operation, OperationKind, Outcome
+from environments.operations import OperationRefused, request_access, revoke_access
+from tests.conftest import committing, make_environment, run_worker
+
+ADMIN_URL = os.environ.get(
+    "PORTAL_TEST_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+)
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def target_database():
+    """A real database with a table in it, for the environment's database name."""
+    name = f"jit_target_{os.getpid()}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", autocommit=True) as db:
+        db.execute("CREATE TABLE orders (id int PRIMARY KEY, item text)")
+        db.execute("INSERT INTO orders VALUES (1, 'widget'), (2, 'gadget')")
+    yield name
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_environment(project, target_database, settings, monkeypatch):
+    settings.PORTAL_DATABASE_DRIVER = "postgres"
+    monkeypatch.setenv("PORTAL_DB_SERVER_LOCAL_URL", ADMIN_URL)
+    environment = make_environment(project, database_server="local")
+    environment.database_name = target_database
+    environment.save(update_fields=["database_name"])
+    return environment
+
+
+@pytest.fixture
+def dropped_roles(db):
+    """Drop any role a failing test left behind, so no login outlives the test."""
+    yield
+    usernames = list(DatabaseAccount.objects.values_list("username", flat=True))
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        for username in usernames:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                [username],
+            )
+            if role_exists(username):
+                admin.execute(f'DROP OWNED BY "{username}"')
+                admin.execute(f'DROP ROLE "{username}"')
+
+
+def role_exists(username):
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        return bool(
+            admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [username]).fetchone()
+        )
+
+
+def grant(environment, user, level, lifetime=None):
+    with committing():
+        operation = request_access(
+            environment, user, level=level, reason="investigate", lifetime=lifetime
+        )
+    run_worker()
+    operation.refresh_from_db()
+    assert operation.outcome == Outcome.SUCCEEDED, operation.error
+    return DatabaseAccount.objects.get(pk=operation.database_account_id)
+
+
+def shown_credentials(client, environment):
+    """What the requester's page shows, read back from the HTML."""
+    from html.parser import HTMLParser
+
+    body = client.get(environment.get_absolute_url()).content.decode()
+    values = {}
+
+    class Reader(HTMLParser):
+        field = None
+
+        def handle_starttag(self, tag, attrs):
+            testid = dict(attrs).get("data-testid", "")
+            self.field = (
+                testid.removeprefix("credential-") if testid.startswith("credential-") else None
+            )
+
+        def handle_data(self, data):
+            if self.field:
+                values[self.field] = data.strip()
+                self.field = None
+
+    Reader().feed(body)
+    return values
+
+
+def connect_as(credentials):
+    host, port = credentials["server"].split(":")
+    return psycopg.connect(
+        host=host,
+        port=port,
+        dbname=credentials["database"],
+        user=credentials["username"],
+        password=credentials["password"],
+        connect_timeout=5,
+        autocommit=True,
+    )
+
+
+def test_read_account_can_read_but_not_write(client, pg_environment, manager, dropped_roles):
+    account = grant(pg_environment, manager, "read")
+    client.force_login(manager)
+    credentials = shown_credentials(client, pg_environment)
+    assert credentials["username"] == account.username
+    assert len(credentials["password"]) >= 32
+
+    with connect_as(credentials) as connection:
+        assert connection.execute("SELECT item FROM orders ORDER BY id").fetchall() == [
+            ("widget",),
+            ("gadget",),
+        ]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute("INSERT INTO orders VALUES (3, 'gizmo')")
+    revoke_and_drop(pg_environment, account, manager)
+
+
+def test_read_write_account_can_write(client, pg_environment, manager, dropped_roles):
+    account = grant(pg_environment, manager, "read_write")
+    client.force_login(manager)
+    with connect_as(shown_credentials(client, pg_environment)) as connection:
+        connection.execute("INSERT INTO orders VALUES (3, 'gizmo')")
+        assert connection.execute("SELECT count(*) FROM orders").fetchone() == (3,)
+    revoke_and_drop(pg_environment, account, manager)
+
+
+def revoke_and_drop(environment, account, user):
+    with committing():
+        revoke_access(account, user)
+    run_worker()
+    assert not role_exists(account.username)
+
+
+def test_revoke_ends_open_sessions_and_refuses_new_logins(
+    client, pg_environment, manager, dropped_roles
+):
+    account = grant(pg_environment, manager, "read")
+    client.force_login(manager)
+    credentials = shown_credentials(client, pg_environment)
+    connection = connect_as(credentials)
+    connection.execute("SELECT 1")
+
+    url = reverse("database-account-revoke", args=[pg_environment.slug, account.pk])
+    with committing():
+        assert client.post(url, **HTMX).status_code == 200
+    run_worker()
+
+    with pytest.raises(psycopg.OperationalError):
+        connection.execute("SELECT 1")
+    connection.close()
+    with pytest.raises(psycopg.OperationalError):
+        connect_as(credentials)
+    account.refresh_from_db()
+    assert account.end_reason == AccessEnd.REVOKED and account.ended_by == manager
+    assert account.password_encrypted == ""
+    revoke = Operation.objects.get(kind=OperationKind.REVOKE_ACCESS)
+    assert "ended 1 open session(s)" in revoke.log
+    assert f"DROP ROLE {account.username}" in revoke.log
+
+
+def test_expired_account_is_ended_and_dropped(client, pg_environment, manager, dropped_roles):
+    account = grant(pg_environment, manager, "read", lifetime=timedelta(seconds=2))
+    client.force_login(manager)
+    credentials = shown_credentials(client, pg_environment)
+    connection = connect_as(credentials)
+    time.sleep(2.5)
+
+    run_worker()  # the task enqueued for the expiry time is due now
+
+    with pytest.raises(psycopg.OperationalError):
+        connection.execute("SELECT 1")
+    connection.close()
+    with pytest.raises(psycopg.OperationalError):
+        connect_as(credentials)
+    account.refresh_from_db()
+    assert account.end_reason == AccessEnd.EXPIRED and account.removed_at is not None
+    assert not role_exists(account.username)
+
+
+def test_role_carries_valid_until_the_expiry(pg_environment, manager, dropped_roles):
+    account = grant(pg_environment, manager, "read")
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        (valid_until,) = admin.execute(
+            "SELECT rolvaliduntil FROM pg_roles WHERE rolname = %s", [account.username]
+        ).fetchone()
+    assert abs((valid_until - account.expires_at).total_seconds()) < 1
+    revoke_and_drop(pg_environment, account, manager)
+
+
+def test_password_is_shown_to_its_requester_only(
+    client, pg_environment, manager, owner, dropped_roles
+):
+    account = grant(pg_environment, manager, "read")
+    client.force_login(manager)
+    password = shown_credentials(client, pg_environment)["password"]
+
+    client.force_login(owner)
+    body = client.get(pg_environment.get_absolute_url()).content.decode()
+    assert account.username in body and "mona" in body and "Read" in body
+    assert password not in body
+    assert 'data-testid="credentials"' not in body
+    revoke_and_drop(pg_environment, account, manager)
+
+
+def test_password_never_reaches_logs_history_admin_or_csv(
+    client, pg_environment, manager, superuser, caplog, dropped_roles
+):
+    caplog.set_level("DEBUG")
+    account = grant(pg_environment, manager, "read_write")
+    client.force_login(manager)
+    password = shown_credentials(client, pg_environment)["password"]
+    revoke_and_drop(pg_environment, account, manager)
+
+    assert password not in caplog.text
+    for operation in Operation.objects.all():
+        assert (
+            password
+            not in f"{operation.log} {operation.error} {operation.reason} {operation.target}"
+        )
+    client.force_login(superuser)
+    pages = [
+        reverse("environment-history", args=[pg_environment.slug]),
+        reverse("history-csv"),
+        reverse("admin:environments_databaseaccount_change", args=[account.pk]),
+        reverse("admin:environments_databaseaccount_changelist"),
+        reverse("admin:environments_operation_changelist"),
+    ] + [
+        reverse("operation-detail", args=[pg_environment.slug, op.activity_id])
+        for op in Operation.objects.all()
+    ]
+    for url in pages:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        content = b"".join(response.streaming_content) if response.streaming else response.content
+        assert password.encode() not in content, url
+
+
+def test_history_records_who_why_level_and_how_it_ended(
+    client, pg_environment, manager, dropped_roles
+):
+    account = grant(pg_environment, manager, "read")
+    revoke_and_drop(pg_environment, account, manager)
+    client.force_login(manager)
+    response = client.get(reverse("history-csv"))
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    activities = {row[2]: row for row in rows[1:]}
+    granted = activities[f"Request access: Read account {account.username}"]
+    revoked = activities[f"Revoke access: Read account {account.username}"]
+    assert granted[9] == "mona" and granted[10] == "investigate"
+    assert revoked[9] == "mona" and "Revoked" in revoked[10]
+
+
+def test_request_is_refused_while_another_operation_runs(project, manager, start):
+    environment = make_environment(project)
+    start(OperationKind.ENABLE_MAINTENANCE, environment, manager)
+    with pytest.raises(OperationRefused) as refused:
+        request_access(environment, manager, level="read", reason="x")
+    assert refused.value.code == OperationRefused.BUSY
+    assert not DatabaseAccount.objects.exists()
+
+
+def test_request_access_form_requires_a_level_and_a_reason(client, environment, manager):
+    client.force_login(manager)
+    url = reverse("environment-maintain", args=[environment.slug, "request_access"])
+    response = client.post(url, {"level": "", "reason": ""}, **HTMX)
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert "Choose Read or Read-write access." in body and "This field is required" in body
+    response = client.post(url, {"level": "superuser", "reason": "x"}, **HTMX)
+    assert response.status_code == 400
+    assert not DatabaseAccount.objects.exists()
+
+
+def test_team_member_may_not_request_access(client, environment, member):
+    client.force_login(member)
+    url = reverse("environment-maintain", args=[environment.slug, "request_access"])
+    assert client.post(url, {"level": "read", "reason": "x"}).status_code == 403
+    assert ">Request access</a>" not in client.get(environment.get_absolute_url()).content.decode()

@@ -1,0 +1,226 @@
+"""Enable access: firewall rules for an IP address or range, never persistent."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from environments.models import AccessEnd, FirewallRule, Operation, OperationKind, Outcome
+from tests.conftest import committing, run_worker
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def as_manager(client, manager):
+    client.force_login(manager)
+    return client
+
+
+def enable(client, environment, **fields):
+    data = {"name": "office", "address": "203.0.113.7", "reason": "troubleshooting"}
+    data.update(fields)
+    url = reverse("environment-maintain", args=[environment.slug, "enable_access"])
+    with committing():
+        return client.post(url, data, **HTMX)
+
+
+def test_enable_access_is_in_the_maintain_menu(as_manager, environment):
+    body = as_manager.get(environment.get_absolute_url()).content.decode()
+    assert ">Enable access</a>" in body
+
+
+def test_enable_access_form_offers_your_ip_address(as_manager, environment):
+    url = reverse("environment-maintain", args=[environment.slug, "enable_access"])
+    body = as_manager.get(url, REMOTE_ADDR="198.51.100.20", **HTMX).content.decode()
+    assert 'value="198.51.100.20"' in body
+    assert "never persistent" in body
+
+
+def test_rule_is_applied_listed_with_expiry_and_recorded(as_manager, environment, manager):
+    response = enable(as_manager, environment)
+    assert response.status_code == 200
+    run_worker()
+
+    rule = FirewallRule.objects.get()
+    assert rule.cidr == "203.0.113.7/32" and rule.applied_at is not None
+    assert rule.expires_at - rule.created_at == timedelta(hours=8)
+    operation = Operation.objects.get(kind=OperationKind.ENABLE_ACCESS)
+    assert operation.outcome == Outcome.SUCCEEDED
+    assert operation.activity == "Enable access: 203.0.113.7/32 (office)"
+    assert "simulated firewall: allow 203.0.113.7/32" in operation.log
+    body = as_manager.get(environment.get_absolute_url()).content.decode()
+    assert 'data-testid="firewall-rule"' in body and "Active" in body
+
+
+@pytest.mark.parametrize(
+    "address, message",
+    [
+        ("not-an-ip", "Enter an IP address"),
+        ("300.1.1.1", "Enter an IP address"),
+        ("*", "would let every address reach the database"),
+        ("0.0.0.0/0", "would let the whole internet reach the database"),
+        ("::/0", "would let the whole internet reach the database"),
+        ("10.0.0.0/16", "is wider than /24"),
+        ("2001:db8::/48", "is wider than /64"),
+        ("127.0.0.1", "is a loopback address"),
+        ("::1", "is a loopback address"),
+        ("169.254.10.1", "is a link-local address"),
+        ("fe80::1", "is a link-local address"),
+        ("224.0.0.1", "is a multicast address"),
+        ("0.0.0.0", "is the unspecified address"),
+        ("", "This field is required"),
+    ],
+)
+def test_bad_addresses_are_refused_with_a_message_and_nothing_saved(
+    as_manager, environment, address, message
+):
+    response = enable(as_manager, environment, address=address)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not FirewallRule.objects.exists()
+    assert not Operation.objects.exists()
+
+
+def test_host_bits_are_normalised_to_the_network(as_manager, environment):
+    enable(as_manager, environment, address="203.0.113.77/24")
+    assert FirewallRule.objects.get().cidr == "203.0.113.0/24"
+
+
+def test_a_rule_that_duplicates_an_active_one_is_refused(as_manager, environment):
+    enable(as_manager, environment)
+    run_worker()
+    response = enable(as_manager, environment, name="again")
+    assert response.status_code == 400
+    assert "An active rule already allows 203.0.113.7/32" in response.content.decode()
+    assert FirewallRule.objects.count() == 1
+
+
+def test_more_rules_than_the_limit_are_refused(as_manager, environment, settings):
+    settings.ACCESS_MAX_ACTIVE_RULES = 2
+    for i in range(2):
+        enable(as_manager, environment, address=f"203.0.113.{i + 1}")
+        run_worker()
+    response = enable(as_manager, environment, address="203.0.113.9")
+    assert response.status_code == 400
+    assert "already has 2 active firewall rules" in response.content.decode()
+
+
+@pytest.mark.parametrize("hours", ["0", "-1", "9", "1e9", "nan", "eight"])
+def test_out_of_range_lifetimes_are_refused(as_manager, environment, hours):
+    response = enable(as_manager, environment, hours=hours)
+    assert response.status_code == 400
+    assert not FirewallRule.objects.exists()
+
+
+def test_shorter_lifetime_is_honoured(as_manager, environment):
+    enable(as_manager, environment, hours="1.5")
+    rule = FirewallRule.objects.get()
+    assert rule.expires_at - rule.created_at == timedelta(hours=1.5)
+
+
+def test_enable_access_is_refused_while_another_operation_runs(
+    as_manager, environment, manager, start
+):
+    start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
+    response = enable(as_manager, environment)
+    assert response.status_code == 409
+    assert "Another operation is in progress" in response.content.decode()
+    assert not FirewallRule.objects.exists()
+
+
+def test_team_member_may_not_enable_access(client, member, environment):
+    client.force_login(member)
+    assert enable(client, environment).status_code == 403
+    assert not FirewallRule.objects.exists()
+
+
+def test_remove_ends_the_rule_and_history_says_who(as_manager, environment, manager):
+    enable(as_manager, environment)
+    run_worker()
+    rule = FirewallRule.objects.get()
+    url = reverse("firewall-rule-remove", args=[environment.slug, rule.pk])
+
+    with committing():
+        response = as_manager.post(url, **HTMX)
+    run_worker()
+
+    assert response.status_code == 200
+    rule.refresh_from_db()
+    assert rule.end_reason == AccessEnd.REMOVED and rule.ended_by == manager
+    assert rule.removed_at is not None
+    removal = Operation.objects.get(kind=OperationKind.REMOVE_ACCESS)
+    assert removal.requested_by == manager and removal.outcome == Outcome.SUCCEEDED
+    assert "remove the rule for 203.0.113.7/32" in removal.log
+    assert as_manager.post(url, **HTMX).status_code == 409  # already ended
+
+
+def test_rules_expire_through_the_sweeper(as_manager, environment):
+    enable(as_manager, environment)
+    run_worker()
+    rule = FirewallRule.objects.get()
+    FirewallRule.objects.filter(pk=rule.pk).update(expires_at=timezone.now())
+
+    with committing():
+        call_command("expire_access", verbosity=0)
+    run_worker()
+
+    rule.refresh_from_db()
+    assert rule.end_reason == AccessEnd.EXPIRED and rule.ended_by is None
+    assert rule.removed_at is not None
+    removal = Operation.objects.get(kind=OperationKind.REMOVE_ACCESS)
+    assert removal.requested_by is None and "Expired at" in removal.reason
+
+
+def test_rules_expire_through_the_task_enqueued_for_their_expiry(
+    as_manager, environment, monkeypatch
+):
+    enable(as_manager, environment)
+    run_worker()  # applies the rule and enqueues its expiry
+    later = timezone.now() + timedelta(hours=8, seconds=5)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+
+    run_worker()
+
+    rule = FirewallRule.objects.get()
+    assert rule.end_reason == AccessEnd.EXPIRED
+
+
+def test_firewall_command_driver_runs_argument_lists(
+    as_manager, environment, settings, monkeypatch, tmp_path
+):
+    settings.PORTAL_FIREWALL_DRIVER = "command"
+    out = tmp_path / "rules"
+    script = f"import sys; open({str(out)!r}, 'a').write(' '.join(sys.argv[1:]) + chr(10))"
+    monkeypatch.setenv(
+        "PORTAL_FIREWALL_APPLY", f'["python3", "-c", "{script}", "allow", "{{cidr}}"]'
+    )
+    monkeypatch.setenv(
+        "PORTAL_FIREWALL_REMOVE", f'["python3", "-c", "{script}", "deny", "{{cidr}}"]'
+    )
+    enable(as_manager, environment)
+    run_worker()
+    rule = FirewallRule.objects.get()
+    with committing():
+        as_manager.post(reverse("firewall-rule-remove", args=[environment.slug, rule.pk]), **HTMX)
+    run_worker()
+    assert out.read_text().splitlines() == ["allow 203.0.113.7/32", "deny 203.0.113.7/32"]
+
+
+def test_failed_firewall_command_fails_the_operation_not_the_environment(
+    as_manager, environment, settings, monkeypatch
+):
+    settings.PORTAL_FIREWALL_DRIVER = "command"
+    monkeypatch.setenv(
+        "PORTAL_FIREWALL_APPLY", '["python3", "-c", "import sys; sys.exit(\'no route\')"]'
+    )
+    monkeypatch.setenv("PORTAL_FIREWALL_REMOVE", '["true"]')
+    enable(as_manager, environment)
+    run_worker()
+    operation = Operation.objects.get(kind=OperationKind.ENABLE_ACCESS)
+    assert operation.outcome == Outcome.FAILED and "no route" in operation.error
+    environment.refresh_from_db()
+    assert environment.status == "deployed"
+    assert FirewallRule.objects.get().end_reason == AccessEnd.FAILED
