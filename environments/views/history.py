@@ -190,7 +190,7 @@ def _history_csv(request, queryset, name):
                     op.started_at.isoformat(),
                     op.finished_at.isoformat() if op.finished_at else "",
                     round(op.duration.total_seconds(), 3) if op.duration else "",
-                    op.requested_by.get_username(),
+                    op.requester_name,
                     op.reason,
                     op.error,
                 )
