@@ -123,6 +123,16 @@ class EnvironmentAdmin(RoleHistoryFormsetMixin, admin.ModelAdmin):
     inlines = [ServiceInline, EnvironmentRoleInline]
 
 
+@admin.register(Service)
+class ServiceAdmin(admin.ModelAdmin):
+    list_display = ["environment", "kind", "state", "last_restarted_at"]
+    list_filter = ["kind", "state", "environment__project"]
+    search_fields = ["environment__name"]
+    list_select_related = ["environment"]
+    # State and last restart are the worker's to record.
+    readonly_fields = ["state", "last_restarted_at"]
+
+
 @admin.register(EnvironmentRole)
 class EnvironmentRoleAdmin(admin.ModelAdmin):
     list_display = ["user", "environment", "role"]

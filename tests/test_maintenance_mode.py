@@ -61,3 +61,39 @@ def test_restart_is_refused_while_in_maintenance(environment, owner, start):
         start(OperationKind.RESTART_SERVICE, environment, owner, service_kind="aos")
 
     assert refused.value.code == OperationRefused.NOT_ALLOWED
+
+
+def test_details_page_lists_who_may_sign_in_during_maintenance(
+    client, environment, owner, maint, start
+):
+    start(ENABLE, environment, owner)
+    run_worker()
+    client.force_login(owner)
+    body = client.get(environment.get_absolute_url()).content.decode()
+    assert 'data-testid="maintenance-notice"' in body
+    assert "Who can sign in meanwhile: maya (Maintenance mode user)" in body
+
+
+def test_list_marks_environments_in_maintenance_mode(client, environment, owner, start):
+    from django.urls import reverse
+
+    client.force_login(owner)
+    assert (
+        'data-testid="maintenance-hint"'
+        not in client.get(reverse("environment-list")).content.decode()
+    )
+    start(ENABLE, environment, owner)
+    run_worker()
+    body = client.get(reverse("environment-list")).content.decode()
+    assert "In Maintenance" in body and 'data-testid="maintenance-hint"' in body
+
+
+def test_failed_maintenance_operation_keeps_the_notice(
+    environment, owner, client, start, fail_driver
+):
+    fail_driver(f"{environment.slug} set_maintenance_mode")
+    start(ENABLE, environment, owner)
+    run_worker()
+    client.force_login(owner)
+    body = client.get(environment.get_absolute_url()).content.decode()
+    assert "Failed" in body and 'data-testid="maintenance-notice"' in body
