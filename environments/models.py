@@ -5,6 +5,7 @@ the transitions below, and only ``environments.operations`` calls them, inside t
 transaction that locks the environment row and writes the Operation (history) row.
 """
 
+import threading
 import uuid
 
 from django.conf import settings
@@ -192,6 +193,10 @@ class ProjectMembership(models.Model):
 # --- Environments --------------------------------------------------------------------
 
 
+#: Serialises Environment.refresh_from_db across a process's threads (see there).
+_RELOAD_LOCK = threading.RLock()
+
+
 def _may_maintain(environment, user):
     from environments.access import can_maintain
 
@@ -239,6 +244,17 @@ class Environment(FSMModelMixin, models.Model):
 
     def get_absolute_url(self):
         return reverse("environment-detail", args=[self.slug])
+
+    def refresh_from_db(self, *args, **kwargs):
+        """Reload from the database, one thread of the process at a time.
+
+        django-fsm-2's FSMModelMixin lifts the status field's protection for the whole
+        class while it reloads, so under gunicorn's threads one reload could meet the
+        protection another had just put back: a 500 on a refused Maintain request
+        (tests/test_refresh_under_threads.py). A reload is one primary-key query.
+        """
+        with _RELOAD_LOCK:
+            super().refresh_from_db(*args, **kwargs)
 
     @property
     def badge(self):
