@@ -1,0 +1,217 @@
+"""Real processes against the test database: gunicorn serving the portal, db_worker
+running its tasks, and plain HTTP requests to them (no HTTP library beyond the
+standard one)."""
+
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from tests.conftest import subprocess_env
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: str
+    seconds: float = 0.0
+
+    def header(self, name):
+        return self.headers.get(name)
+
+    def cookies(self):
+        """The Set-Cookie headers, by cookie name."""
+        jar = SimpleCookie()
+        for value in self.headers.get_all("Set-Cookie") or []:
+            jar.load(value)
+        return jar
+
+
+def request(port, path, *, method="GET", headers=None, body=None, timeout=30):
+    """One request that follows no redirect."""
+    if isinstance(body, str):
+        body = body.encode()
+    started = time.monotonic()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=dict(headers or {}))
+        response = connection.getresponse()
+        text = response.read().decode("utf-8", "replace")
+        return Answer(response.status, response.headers, text, time.monotonic() - started)
+    finally:
+        connection.close()
+
+
+@dataclass
+class Session:
+    """A signed-in browser, as far as the portal can tell: its cookies and CSRF token."""
+
+    cookies: dict = field(default_factory=dict)
+    csrf_token: str = ""
+
+    @property
+    def cookie_header(self):
+        return "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+
+    def headers(self, htmx=True, **extra):
+        headers = {"Cookie": self.cookie_header, "X-CSRFToken": self.csrf_token}
+        if htmx:
+            headers["HX-Request"] = "true"
+        headers.update(extra)
+        return headers
+
+
+def signed_in(port, user, page="/environments/"):
+    """A Session for ``user`` (force_login in the shared test database), with the CSRF
+    token a page of the portal hands out."""
+    client = Client()
+    client.force_login(user)
+    session = Session(
+        {settings.SESSION_COOKIE_NAME: client.cookies[settings.SESSION_COOKIE_NAME].value}
+    )
+    answer = request(port, page, headers={"Cookie": session.cookie_header})
+    assert answer.status == 200, answer.body[:500]
+    for name, morsel in answer.cookies().items():
+        session.cookies[name] = morsel.value
+    match = re.search(r'"X-CSRFToken": "([^"]+)"', answer.body)
+    assert match, "the page carries no CSRF token in hx-headers"
+    session.csrf_token = match.group(1)
+    return session
+
+
+def post_form(session, port, path, data, *, htmx=True):
+    from urllib.parse import urlencode
+
+    return request(
+        port,
+        path,
+        method="POST",
+        body=urlencode(data, doseq=True),
+        headers=session.headers(htmx, **{"Content-Type": "application/x-www-form-urlencoded"}),
+    )
+
+
+class Gunicorn:
+    """gunicorn serving the portal on a free port of 127.0.0.1, in its own process group."""
+
+    def __init__(self, log_path, *, workers=3, threads=8, env=None, port=None):
+        self.port = port or free_port()
+        self.log_path = Path(log_path)
+        self.workers, self.threads = workers, threads
+        self.env = env if env is not None else subprocess_env()
+        self.process = None
+
+    def start(self, timeout=30):
+        self.env.setdefault("PORTAL_TLS", "0")
+        self.env.setdefault("ALLOWED_HOSTS", "127.0.0.1")
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "lcs_portal.wsgi",
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                    "--workers",
+                    str(self.workers),
+                    "--threads",
+                    str(self.threads),
+                    "--graceful-timeout",
+                    "10",
+                ],
+                env=self.env,
+                cwd=settings.BASE_DIR,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_until_answering(self.process, self.port, "/accounts/login/", self.log_path, timeout)
+        return self
+
+    def kill(self):
+        """kill -9 the master and its workers (its process group), as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self):
+        stop(self.process)
+
+    def log(self):
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+def wait_until_answering(process, port, path, log_path, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            pytest.fail(
+                f"{process.args[:3]} exited with {process.returncode}:\n{log_path.read_text()}"
+            )
+        try:
+            request(port, path, timeout=5)
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"nothing answered on port {port} within {timeout} s:\n{log_path.read_text()}")
+
+
+def start_worker(log_path, *, env=None, command="db_worker"):
+    """A db_worker on the test database (or the database ``env`` names)."""
+    with Path(log_path).open("a") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                str(settings.BASE_DIR / "manage.py"),
+                command,
+                "--no-reload",
+                "--no-startup-delay",
+                "--interval",
+                "0.1",
+                "--queue-name",
+                "*",
+            ],
+            env=env if env is not None else subprocess_env(),
+            cwd=settings.BASE_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop(process):
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def wait_for(predicate, timeout=30, interval=0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
