@@ -158,6 +158,49 @@ X_FRAME_OPTIONS = "DENY"
 # --- Background tasks ---------------------------------------------------------
 TASKS = {"default": {"BACKEND": os.environ.get("TASK_BACKEND", "django_tasks_db.DatabaseBackend")}}
 
+# --- Sessions and cache -----------------------------------------------------------
+# Every signed-in request reads its session, so where it lives sets the floor of every
+# page (docs/performance.md measures the options). The default keeps sessions in the
+# database: no other service, and signing out ends a session at once. With a shared
+# cache (PORTAL_CACHE_URL=redis://127.0.0.1:6379/0), PORTAL_SESSION_ENGINE=cached_db
+# reads sessions from it and still writes them through to the database.
+CACHE_URL = os.environ.get("PORTAL_CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "portal",
+        }
+    }
+SESSION_ENGINES = {
+    "db": "django.contrib.sessions.backends.db",
+    "cached_db": "django.contrib.sessions.backends.cached_db",
+    "cache": "django.contrib.sessions.backends.cache",
+    "file": "django.contrib.sessions.backends.file",
+    "signed_cookies": "django.contrib.sessions.backends.signed_cookies",
+}
+_session_engine = os.environ.get("PORTAL_SESSION_ENGINE", "db")
+if _session_engine not in SESSION_ENGINES:
+    raise ImproperlyConfigured(
+        f"PORTAL_SESSION_ENGINE must be one of {', '.join(SESSION_ENGINES)}."
+    )
+if _session_engine in ("cached_db", "cache") and not CACHE_URL:
+    # The default cache is per process: signing out in one gunicorn worker would leave the
+    # session alive in the others' caches.
+    raise ImproperlyConfigured(
+        f"PORTAL_SESSION_ENGINE={_session_engine} needs a shared cache: set PORTAL_CACHE_URL."
+    )
+SESSION_ENGINE = SESSION_ENGINES[_session_engine]
+SESSION_FILE_PATH = VAR_DIR / "sessions"
+if _session_engine == "file":
+    SESSION_FILE_PATH.mkdir(parents=True, exist_ok=True)
+
+# The benchmark's two baselines (bench/views.py) exist only when this is on; never in
+# production.
+if env_bool("PORTAL_BENCH_VIEWS", False):
+    ROOT_URLCONF = "bench.urls"
+
 # --- Maintain operations --------------------------------------------------------
 # Which driver acts on environments: "simulated" (the demo default) or "command".
 PORTAL_DRIVER = os.environ.get("PORTAL_DRIVER", "simulated")

@@ -1,0 +1,70 @@
+"""python -m bench [pages|sessions|workers|all] — see docs/performance.md."""
+
+import argparse
+import json
+import shlex
+import sys
+import time
+
+from bench import common, report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "what",
+        nargs="?",
+        default="all",
+        choices=["pages", "sessions", "workers", "all"],
+        help="pages: the HTTP table; sessions: baseline B under each session set-up; "
+        "workers: db_worker throughput; all: pages and workers (default)",
+    )
+    parser.add_argument("--environments", type=int, default=1000)
+    parser.add_argument("--history", type=int, default=1_000_000)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per URL")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds per URL before measuring")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--worker-class", default="sync")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--session-engine", default="db")
+    parser.add_argument("--cache-url", default="")
+    parser.add_argument("--only", nargs="*", help="measure only these rows (e.g. A B poll)")
+    parser.add_argument("--skip-csv", action="store_true")
+    parser.add_argument("--restarts", type=int, default=1000, help="workers: operations queued")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; leave docs/performance.md alone"
+    )
+    args = parser.parse_args(argv)
+    command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+
+    results = {
+        "command": command.strip(),
+        "machine": common.machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    }
+    if args.what in ("pages", "all"):
+        from bench import http
+
+        results["pages"] = http.run(args)
+    if args.what == "sessions":
+        from bench import http
+
+        results["sessions"] = http.run_sessions(args)
+    if args.what in ("workers", "all"):
+        from bench import workers
+
+        results["workers"] = workers.run(args)
+
+    common.VAR_DIR.mkdir(parents=True, exist_ok=True)
+    dump = common.VAR_DIR / f"results-{args.what}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    dump.write_text(json.dumps(results, indent=2, default=str))
+    text = report.render(results)
+    print(text)
+    if not args.no_write and not args.only:
+        report.write(results)
+        common.log(f"wrote {report.DOC.relative_to(common.BASE_DIR)} (raw figures: {dump})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""The pages under wrk, against baseline A (a bare view) and B (a minimal signed-in view)."""
+
+import secrets
+import time
+
+from bench import common
+from bench.common import log
+
+DATABASE = "lcs_bench"
+HTMX = "HX-Request: true"
+
+
+def setup_database(environments, history):
+    """The benchmark's own database, migrated and seeded (reused when already seeded)."""
+    url = common.create_database(DATABASE)
+    env = common.portal_env(url)
+    log(f"migrating {DATABASE}")
+    common.manage(env, "migrate", "--no-input", "-v0")
+    common.manage(env, "collectstatic", "--no-input", "-v0")
+    seeded = common.query(
+        url, "SELECT count(*) FROM environments_project WHERE slug LIKE 'scale-%%'"
+    )[0][0]
+    if seeded:
+        log("scale data already seeded: reusing it")
+    else:
+        log(f"seeding {environments} environments and {history} history rows")
+        started = time.monotonic()
+        common.manage(
+            env, "seed_scale", "--environments", str(environments), "--history", str(history)
+        )
+        log(f"seeded in {time.monotonic() - started:.0f} s")
+    common.query(url, "ANALYZE")
+    return url
+
+
+def session_settings(engine, cache_url):
+    settings = {"PORTAL_SESSION_ENGINE": engine}
+    if cache_url:
+        settings["PORTAL_CACHE_URL"] = cache_url
+    return settings
+
+
+def targets(info):
+    """(key, label, path, headers, expected status) of every measured URL."""
+    cookie = f"Cookie: {info['cookie_name']}={info['cookie']}"
+    urls = info["urls"]
+    return [
+        ("A", "A: bare view (no session)", "/bench/bare/", [], 200),
+        ("B", "B: signed-in minimal view", "/bench/signed-in/", [cookie], 200),
+        ("list", "Environment list (page 1 of 20)", urls["list"], [cookie], 200),
+        ("details", "Details page", urls["details"], [cookie], 200),
+        ("poll", "Status poll: live region (200)", urls["poll"], [cookie, HTMX], 200),
+        ("badge_poll", "Status poll: badge (200)", urls["badge_poll"], [cookie, HTMX], 200),
+        ("history_1", "History page 1", urls["history_1"], [cookie], 200),
+        ("history_10000", "History page 10,000", urls["history_10000"], [cookie], 200),
+        ("forward_auth", "Forward auth (204)", urls["forward_auth"], [cookie], 204),
+    ]
+
+
+def _headers(lines):
+    return dict(line.split(": ", 1) for line in lines)
+
+
+def conditional_targets(base, measured):
+    """The polls again, as a browser revalidates them: If-None-Match with their ETag."""
+    extra = []
+    for key, label, path, headers, _ in measured:
+        if key not in ("poll", "badge_poll"):
+            continue
+        status, response_headers, _ = common.fetch(base + path, _headers(headers))
+        etag = response_headers.get("ETag")
+        if status == 200 and etag:
+            extra.append(
+                (
+                    f"{key}_304",
+                    label.replace("(200)", "(304 revalidated)"),
+                    path,
+                    [*headers, f"If-None-Match: {etag}"],
+                    304,
+                )
+            )
+    return extra
+
+
+def check(base, target, info):
+    key, label, path, headers, expected = target
+    status, _, body = common.fetch(base + path, _headers(headers))
+    if status != expected:
+        raise RuntimeError(f"{label}: {path} answered {status}, expected {expected}")
+    if key == "B" and body.decode() != info["username"]:
+        raise RuntimeError(f"{label}: not signed in ({body[:100]!r})")
+
+
+def measure_pages(env, info, *, duration, warmup, connections, server, only=None):
+    results = {}
+    with common.gunicorn(env, **server) as (base, _):
+        measured = targets(info)
+        measured += conditional_targets(base, measured)
+        if only:
+            measured = [t for t in measured if t[0] in only]
+        for target in measured:
+            check(base, target, info)
+        if warmup:
+            log(f"warming up ({warmup} s per URL)")
+            for _, _, path, headers, _ in measured:
+                common.wrk(base + path, headers=headers, duration=warmup, connections=connections)
+        for key, label, path, headers, _ in measured:
+            result = common.wrk(
+                base + path, headers=headers, duration=duration, connections=connections
+            )
+            if result["non_2xx_3xx"] or result["socket_errors"]:
+                raise RuntimeError(f"{label}: errors under load: {result}")
+            result.update(label=label, path=path)
+            results[key] = result
+            log(
+                f"{label:40} {result['rps']:9.1f} req/s  p50 {result['p50']:.2f} ms  "
+                f"p99 {result['p99']:.2f} ms"
+            )
+    return results
+
+
+def read_stream(url, headers):
+    """Stream a response to the end: (seconds, bytes, lines)."""
+    import urllib.request
+
+    started = time.monotonic()
+    size = lines = 0
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (http only)
+    with urllib.request.urlopen(request, timeout=900) as response:  # noqa: S310
+        if response.status != 200:
+            raise RuntimeError(f"{url} answered {response.status}")
+        while chunk := response.read(1 << 16):
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+    return time.monotonic() - started, size, lines
+
+
+def measure_csv(env, info, *, server):
+    """Time and the worker's peak memory for the CSV exports, on a fresh worker."""
+    cookie = {"Cookie": f"{info['cookie_name']}={info['cookie']}"}
+    server = dict(server, workers=1, timeout=900)
+    results = {}
+    with common.gunicorn(env, **server) as (base, master):
+        (worker,) = common.children(master.pid)
+        for path in (info["urls"]["details"], info["urls"]["history_1"], "/bench/signed-in/"):
+            common.fetch(base + path, cookie)
+        results["rss_before_kib"] = common.vm_hwm_kib(worker)
+        for key in ("csv_100k", "csv_all"):
+            seconds, size, lines = read_stream(base + info["urls"][key], cookie)
+            results[key] = {
+                "seconds": seconds,
+                "bytes": size,
+                "rows": lines - 1,
+                "peak_rss_kib": common.vm_hwm_kib(worker),
+                "path": info["urls"][key],
+            }
+            log(
+                f"CSV {lines - 1} rows: {seconds:.1f} s, {size / 1e6:.0f} MB, worker peak RSS "
+                f"{results[key]['peak_rss_kib'] / 1024:.0f} MiB"
+            )
+    return results
+
+
+def run(args):
+    common.ensure_wrk()
+    url = setup_database(args.environments, args.history)
+    env = common.portal_env(
+        url,
+        secrets.token_urlsafe(50),
+        **session_settings(args.session_engine, args.cache_url),
+    )
+    info = common.prepare(env)
+    server = dict(workers=args.workers, worker_class=args.worker_class, threads=args.threads)
+    log(
+        f"gunicorn: {args.workers} {args.worker_class} workers x {args.threads} threads; "
+        f"sessions: {args.session_engine}; wrk: {args.connections} connections, "
+        f"{args.duration} s per URL"
+    )
+    pages = measure_pages(
+        env,
+        info,
+        duration=args.duration,
+        warmup=args.warmup,
+        connections=args.connections,
+        server=server,
+        only=args.only,
+    )
+    csv = None if args.only or args.skip_csv else measure_csv(env, info, server=server)
+    return {
+        "info": info,
+        "server": server,
+        "session_engine": args.session_engine,
+        "cache_url": args.cache_url,
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "connections": args.connections,
+        "pages": pages,
+        "csv": csv,
+    }
+
+
+SESSION_OPTIONS = [
+    ("db", ""),
+    ("cached_db", "redis://127.0.0.1:6379/0"),
+    ("cache", "redis://127.0.0.1:6379/0"),
+    ("file", ""),
+    ("signed_cookies", ""),
+]
+
+
+def run_sessions(args):
+    """Baseline B (and the details page) under each session set-up, A beside them."""
+    common.ensure_wrk()
+    url = setup_database(args.environments, args.history)
+    server = dict(workers=args.workers, worker_class=args.worker_class, threads=args.threads)
+    rows = []
+    for engine, cache_url in SESSION_OPTIONS:
+        env = common.portal_env(
+            url, secrets.token_urlsafe(50), **session_settings(engine, cache_url)
+        )
+        info = common.prepare(env)
+        log(f"sessions: {engine}")
+        pages = measure_pages(
+            env,
+            info,
+            duration=args.duration,
+            warmup=args.warmup,
+            connections=args.connections,
+            server=server,
+            only=("A", "B", "details"),
+        )
+        rows.append({"engine": engine, "cache_url": cache_url, "pages": pages})
+    return {
+        "server": server,
+        "connections": args.connections,
+        "duration": args.duration,
+        "sessions": rows,
+    }
