@@ -2,12 +2,14 @@
 (3 workers x 8 threads) with a real db_worker, on whichever database the suite runs on.
 
 Every round exactly one operation starts, the other 49 get 409 with the reason, none
-gets a 500, and the history gains exactly one row. The drivers take DRIVER_DELAY
-seconds (the firewall one runs `sleep`, as a real firewall command takes time), longer
-than a burst takes, so the winner is still running when the last request arrives;
-a request arriving after it finished could rightly start the next operation.
+gets a 500, and the history gains exactly one row. The environment's drivers are
+command drivers whose work ends when the test releases it (a file appears) once the
+last answer is in: the winner is still running when the last request arrives, however
+slow the machine, since a request arriving after it finished could rightly start the
+next operation.
 """
 
+import json
 import random
 import statistics
 import threading
@@ -24,7 +26,6 @@ from tests.live import Gunicorn, post_form, signed_in, start_worker, stop, wait_
 
 ROUNDS = 20
 REQUESTS = 50
-DRIVER_DELAY = 2.0
 
 # Every request of a burst conflicts with every other: each would start an operation.
 ACTIONS = [
@@ -98,10 +99,30 @@ def settled(environment):
 def test_fifty_simultaneous_maintain_posts_start_exactly_one_operation_per_round(
     environment, owner, manager, superuser, tmp_path, capsys
 ):
+    release = tmp_path / "release"
+    wait_for_release = ["test", "-e", str(release)]
+    drivers = tmp_path / "drivers.json"
+    drivers.write_text(
+        json.dumps(
+            {
+                environment.slug: {
+                    "driver": "command",
+                    "restart": ["true"],
+                    "health": wait_for_release,
+                    "maintenance_on": ["true"],
+                    "maintenance_off": ["true"],
+                    "maintenance_health": wait_for_release,
+                    "health_interval": 0.05,
+                }
+            }
+        )
+    )
     env = subprocess_env(
-        SIMULATED_DRIVER_DELAY=DRIVER_DELAY,
+        PORTAL_DRIVERS_FILE=drivers,
         PORTAL_FIREWALL_DRIVER="command",
-        PORTAL_FIREWALL_APPLY=f'["sleep", "{DRIVER_DELAY}"]',
+        PORTAL_FIREWALL_APPLY=json.dumps(
+            ["sh", "-c", f"until [ -e '{release}' ]; do sleep 0.05; done"]
+        ),
         PORTAL_FIREWALL_REMOVE='["true"]',
         ACCESS_MAX_ACTIVE_RULES=ROUNDS + 1,
     )
@@ -116,6 +137,7 @@ def test_fifty_simultaneous_maintain_posts_start_exactly_one_operation_per_round
         for round_number in range(ROUNDS):
             assert settled(environment) and environment.status == Status.DEPLOYED
             before = set(Operation.objects.values_list("pk", flat=True))
+            release.unlink(missing_ok=True)
             t0 = time.monotonic()
             answers = burst(port, slug, sessions, round_number)
             bursts.append(time.monotonic() - t0)
@@ -136,7 +158,10 @@ def test_fifty_simultaneous_maintain_posts_start_exactly_one_operation_per_round
             assert operation.kind == action
             assert operation.reason == data["reason"]
             winners[action if action != "restart_service" else f"restart {data['service']}"] += 1
+            operation.refresh_from_db()
+            assert operation.is_active, "the winner finished before the test released it"
 
+            release.touch()
             assert wait_for(lambda: settled(environment), timeout=60), environment.status
             operation.refresh_from_db()
             assert operation.outcome == Outcome.SUCCEEDED, operation.error
