@@ -1,0 +1,37 @@
+"""Sign-in throttling: django-axes' check, for sign-ins that come through a page."""
+
+from axes.backends import AxesStandaloneBackend
+
+
+class SignInThrottleBackend(AxesStandaloneBackend):
+    """Refuses a sign-in to a locked-out account (django-axes), and lets the next
+    backend check the password otherwise.
+
+    Password guessing comes through the sign-in pages (the portal's and the admin's),
+    which always pass the request. Code that checks a password without one (a
+    management command, a shell, a test) has no client to throttle, so it is not
+    refused here: axes' own backend would raise instead.
+    """
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+def locked_out(request, original_response=None, credentials=None):
+    """The sign-in page again, saying why signing in is refused and until when (429)."""
+    from django.conf import settings
+    from django.contrib.auth.forms import AuthenticationForm
+    from django.shortcuts import render
+
+    minutes = max(1, round(settings.AXES_COOLOFF_TIME.total_seconds() / 60))
+    username = (credentials or {}).get("username") or request.POST.get("username", "")
+    form = AuthenticationForm(request, initial={"username": username})
+    message = (
+        f"Too many failed sign-ins to this account ({settings.AXES_FAILURE_LIMIT} in a row). "
+        f"Signing in to it is locked for {minutes} minutes; try again then, or ask an "
+        "administrator to unlock it."
+    )
+    context = {"form": form, "lockout": message, "next": request.POST.get("next", "")}
+    return render(request, "registration/login.html", context, status=429)
