@@ -215,3 +215,40 @@ def wait_for(predicate, timeout=30, interval=0.05):
             return True
         time.sleep(interval)
     return False
+
+
+def held_drivers(directory, slug):
+    """Drivers for ``slug`` whose work goes on until the file ``release`` exists: the
+    command driver (restart, maintenance mode) waits for it in its health check, the
+    firewall command in a loop. Returns the file and the settings to pass to processes.
+    """
+    import json
+
+    directory = Path(directory)
+    release = directory / "release"
+    wait_for_release = ["test", "-e", str(release)]
+    drivers = directory / "drivers.json"
+    drivers.write_text(
+        json.dumps(
+            {
+                slug: {
+                    "driver": "command",
+                    "restart": ["true"],
+                    "health": wait_for_release,
+                    "maintenance_on": ["true"],
+                    "maintenance_off": ["true"],
+                    "maintenance_health": wait_for_release,
+                    "health_interval": 0.05,
+                }
+            }
+        )
+    )
+    settings_ = {
+        "PORTAL_DRIVERS_FILE": drivers,
+        "PORTAL_FIREWALL_DRIVER": "command",
+        "PORTAL_FIREWALL_APPLY": json.dumps(
+            ["sh", "-c", f"until [ -e '{release}' ]; do sleep 0.05; done"]
+        ),
+        "PORTAL_FIREWALL_REMOVE": '["true"]',
+    }
+    return release, settings_

@@ -9,7 +9,6 @@ slow the machine, since a request arriving after it finished could rightly start
 next operation.
 """
 
-import json
 import random
 import statistics
 import threading
@@ -22,7 +21,15 @@ from django.db import connection
 
 from environments.models import Environment, Operation, Outcome, Status
 from tests.conftest import subprocess_env
-from tests.live import Gunicorn, post_form, signed_in, start_worker, stop, wait_for
+from tests.live import (
+    Gunicorn,
+    held_drivers,
+    post_form,
+    signed_in,
+    start_worker,
+    stop,
+    wait_for,
+)
 
 ROUNDS = 20
 REQUESTS = 50
@@ -99,33 +106,8 @@ def settled(environment):
 def test_fifty_simultaneous_maintain_posts_start_exactly_one_operation_per_round(
     environment, owner, manager, superuser, tmp_path, capsys
 ):
-    release = tmp_path / "release"
-    wait_for_release = ["test", "-e", str(release)]
-    drivers = tmp_path / "drivers.json"
-    drivers.write_text(
-        json.dumps(
-            {
-                environment.slug: {
-                    "driver": "command",
-                    "restart": ["true"],
-                    "health": wait_for_release,
-                    "maintenance_on": ["true"],
-                    "maintenance_off": ["true"],
-                    "maintenance_health": wait_for_release,
-                    "health_interval": 0.05,
-                }
-            }
-        )
-    )
-    env = subprocess_env(
-        PORTAL_DRIVERS_FILE=drivers,
-        PORTAL_FIREWALL_DRIVER="command",
-        PORTAL_FIREWALL_APPLY=json.dumps(
-            ["sh", "-c", f"until [ -e '{release}' ]; do sleep 0.05; done"]
-        ),
-        PORTAL_FIREWALL_REMOVE='["true"]',
-        ACCESS_MAX_ACTIVE_RULES=ROUNDS + 1,
-    )
+    release, held = held_drivers(tmp_path, environment.slug)
+    env = subprocess_env(ACCESS_MAX_ACTIVE_RULES=ROUNDS + 1, **held)
     server = Gunicorn(tmp_path / "gunicorn.log", workers=3, threads=8, env=env)
     worker = None
     try:

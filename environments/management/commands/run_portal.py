@@ -15,6 +15,12 @@ from environments.local_sandbox.supervisord import SERVICES, SLUG, LocalSandbox
 from environments.models import Environment
 
 
+#: The task worker and the watchdog exit when they lose the database (django-tasks-db's
+#: worker does not wait for it); they are started again, and work again once it is back.
+RESTARTED = ("db_worker", "watchdog")
+RESTART_DELAY = 2.0
+
+
 class Command(BaseCommand):
     help = (
         "Serve the portal with gunicorn and run the db_worker beside it, and supervisord "
@@ -85,12 +91,26 @@ class Command(BaseCommand):
         if sandbox is not None:
             urls = ", ".join(f"{s.upper()} {sandbox.health_url(s)}" for s in SERVICES)
             self.stdout.write(f"Local sandbox under supervisord ({sandbox.conf_path}): {urls}")
+        restart_at = {}
         try:
             while not stopping:
                 for name, child in children.items():
-                    if child.poll() is not None:
+                    if child.poll() is None:
+                        continue
+                    if name not in RESTARTED:
                         self.stderr.write(f"{name} exited with {child.returncode}; stopping.")
                         stopping = True
+                    elif name not in restart_at:
+                        self.stderr.write(
+                            f"{name} exited with {child.returncode}; starting it again "
+                            f"in {RESTART_DELAY:g} s."
+                        )
+                        restart_at[name] = time.monotonic() + RESTART_DELAY
+                    elif time.monotonic() >= restart_at[name]:
+                        del restart_at[name]
+                        children[name] = subprocess.Popen(
+                            commands[name], cwd=settings.BASE_DIR, env=os.environ
+                        )
                 time.sleep(0.3)
         finally:
             for child in children.values():
