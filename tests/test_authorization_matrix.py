@@ -1,0 +1,127 @@
+"""Every URL x every role, generated from the table in tests/authz_matrix.py."""
+
+import re
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from django.urls import reverse
+
+from environments import operations
+from environments.models import AccessLevel, DatabaseAccount, FirewallRule, Operation
+from tests.authz_matrix import MATRIX, ROLES, markdown_table
+
+
+@pytest.fixture
+def world(environment, owner, manager, member, maint, outsider, superuser):
+    """The environment with some history, an active firewall rule and database account."""
+    rule_operation = operations.enable_access(
+        environment, owner, name="office", cidr="203.0.113.7/32", reason="support"
+    )
+    operations.complete_operation(rule_operation.pk)
+    account_operation = operations.request_access(
+        environment, owner, level=AccessLevel.READ, reason="support"
+    )
+    operations.complete_operation(account_operation.pk)
+    users = {
+        "anonymous": None,
+        "outsider": outsider,
+        "member": member,
+        "maint": maint,
+        "manager": manager,
+        "owner": owner,
+        "superuser": superuser,
+    }
+    return {
+        "environment": environment,
+        "users": users,
+        "values": {
+            "slug": environment.slug,
+            "rule": FirewallRule.objects.get().pk,
+            "account": DatabaseAccount.objects.get().pk,
+            "activity": rule_operation.activity_id,
+            "admin": settings.ADMIN_PATH,
+        },
+    }
+
+
+def answer(client, method, path):
+    if method == "GET":
+        return client.get(path)
+    return client.post(path, {"reason": "matrix"}, headers={"HX-Request": "true"})
+
+
+def describe(response, environment):
+    """The response in the matrix's words."""
+    if response.status_code != 302:
+        return response.status_code
+    location = response["Location"]
+    if location.startswith(reverse("admin:login")):
+        return "→admin sign-in"
+    if location.startswith(reverse("login")):
+        return "→sign-in"
+    if location == reverse("environment-list"):
+        return "→list"
+    if location == environment.url:
+        return "→environment"
+    return f"302 {location}"
+
+
+CASES = [
+    pytest.param(method, path, role, expected, id=f"{method} {path} as {role}")
+    for _, method, path, answers in MATRIX
+    for role, expected in zip(ROLES, answers, strict=True)
+]
+
+
+@pytest.mark.parametrize("method, path, role, expected", CASES)
+def test_authorization_matrix(world, method, path, role, expected):
+    client = Client()
+    user = world["users"][role]
+    if user is not None:
+        client.force_login(user)
+    before = Operation.objects.count()
+    response = answer(client, method, path.format(**world["values"]))
+    assert describe(response, world["environment"]) == expected
+    if not 200 <= response.status_code < 300:
+        # A refusal changes nothing.
+        assert Operation.objects.count() == before
+    if role == "outsider" and response.status_code < 300 and response.streaming is False:
+        assert world["environment"].name not in response.content.decode()
+
+
+def test_the_matrix_covers_every_url_of_the_portal():
+    from django.urls import get_resolver
+
+    covered = {re.sub(r"\{\w+\}", "x", path) for _, _, path, _ in MATRIX}
+    patterns = [str(p.pattern) for p in get_resolver("environments.urls").url_patterns]
+    for pattern in patterns:
+        shape = "/" + re.sub(r"<[^>]+>", "x", pattern)
+        assert any(re.fullmatch(re.escape(shape).replace("x", "[^/]+"), c) for c in covered), (
+            f"no row for {pattern}"
+        )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [path for _, _, path, answers in MATRIX if "{slug}" in path],
+)
+def test_an_outsider_cannot_tell_another_projects_environment_from_none(world, client, path):
+    client.force_login(world["users"]["outsider"])
+    method = next(m for _, m, p, _ in MATRIX if p == path)
+    real = answer(client, method, path.format(**world["values"]))
+    values = dict(world["values"], slug="no-such-environment")
+    unknown = answer(client, method, path.format(**values))
+    assert real.status_code == unknown.status_code in (403, 404)
+    assert without_csrf_token(real.content) == without_csrf_token(unknown.content)
+
+
+def without_csrf_token(content):
+    """The page without its CSRF tokens, which are masked anew for every response."""
+    content = re.sub(rb'"X-CSRFToken": "[^"]+"', b"", content)
+    return re.sub(rb'name="csrfmiddlewaretoken" value="[^"]+"', b"", content)
+
+
+def test_the_documented_table_is_this_matrix():
+    docs = (settings.BASE_DIR / "docs" / "reliability.md").read_text()
+    assert markdown_table() in docs
