@@ -14,7 +14,6 @@ from django.db import connections
 from environments.local_sandbox.supervisord import SERVICES, SLUG, LocalSandbox
 from environments.models import Environment
 
-
 #: The task worker and the watchdog exit when they lose the database (django-tasks-db's
 #: worker does not wait for it); they are started again, and work again once it is back.
 RESTARTED = ("db_worker", "watchdog")
