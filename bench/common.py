@@ -137,7 +137,7 @@ def gunicorn(env, *, workers, worker_class="sync", threads=1, timeout=30):
             try:
                 urllib.request.urlopen(base + "/bench/bare/", timeout=2).read()  # noqa: S310
                 break
-            except (urllib.error.URLError, ConnectionError):
+            except OSError:  # refused, reset or timed out: not up yet
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("gunicorn did not start") from None
                 time.sleep(0.2)
@@ -155,6 +155,16 @@ def children(pid):
     """The child processes of pid (gunicorn's workers)."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def cpu_seconds(pids):
+    """User plus system CPU time of these processes so far, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
 
 
 def vm_hwm_kib(pid):

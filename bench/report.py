@@ -51,15 +51,16 @@ def pages_table(results):
         f"{server['worker_class']} workers × {server['threads']} threads, DEBUG off; sessions: "
         f"`{run['session_engine']}`{' on ' + run['cache_url'] if run['cache_url'] else ''}. "
         f"wrk on 127.0.0.1, {run['connections']} connections, {run['warmup']} s warm-up then "
-        f"{run['duration']} s per URL.",
+        f"{run['duration']} s per URL, best of {run['rounds']} rounds (figures of that round). "
+        "CPU is the gunicorn workers' user + system time per request.",
         "",
-        "| page | req/s | p50 ms | p99 ms | × A | × B |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| page | req/s | p50 ms | p99 ms | CPU ms/req | × A | × B |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in pages.values():
         lines.append(
             f"| {row['label']} | {row['rps']:,.0f} | {row['p50']:.2f} | {row['p99']:.2f} | "
-            f"{_ratio(row['rps'], a)} | {_ratio(row['rps'], b)} |"
+            f"{row['cpu_ms']:.2f} | {_ratio(row['rps'], a)} | {_ratio(row['rps'], b)} |"
         )
     csv = run.get("csv")
     if csv:
@@ -109,17 +110,20 @@ def sessions_table(results):
         _machine(results),
         "",
         f"gunicorn {server['workers']} {server['worker_class']} workers × {server['threads']} "
-        f"threads; wrk {run['connections']} connections, {run['duration']} s per URL.",
+        f"threads; wrk {run['connections']} connections, {run['duration']} s per URL, best of "
+        f"{run['rounds']} rounds.",
         "",
-        "| sessions | A req/s | B req/s | B p99 ms | B × A | details req/s | details × B |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| sessions | A req/s | B req/s | B p99 ms | B CPU ms/req | B × A | details req/s "
+        "| details × B |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in run["sessions"]:
         p = row["pages"]
         name = row["engine"] + (" (Redis)" if row["cache_url"] else "")
         lines.append(
             f"| `{name}` | {p['A']['rps']:,.0f} | {p['B']['rps']:,.0f} | {p['B']['p99']:.2f} | "
-            f"{_ratio(p['B']['rps'], p['A']['rps'])} | {p['details']['rps']:,.0f} | "
+            f"{p['B']['cpu_ms']:.2f} | {_ratio(p['B']['rps'], p['A']['rps'])} | "
+            f"{p['details']['rps']:,.0f} | "
             f"{_ratio(p['details']['rps'], p['B']['rps'])} |"
         )
     return "\n".join(lines)

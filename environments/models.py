@@ -505,6 +505,13 @@ class Operation(models.Model):
         indexes = [
             models.Index(fields=["environment", "-started_at", "-id"], name="op_env_started"),
             models.Index(fields=["-started_at", "-id"], name="op_started"),
+            # The queued and running operations of an environment, found without reading
+            # its history: the status poll's ETag counts them.
+            models.Index(
+                fields=["environment", "outcome"],
+                condition=models.Q(outcome__in=["queued", "running"]),
+                name="op_env_active",
+            ),
         ]
         constraints = [
             # The database's own guard: one running operation per environment, whatever

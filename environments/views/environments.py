@@ -1,8 +1,18 @@
 """The environment list, the details page with its Maintain menu, and the status poll."""
 
+import functools
+import hashlib
+
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Count, Max, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpResponseNotModified
 from django.shortcuts import redirect, render
+from django.template.loader import get_template
+from django.utils.cache import add_never_cache_headers, patch_cache_control, patch_vary_headers
+from django.utils.http import parse_etags, quote_etag
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseStopPolling
@@ -23,8 +33,19 @@ from environments.forms import (
     RequestAccessForm,
     RestartServiceForm,
 )
-from environments.models import DatabaseAccount, FirewallRule, OperationKind, Status
+from environments.models import (
+    ACTIVE_OUTCOMES,
+    DatabaseAccount,
+    FirewallRule,
+    Operation,
+    OperationKind,
+    Outcome,
+    Service,
+    ServiceState,
+    Status,
+)
 from environments.operations import OperationRefused
+from environments.precompiled import PrecompiledQuery
 
 LATEST_HISTORY = 5
 ENVIRONMENTS_PER_PAGE = 50
@@ -94,13 +115,21 @@ def environment_detail(request, slug):
 
 
 @login_required
-@never_cache
 @require_GET
 def environment_status(request, slug):
     """The live region of the details page (or one badge, with ?part=badge), polled
-    while an operation runs; 286 tells htmx to stop once the status has settled."""
-    environment = get_environment_for_user(request, slug)
-    if request.GET.get("part") == "badge":
+    while an operation runs; 286 tells htmx to stop once the status has settled.
+
+    A poll that finds nothing changed since the response it already has gets 304 Not
+    Modified, without rendering (see status_etag)."""
+    environment = _environment_for_poll(request, slug)
+    badge = request.GET.get("part") == "badge"
+    etag = status_etag(request, environment, badge=badge)
+    if etag in parse_etags(request.headers.get("If-None-Match", "")):
+        # Only 200 responses that show no password carry an ETag: this is one of them.
+        return _revalidatable(HttpResponseNotModified(), etag)
+    secret_shown = False
+    if badge:
         polling = environment.is_busy
         response = render(
             request,
@@ -110,10 +139,129 @@ def environment_status(request, slug):
     else:
         context = live_context(request, environment)
         polling = context["polling"]
+        secret_shown = any(a.password and a.applied_at for a in context["database_accounts"])
         response = render(request, "environments/detail.html#live", context)
-    if polling:
-        return response
-    return HttpResponseStopPolling(response.content)
+    if not polling:
+        response = HttpResponseStopPolling(response.content)
+    if polling and not secret_shown:
+        return _revalidatable(response, etag)
+    # A database password is for its requester's eyes only: never stored by a browser.
+    add_never_cache_headers(response)
+    return response
+
+
+# --- The status poll's validator -------------------------------------------------------
+# The ETag is made of everything the live region shows: the environment's row (with the
+# viewer's project role), the viewer and their session, its services, and the state of
+# its operations: the newest one, and how many are queued and how many are running.
+# An operation only moves forward (Queued, Running, ended), so with the newest one
+# unchanged every step changes one of the two counts. Access grants and environment
+# roles change only together with an operation (their history row), so they change it
+# too. Reading the facts costs no query of its own: they are annotations on the query
+# that fetches the environment and checks the user's right to it, and that query is
+# compiled once (environments/precompiled.py): compiling it cost more than running it.
+
+
+def _count(queryset):
+    counted = queryset.order_by().values("environment").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted), 0)
+
+
+_operations = Operation.objects.filter(environment=OuterRef("pk"))
+_services = Service.objects.filter(environment=OuterRef("pk"))
+POLL_FACTS = {
+    "poll_latest_operation": Subquery(_operations.order_by("-started_at", "-id").values("pk")[:1]),
+    "poll_queued": _count(_operations.filter(outcome=Outcome.QUEUED)),
+    "poll_active": _count(_operations.filter(outcome__in=ACTIVE_OUTCOMES)),
+    "poll_services_not_running": _count(_services.exclude(state=ServiceState.RUNNING)),
+    "poll_services_restarted": Subquery(
+        _services.order_by().values("environment").annotate(m=Max("last_restarted_at")).values("m")
+    ),
+}
+_LIVE_TEMPLATES = (
+    "environments/detail.html",
+    "environments/partials/status_badge.html",
+    "environments/partials/history_table.html",
+    "environments/partials/outcome_badge.html",
+)
+
+
+@functools.cache
+def _templates_version():
+    """The templates' own version: a deploy that changes them changes every ETag."""
+    digest = hashlib.sha256()
+    for name in _LIVE_TEMPLATES:
+        digest.update(get_template(name).template.source.encode())
+    return digest.hexdigest()[:16]
+
+
+def _poll_query(superuser):
+    def build(user, slug):
+        # visible_environments itself, for a stand-in user with the same powers.
+        viewer = get_user_model()(pk=user, is_superuser=superuser)
+        return (
+            visible_environments(viewer)
+            .select_related(None)  # the live region does not show the project
+            .annotate(**POLL_FACTS)
+            .filter(slug=slug)
+        )
+
+    return PrecompiledQuery(build, user=-918_273_645, slug="precompiled-sentinel-slug")
+
+
+_POLL_QUERIES = {True: _poll_query(True), False: _poll_query(False)}
+
+
+def _environment_for_poll(request, slug):
+    """get_environment_for_user(request, slug) with the poll's facts, compiled once."""
+    user = request.user
+    environment = _POLL_QUERIES[user.is_superuser].first(user=user.pk, slug=slug)
+    if environment is None:
+        raise Http404("No such environment.")
+    return environment
+
+
+def status_etag(request, environment, *, badge):
+    user = request.user
+    facts = [
+        _templates_version(),
+        "badge" if badge else "live",
+        request.session.session_key,
+        user.pk,
+        environment.pk,
+        environment.slug,
+        environment.status,
+    ]
+    if not badge:
+        facts += [
+            user.is_active,
+            user.is_superuser,
+            environment.name,
+            environment.status_changed_at.isoformat(),
+            environment.tier,
+            environment.type,
+            environment.subscription,
+            environment.deployment,
+            environment.url,
+            environment.database_server,
+            environment.database_name,
+            environment.viewer_project_role,
+            server_address(environment),
+            environment.poll_latest_operation,
+            environment.poll_queued,
+            environment.poll_active,
+            environment.poll_services_not_running,
+            str(environment.poll_services_restarted),
+        ]
+    return quote_etag(hashlib.sha256(repr(facts).encode()).hexdigest()[:32])
+
+
+def _revalidatable(response, etag):
+    """Private to this browser and session, and checked with the server on every poll."""
+    response["ETag"] = etag
+    patch_cache_control(response, private=True, no_cache=True)
+    patch_vary_headers(response, ["Cookie"])
+    return response
 
 
 @login_required
