@@ -122,8 +122,8 @@ def environment_status(request, slug):
 
     A poll that finds nothing changed since the response it already has gets 304 Not
     Modified, without rendering (see status_etag)."""
-    environment = _environment_for_poll(request, slug)
     badge = request.GET.get("part") == "badge"
+    environment = _environment_for_poll(request, slug, badge=badge)
     etag = status_etag(request, environment, badge=badge)
     if etag in parse_etags(request.headers.get("If-None-Match", "")):
         # Only 200 responses that show no password carry an ETag: this is one of them.
@@ -195,27 +195,30 @@ def _templates_version():
     return digest.hexdigest()[:16]
 
 
-def _poll_query(superuser):
+def _poll_query(superuser, badge):
     def build(user, slug):
         # visible_environments itself, for a stand-in user with the same powers.
         viewer = get_user_model()(pk=user, is_superuser=superuser)
-        return (
-            visible_environments(viewer)
-            .select_related(None)  # the live region does not show the project
-            .annotate(**POLL_FACTS)
-            .filter(slug=slug)
-        )
+        queryset = visible_environments(viewer).select_related(None)  # no project shown
+        if not badge:  # the badge shows the status alone
+            queryset = queryset.annotate(**POLL_FACTS)
+        return queryset.filter(slug=slug)
 
     return PrecompiledQuery(build, user=-918_273_645, slug="precompiled-sentinel-slug")
 
 
-_POLL_QUERIES = {True: _poll_query(True), False: _poll_query(False)}
+_POLL_QUERIES = {
+    (superuser, badge): _poll_query(superuser, badge)
+    for superuser in (True, False)
+    for badge in (True, False)
+}
 
 
-def _environment_for_poll(request, slug):
+def _environment_for_poll(request, slug, *, badge):
     """get_environment_for_user(request, slug) with the poll's facts, compiled once."""
     user = request.user
-    environment = _POLL_QUERIES[user.is_superuser].first(user=user.pk, slug=slug)
+    query = _POLL_QUERIES[user.is_superuser, badge]
+    environment = query.first(user=user.pk, slug=slug)
     if environment is None:
         raise Http404("No such environment.")
     return environment
