@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PG_URL ?= postgres://postgres@127.0.0.1:5432/lcs_portal
 BIND ?= 127.0.0.1:8000
 
-.PHONY: run test test-sqlite test-postgres lint check system-deps postgres clean bench
+.PHONY: screenshots run test test-sqlite test-postgres lint check system-deps postgres clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ test-postgres: $(STAMP) system-deps postgres
 	DATABASE_URL=$(PG_URL) $(BIN)/pytest
 
 test: lint check test-sqlite test-postgres
+
+# Retake the README's screenshots (docs/screenshots/) in the browser tests.
+screenshots: $(STAMP) system-deps
+	PORTAL_SCREENSHOTS=1 $(BIN)/pytest tests/browser
 
 # The benchmark (docs/performance.md): gunicorn with production settings on PostgreSQL,
 # seeded scale data and wrk; not part of `make test`. BENCH_ARGS="pages" or "workers".

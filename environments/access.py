@@ -165,7 +165,8 @@ def with_sign_in_facts(queryset, user):
         .values("role")[:1]
     )
     latest_action = (
-        Operation.objects.filter(environment=OuterRef("pk"))
+        Operation.objects.maintain()
+        .filter(environment=OuterRef("pk"))
         .order_by("-started_at", "-id")
         .values("action")[:1]
     )
@@ -192,7 +193,8 @@ def maintenance_mode_on(environment, latest_operation=None):
     the environment is Servicing, In Maintenance, or Failed out of a maintenance action
     (one the operation that failed was turning maintenance mode on or off).
 
-    Pass the environment's latest operation when it is at hand, to save a query."""
+    Pass the environment's latest Maintain operation (Operation.objects.maintain())
+    when it is at hand, to save a query."""
     if environment.status in MAINTENANCE_STATUSES:
         return True
     if environment.status != Status.FAILED:
@@ -202,7 +204,7 @@ def maintenance_mode_on(environment, latest_operation=None):
     elif hasattr(environment, _LATEST_ACTION_ATTR):
         action = getattr(environment, _LATEST_ACTION_ATTR)
     else:
-        action = environment.operations.values_list("action", flat=True).first()
+        action = environment.operations.maintain().values_list("action", flat=True).first()
     return action in MAINTENANCE_ACTIONS
 
 

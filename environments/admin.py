@@ -162,6 +162,16 @@ class PortalUserAdmin(RoleHistoryFormsetMixin, UserAdmin):
     inlines = [*UserAdmin.inlines, UserEnvironmentRoleInline]
     list_filter = [*UserAdmin.list_filter, "environment_roles__role"]
 
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            for role in obj.environment_roles.select_related("environment"):
+                delete_role(request, role)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for user in queryset:
+            self.delete_model(request, user)
+
 
 @admin.register(Operation)
 class OperationAdmin(admin.ModelAdmin):

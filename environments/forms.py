@@ -103,6 +103,17 @@ def access_hours_field():
     )
 
 
+IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+#: IPv6 ranges that stand for IPv4 addresses through a translator: a rule on them would
+#: escape the IPv4 checks.
+IPV6_TRANSLATED = (
+    ipaddress.ip_network("::/96"),  # IPv4-compatible (deprecated)
+    ipaddress.ip_network("64:ff9b::/96"),  # NAT64, well-known prefix
+    ipaddress.ip_network("64:ff9b:1::/48"),  # NAT64, local use
+    ipaddress.ip_network("2002::/16"),  # 6to4
+)
+
+
 def parse_access_range(value):
     """The normalised network of an IP address or CIDR range, or a clear refusal."""
     value = value.strip()
@@ -117,6 +128,11 @@ def parse_access_range(value):
         raise forms.ValidationError(
             "Enter an IP address (203.0.113.7) or a CIDR range (203.0.113.0/24)."
         ) from None
+    if network.version == 6 and network.subnet_of(IPV4_MAPPED):
+        # ::ffff:a.b.c.d/n is an IPv4 range written as IPv6: judge it as the IPv4 range.
+        network = ipaddress.ip_network(
+            (int(network.network_address) & 0xFFFFFFFF, network.prefixlen - 96)
+        )
     limit = (
         settings.ACCESS_MAX_PREFIX_IPV4 if network.version == 4 else settings.ACCESS_MAX_PREFIX_IPV6
     )
@@ -134,6 +150,11 @@ def parse_access_range(value):
     ):
         if getattr(network, test) or getattr(network.network_address, test):
             raise forms.ValidationError(f"{network} is {what}, which cannot be given access.")
+    if network.version == 6 and any(network.overlaps(n) for n in IPV6_TRANSLATED):
+        raise forms.ValidationError(
+            f"{network} is an address translation range (IPv4-compatible or NAT64); "
+            "enter the IPv4 address itself."
+        )
     return str(network)
 
 

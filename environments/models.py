@@ -110,8 +110,16 @@ ACTIONS = (
     OperationKind.ENABLE_MAINTENANCE,
     OperationKind.DISABLE_MAINTENANCE,
 )
-#: Just-in-time access: granting it, and ending it (never blocked by a running operation).
-GRANT_KINDS = (OperationKind.ENABLE_ACCESS, OperationKind.REQUEST_ACCESS)
+#: The operations that move the environment's status: the actions and their recovery.
+#: The latest of these is the one a Failed environment failed in; access grants and role
+#: changes, which leave the status alone, never stand in for it.
+MAINTAIN_KINDS = (
+    *ACTIONS,
+    OperationKind.RESUME,
+    OperationKind.ROLLBACK,
+    OperationKind.ABORT,
+)
+#: Ending just-in-time access is never held up by a running operation.
 END_GRANT_KINDS = (OperationKind.REMOVE_ACCESS, OperationKind.REVOKE_ACCESS)
 #: The status an environment shows while an action runs, and the one it reaches when done.
 ACTION_RUNNING_STATUS = {
@@ -447,6 +455,15 @@ class EnvironmentRole(models.Model):
 # --- History -------------------------------------------------------------------------
 
 
+class OperationQuerySet(models.QuerySet):
+    def maintain(self):
+        """Operations that move the environment's status (see MAINTAIN_KINDS)."""
+        return self.filter(kind__in=MAINTAIN_KINDS)
+
+    def active(self):
+        return self.filter(outcome__in=ACTIVE_OUTCOMES)
+
+
 class Operation(models.Model):
     """One Maintain action: the environment's history.
 
@@ -500,6 +517,8 @@ class Operation(models.Model):
     error = models.TextField(blank=True)
     log = models.TextField(blank=True)
 
+    objects = OperationQuerySet.as_manager()
+
     class Meta:
         ordering = ["-started_at", "-id"]
         indexes = [
@@ -543,6 +562,10 @@ class Operation(models.Model):
     @property
     def changes_status(self):
         return self.action in ACTIONS
+
+    @property
+    def ends_grant(self):
+        return self.kind in END_GRANT_KINDS
 
     @property
     def requester_name(self):

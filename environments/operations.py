@@ -19,7 +19,6 @@ from django_fsm import can_proceed
 from environments import crypto
 from environments.access import can_maintain
 from environments.models import (
-    ACTIVE_OUTCOMES,
     END_GRANT_KINDS,
     AccessEnd,
     AccessLevel,
@@ -37,6 +36,8 @@ from environments.models import (
 
 logger = logging.getLogger(__name__)
 
+RECOVERY_KINDS = (OperationKind.RESUME, OperationKind.ROLLBACK, OperationKind.ABORT)
+
 
 class OperationRefused(Exception):
     """A Maintain action that may not start; ``message`` is for the user."""
@@ -53,14 +54,48 @@ class OperationRefused(Exception):
         self.code = code
 
 
-def busy_message(environment):
+def running_operation(environment):
+    """The operation in progress on the environment (ending access aside), or None."""
+    return environment.operations.active().exclude(kind__in=END_GRANT_KINDS).first()
+
+
+def failed_operation(environment):
+    """The Maintain operation that left the environment Failed, or None."""
+    if environment.status != Status.FAILED:
+        return None
+    return environment.operations.maintain().select_related("service").first()
+
+
+def busy_message(environment, running=None):
+    what = f"{running.activity}, " if running else ""
     return (
         f"Another operation is in progress on {environment.name} "
-        f"({environment.get_status_display()}). Wait for it to finish, then try again."
+        f"({what}{environment.get_status_display()}). Wait for it to finish, then try again."
     )
 
 
-# --- Starting ---------------------------------------------------------------------
+def check_allowed(environment, user, kind):
+    """Raise OperationRefused, with the reason, if ``user`` may not start ``kind`` now."""
+    running = running_operation(environment)
+    if environment.is_busy or running is not None:
+        raise OperationRefused(busy_message(environment, running), OperationRefused.BUSY)
+    if not can_maintain(user, environment):
+        raise OperationRefused(
+            "Only project owners and environment managers may do this.",
+            OperationRefused.FORBIDDEN,
+        )
+    transition = getattr(environment, kind)
+    if not can_proceed(transition, check_conditions=False):
+        raise OperationRefused(
+            f"{OperationKind(kind).label} is not possible while {environment.name} is "
+            f"{environment.get_status_display()}.",
+            OperationRefused.NOT_ALLOWED,
+        )
+    if not can_proceed(transition):
+        raise OperationRefused(environment.restart_refusal_reason(), OperationRefused.INELIGIBLE)
+
+
+# --- Starting Maintain actions -------------------------------------------------------
 
 
 def restart_service(environment, user, service_kind, reason=""):
@@ -68,148 +103,125 @@ def restart_service(environment, user, service_kind, reason=""):
         raise OperationRefused(
             "Choose a service to restart: AOS, DIXF or MR.", OperationRefused.INVALID
         )
-    return _start(
-        environment,
-        user,
-        "restart_service",
-        kind=OperationKind.RESTART_SERVICE,
-        reason=reason,
-        service_kind=service_kind,
-    )
+
+    def start(locked, now):
+        service = locked.services.filter(kind=service_kind).first()
+        if service is None:
+            raise OperationRefused(
+                f"{locked.name} has no {ServiceKind(service_kind).label}.",
+                OperationRefused.INVALID,
+            )
+        status_before = locked.status
+        locked.restart_service()
+        service.state = ServiceState.RESTARTING
+        service.save(update_fields=["state"])
+        return _write(
+            locked,
+            user,
+            OperationKind.RESTART_SERVICE,
+            now,
+            reason=reason,
+            service=service,
+            status_before=status_before,
+        )
+
+    return _start(environment, user, OperationKind.RESTART_SERVICE, start)
 
 
 def enable_maintenance(environment, user, reason=""):
-    return _start(
-        environment,
-        user,
-        "enable_maintenance",
-        kind=OperationKind.ENABLE_MAINTENANCE,
-        reason=reason,
-    )
+    return _start_action(environment, user, OperationKind.ENABLE_MAINTENANCE, reason)
 
 
 def disable_maintenance(environment, user, reason=""):
-    return _start(
-        environment,
-        user,
-        "disable_maintenance",
-        kind=OperationKind.DISABLE_MAINTENANCE,
-        reason=reason,
-    )
+    return _start_action(environment, user, OperationKind.DISABLE_MAINTENANCE, reason)
 
 
 def resume(environment, user, reason=""):
     """Run the failed operation again."""
-    return _start(environment, user, "resume", kind=OperationKind.RESUME, reason=reason)
+    return _start_recovery(environment, user, OperationKind.RESUME, reason)
 
 
 def rollback(environment, user, reason=""):
     """Undo the failed operation and return to the status before it."""
-    return _start(environment, user, "rollback", kind=OperationKind.ROLLBACK, reason=reason)
+    return _start_recovery(environment, user, OperationKind.ROLLBACK, reason)
 
 
 def abort(environment, user, reason=""):
     """Return to the status before the failed operation without acting."""
-    return _start(environment, user, "abort", kind=OperationKind.ABORT, reason=reason)
+    return _start_recovery(environment, user, OperationKind.ABORT, reason)
 
 
-def _start(environment, user, transition_name, *, kind, reason, service_kind=None):
+def _start_action(environment, user, kind, reason):
+    def start(locked, now):
+        status_before = locked.status
+        getattr(locked, kind)()
+        return _write(locked, user, kind, now, reason=reason, status_before=status_before)
+
+    return _start(environment, user, kind, start)
+
+
+def _start_recovery(environment, user, kind, reason):
+    def start(locked, now):
+        failed = failed_operation(locked)
+        status_before = locked.status
+        getattr(locked, kind)(failed)
+        operation = _write(
+            locked,
+            user,
+            kind,
+            now,
+            reason=reason,
+            action=failed.action,
+            undo=failed.undo or kind == OperationKind.ROLLBACK,
+            failed_operation=failed,
+            service=failed.service,
+            status_before=status_before,
+            return_status=failed.return_status,
+            enqueue=kind != OperationKind.ABORT,
+        )
+        if kind == OperationKind.ABORT:
+            # Abort acts on nothing: it is done as soon as it is written.
+            operation.outcome = Outcome.ABORTED
+            operation.finished_at = now
+            operation.status_after = locked.status
+            operation.save(update_fields=["outcome", "finished_at", "status_after"])
+        return operation
+
+    return _start(environment, user, kind, start)
+
+
+def _start(environment, user, kind, start):
+    """Lock the environment, refuse what may not start, then ``start(locked, now)``."""
     try:
         with transaction.atomic():
-            operation = _start_locked(
-                environment,
-                user,
-                transition_name,
-                kind=kind,
-                reason=reason,
-                service_kind=service_kind,
-            )
+            locked = Environment.objects.select_for_update().get(pk=environment.pk)
+            check_allowed(locked, user, kind)
+            operation = start(locked, timezone.now())
+            if operation.changes_status:
+                locked.save(update_fields=["status", "status_changed_at"])
+            return operation
     except IntegrityError:
         # The partial unique index on running operations caught what the row lock
         # should already have: treat it as the conflict it is.
         logger.warning("Second operation refused by the database on %s", environment.slug)
         raise OperationRefused(busy_message(environment), OperationRefused.BUSY) from None
-    return operation
 
 
-def _start_locked(environment, user, transition_name, *, kind, reason, service_kind):
-    locked = Environment.objects.select_for_update().get(pk=environment.pk)
-    transition = getattr(locked, transition_name)
-    label = OperationKind(kind).label
-
-    _refuse_if_busy(locked)
-    if not can_maintain(user, locked):
-        raise OperationRefused(
-            "Only project owners and environment managers may run Maintain actions.",
-            OperationRefused.FORBIDDEN,
-        )
-    if not can_proceed(transition, check_conditions=False):
-        raise OperationRefused(
-            f"{label} is not possible while {locked.name} is {locked.get_status_display()}.",
-            OperationRefused.NOT_ALLOWED,
-        )
-    if not can_proceed(transition):
-        raise OperationRefused(locked.restart_refusal_reason(), OperationRefused.INELIGIBLE)
-
-    now = timezone.now()
-    status_before = locked.status
-    failed = None
-    service = None
-    if kind in (OperationKind.RESUME, OperationKind.ROLLBACK, OperationKind.ABORT):
-        failed = locked.operations.select_related("service").first()
-        transition(failed)
-        action, service, undo = failed.action, failed.service, failed.undo
-        if kind == OperationKind.ROLLBACK:
-            undo = True
-        return_status = failed.return_status
-    else:
-        if service_kind is not None:
-            service = locked.services.filter(kind=service_kind).first()
-            if service is None:
-                raise OperationRefused(
-                    f"{locked.name} has no {ServiceKind(service_kind).label}.",
-                    OperationRefused.INVALID,
-                )
-        transition()
-        action, undo, return_status = kind, False, status_before
-
-    locked.save(update_fields=["status", "status_changed_at"])
+def _write(environment, user, kind, now, *, enqueue=True, **fields):
+    """Write the history row of an operation starting now, and enqueue its task on commit."""
+    values = {
+        "action": kind,
+        "deadline": now + timedelta(seconds=settings.OPERATION_DEADLINE_SECONDS),
+        "status_before": environment.status,
+        "return_status": fields.get("status_before", environment.status),
+    }
+    values.update(fields)
     operation = Operation.objects.create(
-        environment=locked,
-        kind=kind,
-        action=action,
-        undo=undo,
-        failed_operation=failed,
-        service=service,
-        requested_by=user,
-        reason=reason,
-        started_at=now,
-        deadline=now + timedelta(seconds=settings.OPERATION_DEADLINE_SECONDS),
-        status_before=status_before,
-        return_status=return_status,
+        environment=environment, kind=kind, requested_by=user, started_at=now, **values
     )
-    if kind == OperationKind.ABORT:
-        # Abort acts on nothing: it is done as soon as it is written.
-        operation.outcome = Outcome.ABORTED
-        operation.finished_at = now
-        operation.status_after = locked.status
-        operation.save(update_fields=["outcome", "finished_at", "status_after"])
-        return operation
-
-    if service is not None and action == OperationKind.RESTART_SERVICE:
-        service.state = ServiceState.RESTARTING
-        service.save(update_fields=["state"])
-    transaction.on_commit(lambda: _enqueue(operation))
+    if enqueue:
+        transaction.on_commit(lambda: _enqueue(operation))
     return operation
-
-
-def _refuse_if_busy(locked):
-    """Refuse while the environment's status or any running operation says it is busy."""
-    running = locked.operations.filter(outcome__in=ACTIVE_OUTCOMES).exclude(
-        kind__in=END_GRANT_KINDS
-    )
-    if locked.is_busy or running.exists():
-        raise OperationRefused(busy_message(locked), OperationRefused.BUSY)
 
 
 def _enqueue(operation):
@@ -254,7 +266,9 @@ def _finish(operation_id, *, error, log):
             pk=operation_id
         )
         environment = Environment.objects.select_for_update().get(pk=environment_id)
-        operation = Operation.objects.select_related("service").get(pk=operation_id)
+        operation = Operation.objects.select_related(
+            "service", "firewall_rule", "database_account"
+        ).get(pk=operation_id)
         if not operation.is_active:
             logger.warning(
                 "Operation %s already ended %s; ignoring a late %s.",
@@ -297,16 +311,14 @@ def _finish(operation_id, *, error, log):
 def fail_overdue_operations(now=None):
     """The watchdog: fail every running operation whose deadline has passed."""
     now = now or timezone.now()
-    overdue = Operation.objects.filter(outcome__in=ACTIVE_OUTCOMES, deadline__lt=now)
+    overdue = Operation.objects.active().filter(deadline__lt=now)
     failed = (fail_overdue_operation(pk, now=now) for pk in overdue.values_list("pk", flat=True))
     return [operation for operation in failed if operation is not None]
 
 
 def fail_overdue_operation(operation_id, now=None):
     now = now or timezone.now()
-    operation = Operation.objects.filter(
-        pk=operation_id, outcome__in=ACTIVE_OUTCOMES, deadline__lt=now
-    ).first()
+    operation = Operation.objects.active().filter(pk=operation_id, deadline__lt=now).first()
     if operation is None:
         return None
     seconds = int((operation.deadline - operation.started_at).total_seconds())
@@ -318,14 +330,11 @@ def fail_overdue_operation(operation_id, now=None):
     )
 
 
-def failed_operation(environment):
-    """The operation that left the environment Failed, or None."""
-    if environment.status != Status.FAILED:
-        return None
-    return environment.operations.select_related("service").first()
-
-
 # --- Just-in-time access ----------------------------------------------------------
+
+#: A removal that failed is tried again after this long, doubling each time up to the cap.
+REMOVAL_RETRY_FIRST = timedelta(minutes=1)
+REMOVAL_RETRY_CAP = timedelta(hours=1)
 
 
 def access_lifetime(hours=None):
@@ -343,7 +352,7 @@ def enable_access(environment, user, *, name, cidr, reason, lifetime=None):
     """Add a firewall rule for an IP address or range (``cidr`` already validated)."""
     lifetime = lifetime or access_lifetime()
 
-    def make_rule(locked, now):
+    def start(locked, now):
         active = FirewallRule.objects.filter(environment=locked, ended_at__isnull=True)
         if active.filter(cidr=cidr).exists():
             raise OperationRefused(
@@ -365,11 +374,17 @@ def enable_access(environment, user, *, name, cidr, reason, lifetime=None):
             created_at=now,
             expires_at=now + lifetime,
         )
-        return rule, {"firewall_rule": rule, "target": f"{cidr} ({name})"}
+        return _write(
+            locked,
+            user,
+            OperationKind.ENABLE_ACCESS,
+            now,
+            reason=reason,
+            firewall_rule=rule,
+            target=grant_target(rule),
+        )
 
-    return _start_grant(
-        environment, user, "enable_access", OperationKind.ENABLE_ACCESS, reason, make_rule
-    )
+    return _start(environment, user, OperationKind.ENABLE_ACCESS, start)
 
 
 def request_access(environment, user, *, level, reason, lifetime=None):
@@ -378,7 +393,7 @@ def request_access(environment, user, *, level, reason, lifetime=None):
         raise OperationRefused("Choose Read or Read-write access.", OperationRefused.INVALID)
     lifetime = lifetime or access_lifetime()
 
-    def make_account(locked, now):
+    def start(locked, now):
         if not locked.database_server or not locked.database_name:
             raise OperationRefused(
                 f"{locked.name} has no database configured for access.",
@@ -394,37 +409,57 @@ def request_access(environment, user, *, level, reason, lifetime=None):
             created_at=now,
             expires_at=now + lifetime,
         )
-        target = f"{account.get_level_display()} account {account.username}"
-        return account, {"database_account": account, "target": target}
+        return _write(
+            locked,
+            user,
+            OperationKind.REQUEST_ACCESS,
+            now,
+            reason=reason,
+            database_account=account,
+            target=grant_target(account),
+        )
 
-    return _start_grant(
-        environment, user, "request_access", OperationKind.REQUEST_ACCESS, reason, make_account
-    )
+    return _start(environment, user, OperationKind.REQUEST_ACCESS, start)
+
+
+def grant_target(grant):
+    """What a grant is, for the history: "203.0.113.0/24 (office)", "Read account jit_x"."""
+    if isinstance(grant, FirewallRule):
+        return f"{grant.cidr} ({grant.name})"
+    return f"{grant.get_level_display()} account {grant.username}"
 
 
 def remove_access(rule, user):
-    """End a firewall rule early (Remove)."""
+    """End a firewall rule early (Remove). False if it had ended already."""
     return _end_grant(rule, user, AccessEnd.REMOVED)
 
 
 def revoke_access(account, user):
-    """End a database account early (Revoke)."""
+    """End a database account early (Revoke). False if it had ended already."""
     return _end_grant(account, user, AccessEnd.REVOKED)
 
 
 def expire_access(now=None):
-    """The sweeper: end every grant past its expiry, and retry removals that failed."""
+    """The sweeper: end every grant past its expiry, and retry removals that failed
+    (backing off: a server that stays down gets a history row an hour, not a minute).
+
+    Returns the grants it ended or retried."""
     now = now or timezone.now()
-    ended = []
+    handled = []
     for model in (FirewallRule, DatabaseAccount):
         for grant in model.objects.filter(ended_at__isnull=True, expires_at__lte=now):
-            ended.append(_end_grant(grant, None, AccessEnd.EXPIRED, now=now))
+            if _end_grant(grant, None, AccessEnd.EXPIRED, now=now):
+                handled.append(grant)
+        # Ended, but not confirmed gone, and nothing running on it.
         stuck = model.objects.filter(ended_at__isnull=False, removed_at__isnull=True).exclude(
-            operations__outcome__in=ACTIVE_OUTCOMES
+            operations__outcome__in=[Outcome.QUEUED, Outcome.RUNNING]
         )
-        for grant in stuck:
-            ended.append(_retry_removal(grant))
-    return [operation for operation in ended if operation is not None]
+        for grant in stuck.select_related("environment"):
+            if _removal_due(grant, now):
+                with transaction.atomic():
+                    _queue_removal(grant, None, now, retry=True)
+                handled.append(grant)
+    return handled
 
 
 def expire_grant(model_name, grant_id):
@@ -432,7 +467,7 @@ def expire_grant(model_name, grant_id):
     model = {"firewallrule": FirewallRule, "databaseaccount": DatabaseAccount}[model_name]
     grant = model.objects.filter(pk=grant_id).first()
     if grant is None or grant.ended_at is not None or grant.expires_at > timezone.now():
-        return None
+        return False
     return _end_grant(grant, None, AccessEnd.EXPIRED)
 
 
@@ -448,62 +483,18 @@ def _account_username(user):
     return f"jit_{name}_{secrets.token_hex(4)}"
 
 
-def _start_grant(environment, user, transition_name, kind, reason, make_grant):
-    try:
-        with transaction.atomic():
-            locked = Environment.objects.select_for_update().get(pk=environment.pk)
-            _refuse_if_busy(locked)
-            if not can_maintain(user, locked):
-                raise OperationRefused(
-                    "Only project owners and environment managers may grant access.",
-                    OperationRefused.FORBIDDEN,
-                )
-            transition = getattr(locked, transition_name)
-            if not can_proceed(transition):
-                raise OperationRefused(
-                    f"{OperationKind(kind).label} is not possible while {locked.name} is "
-                    f"{locked.get_status_display()}.",
-                    OperationRefused.NOT_ALLOWED,
-                )
-            now = timezone.now()
-            grant, fields = make_grant(locked, now)
-            operation = _create_grant_operation(locked, user, kind, reason, now, **fields)
-    except IntegrityError:
-        logger.warning("Second operation refused by the database on %s", environment.slug)
-        raise OperationRefused(busy_message(environment), OperationRefused.BUSY) from None
-    return operation
-
-
-def _create_grant_operation(environment, user, kind, reason, now, **fields):
-    operation = Operation.objects.create(
-        environment=environment,
-        kind=kind,
-        action=kind,
-        requested_by=user,
-        reason=reason,
-        started_at=now,
-        deadline=now + timedelta(seconds=settings.OPERATION_DEADLINE_SECONDS),
-        status_before=environment.status,
-        return_status=environment.status,
-        **fields,
-    )
-    transaction.on_commit(lambda: _enqueue(operation))
-    return operation
-
-
-def _enqueue_expiry(grant):
-    from environments.tasks import expire_access_grant
-
-    expire_access_grant.using(run_after=grant.expires_at).enqueue(grant._meta.model_name, grant.pk)
-
-
 def _end_grant(grant, user, end_reason, now=None):
-    """Mark a grant ended and queue its removal; None if it had ended already."""
+    """Mark a grant ended and queue its removal. False if it had ended already.
+
+    A grant still being applied is removed as soon as its apply settles (see
+    _settle_grant): removing it first could leave a rule or role behind that the apply
+    created afterwards.
+    """
     model = type(grant)
     with transaction.atomic():
         locked = model.objects.select_for_update().select_related("environment").get(pk=grant.pk)
         if locked.ended_at is not None:
-            return None
+            return False
         if user is not None and not can_maintain(user, locked.environment):
             raise OperationRefused(
                 "Only project owners and environment managers may end access.",
@@ -516,21 +507,27 @@ def _end_grant(grant, user, end_reason, now=None):
         if isinstance(locked, DatabaseAccount):
             locked.password_encrypted = ""  # nobody needs it any more
         locked.save()
-        return _queue_removal(locked, user, now)
+        if locked.applied_at is not None:
+            _queue_removal(locked, user, now)
+        return True
 
 
-def _retry_removal(grant):
-    with transaction.atomic():
-        return _queue_removal(grant, None, timezone.now(), retry=True)
+def _removal_due(grant, now):
+    failures = grant.operations.filter(kind__in=END_GRANT_KINDS, outcome=Outcome.FAILED).order_by(
+        "-finished_at"
+    )
+    count = failures.count()
+    if not count:
+        return True
+    wait = min(REMOVAL_RETRY_FIRST * 2 ** (count - 1), REMOVAL_RETRY_CAP)
+    return failures.first().finished_at + wait <= now
 
 
 def _queue_removal(grant, user, now, *, retry=False):
     if isinstance(grant, FirewallRule):
         kind, fields = OperationKind.REMOVE_ACCESS, {"firewall_rule": grant}
-        target = f"{grant.cidr} ({grant.name})"
     else:
         kind, fields = OperationKind.REVOKE_ACCESS, {"database_account": grant}
-        target = f"{grant.get_level_display()} account {grant.username}"
     why = {
         AccessEnd.EXPIRED: f"Expired at {grant.expires_at:%Y-%m-%d %H:%M:%S %Z}.",
         AccessEnd.REMOVED: "Removed before it expired.",
@@ -539,31 +536,40 @@ def _queue_removal(grant, user, now, *, retry=False):
     }[grant.end_reason]
     if retry:
         why = "Retrying the removal, which had failed. " + why
-    environment = grant.environment
-    return _create_grant_operation(environment, user, kind, why, now, target=target, **fields)
+    return _write(
+        grant.environment, user, kind, now, reason=why, target=grant_target(grant), **fields
+    )
 
 
 def _settle_grant(operation, error, now):
     """Record on the grant what its operation achieved."""
     grant = operation.firewall_rule or operation.database_account
-    if grant is None:
-        return
-    if operation.kind in (OperationKind.ENABLE_ACCESS, OperationKind.REQUEST_ACCESS):
-        if error:
-            # Nothing usable was granted; the removal cleans up anything half-made.
+    if operation.kind in END_GRANT_KINDS:
+        if not error:
+            grant.removed_at = now
+            grant.save(update_fields=["removed_at"])
+        return  # a failed removal is retried by the sweeper
+    if error:
+        # Nothing usable was granted; the removal cleans up anything half-made.
+        if grant.ended_at is None:
             grant.ended_at = now
             grant.end_reason = AccessEnd.FAILED
-            if isinstance(grant, DatabaseAccount):
-                grant.password_encrypted = ""
-            grant.save()
-            transaction.on_commit(lambda: _retry_removal(grant))
-        else:
-            grant.applied_at = now
-            grant.save(update_fields=["applied_at"])
-            transaction.on_commit(lambda: _enqueue_expiry(grant))
-    elif not error:
-        grant.removed_at = now
-        grant.save(update_fields=["removed_at"])
+        if isinstance(grant, DatabaseAccount):
+            grant.password_encrypted = ""
+    else:
+        grant.applied_at = now
+    grant.save()
+    if error or grant.ended_at is not None:
+        # Failed, or ended (removed, revoked, expired) while it was being applied.
+        _queue_removal(grant, grant.ended_by, now)
+    else:
+        transaction.on_commit(lambda: _enqueue_expiry(grant))
+
+
+def _enqueue_expiry(grant):
+    from environments.tasks import expire_access_grant
+
+    expire_access_grant.using(run_after=grant.expires_at).enqueue(grant._meta.model_name, grant.pk)
 
 
 # --- Environment roles (assigned in Django admin) ------------------------------------
@@ -572,8 +578,8 @@ def _settle_grant(operation, error, now):
 def record_role_change(environment, actor, user, role, *, granted, previous_role=None):
     """Write the history row of an environment role granted or removed.
 
-    Called by the admin in the transaction that saves or deletes the role, so the
-    history and the change cannot disagree.
+    Called by the admin (and seed_demo) in the transaction that saves or deletes the
+    role, so the history and the change cannot disagree. ``actor`` None: the portal.
     """
     now = timezone.now()
     label = EnvironmentRoleKind(role).label
@@ -582,19 +588,17 @@ def record_role_change(environment, actor, user, role, *, granted, previous_role
     else:
         target = f"{user.get_username()}: {label}"
     kind = OperationKind.GRANT_ROLE if granted else OperationKind.REMOVE_ROLE
-    return Operation.objects.create(
-        environment=environment,
-        kind=kind,
-        action=kind,
+    return _write(
+        environment,
+        actor,
+        kind,
+        now,
+        enqueue=False,
         target=target,
-        requested_by=actor,
-        started_at=now,
-        finished_at=now,
         deadline=now,
+        finished_at=now,
         outcome=Outcome.SUCCEEDED,
-        status_before=environment.status,
         status_after=environment.status,
-        return_status=environment.status,
     )
 
 

@@ -167,3 +167,16 @@ def test_history_is_read_only_in_admin(as_admin, environment, manager, start):
     assert operation.reason == ""
     listing = as_admin.get(reverse("admin:environments_operation_changelist"))
     assert listing.status_code == 200 and "Enable Maintenance mode" in listing.content.decode()
+
+
+def test_deleting_a_user_in_admin_records_the_removal_of_their_roles(as_admin, environment):
+    maya = make_user("maya")
+    EnvironmentRole.objects.create(
+        user=maya, environment=environment, role=EnvironmentRoleKind.MAINTENANCE_MODE_USER
+    )
+    response = as_admin.post(reverse("admin:auth_user_delete", args=[maya.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert not EnvironmentRole.objects.exists()
+    assert role_history(environment) == [
+        (OperationKind.REMOVE_ROLE, "maya: Maintenance mode user", "root", "succeeded")
+    ]

@@ -295,3 +295,59 @@ def test_team_member_may_not_request_access(client, environment, member):
     url = reverse("environment-maintain", args=[environment.slug, "request_access"])
     assert client.post(url, {"level": "read", "reason": "x"}).status_code == 403
     assert ">Request access</a>" not in client.get(environment.get_absolute_url()).content.decode()
+
+
+def test_the_server_stores_a_scram_verifier_of_the_shown_password_never_the_password(
+    client, pg_environment, manager, dropped_roles
+):
+    import base64
+
+    from environments.drivers.postgres import scram_verifier
+
+    account = grant(pg_environment, manager, "read")
+    client.force_login(manager)
+    password = shown_credentials(client, pg_environment)["password"]
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        (stored,) = admin.execute(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = %s", [account.username]
+        ).fetchone()
+    assert password not in stored
+    method, rest = stored.split("$", 1)
+    iterations_salt = rest.split("$")[0]
+    iterations, salt = iterations_salt.split(":")
+    assert method == "SCRAM-SHA-256"
+    assert stored == scram_verifier(
+        password, salt=base64.b64decode(salt), iterations=int(iterations)
+    )
+    revoke_and_drop(pg_environment, account, manager)
+
+
+def test_a_role_that_owns_objects_is_still_dropped_and_its_objects_kept(
+    client, pg_environment, manager, dropped_roles
+):
+    account = grant(pg_environment, manager, "read_write")
+    admin_db = ADMIN_URL.rsplit("/", 1)[0] + f"/{pg_environment.database_name}"
+    with psycopg.connect(admin_db, autocommit=True) as admin:
+        admin.execute(f'GRANT CREATE ON SCHEMA public TO "{account.username}"')
+    client.force_login(manager)
+    with connect_as(shown_credentials(client, pg_environment)) as connection:
+        connection.execute("CREATE TABLE notes (body text)")
+
+    revoke_and_drop(pg_environment, account, manager)
+
+    with psycopg.connect(admin_db, autocommit=True) as admin:
+        (owner,) = admin.execute(
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'notes'"
+        ).fetchone()
+    assert owner == "postgres"
+
+
+def test_the_log_warns_when_the_account_can_reach_other_databases(
+    pg_environment, manager, dropped_roles
+):
+    account = grant(pg_environment, manager, "read")
+    operation = Operation.objects.get(kind=OperationKind.REQUEST_ACCESS)
+    # This machine's server also holds the portal's own databases, open to PUBLIC.
+    assert f"WARNING: {account.username} can also connect to" in operation.log
+    assert "postgres" in operation.log.split("can also connect to")[1]
+    revoke_and_drop(pg_environment, account, manager)

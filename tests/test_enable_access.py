@@ -71,6 +71,12 @@ def test_rule_is_applied_listed_with_expiry_and_recorded(as_manager, environment
         ("fe80::1", "is a link-local address"),
         ("224.0.0.1", "is a multicast address"),
         ("0.0.0.0", "is the unspecified address"),
+        ("::ffff:0.0.0.0/96", "would let the whole internet reach the database"),
+        ("::ffff:10.0.0.0/104", "is wider than /24"),
+        ("::ffff:127.0.0.1", "is a loopback address"),
+        ("64:ff9b::/96", "address translation range"),
+        ("64:ff9b::a00:1", "address translation range"),
+        ("2002:cb00:7107::/64", "address translation range"),
         ("", "This field is required"),
     ],
 )
@@ -82,6 +88,11 @@ def test_bad_addresses_are_refused_with_a_message_and_nothing_saved(
     assert message in response.content.decode()
     assert not FirewallRule.objects.exists()
     assert not Operation.objects.exists()
+
+
+def test_an_ipv4_mapped_address_is_kept_as_the_ipv4_address(as_manager, environment):
+    enable(as_manager, environment, address="::ffff:203.0.113.9")
+    assert FirewallRule.objects.get().cidr == "203.0.113.9/32"
 
 
 def test_host_bits_are_normalised_to_the_network(as_manager, environment):
@@ -228,3 +239,54 @@ def test_failed_firewall_command_fails_the_operation_not_the_environment(
     environment.refresh_from_db()
     assert environment.status == "deployed"
     assert FirewallRule.objects.get().end_reason == AccessEnd.FAILED
+
+
+def test_rule_removed_while_being_applied_is_removed_once_applied(as_manager, environment, manager):
+    enable(as_manager, environment)  # queued, not applied yet
+    rule = FirewallRule.objects.get()
+    with committing():
+        response = as_manager.post(
+            reverse("firewall-rule-remove", args=[environment.slug, rule.pk]), **HTMX
+        )
+    assert response.status_code == 200
+    assert not Operation.objects.filter(kind=OperationKind.REMOVE_ACCESS).exists()
+
+    run_worker()  # applies, then removes
+
+    rule.refresh_from_db()
+    assert rule.applied_at is not None and rule.removed_at is not None
+    assert rule.removed_at >= rule.applied_at
+    removal = Operation.objects.get(kind=OperationKind.REMOVE_ACCESS)
+    assert removal.requested_by == manager and removal.outcome == Outcome.SUCCEEDED
+
+
+def test_failed_removals_are_retried_with_back_off(as_manager, environment, settings, monkeypatch):
+    from environments.operations import expire_access
+
+    enable(as_manager, environment)
+    run_worker()
+    settings.PORTAL_FIREWALL_DRIVER = "command"
+    monkeypatch.setenv("PORTAL_FIREWALL_REMOVE", '["false"]')
+    rule = FirewallRule.objects.get()
+    with committing():
+        as_manager.post(reverse("firewall-rule-remove", args=[environment.slug, rule.pk]), **HTMX)
+    run_worker()
+    removals = Operation.objects.filter(kind=OperationKind.REMOVE_ACCESS)
+    assert [op.outcome for op in removals] == [Outcome.FAILED]
+
+    with committing():
+        assert expire_access() == []  # too soon after the failure
+        first_retry = timezone.now() + timedelta(minutes=1, seconds=1)
+        assert expire_access(now=first_retry) == [rule]  # a minute later: retried
+    run_worker()  # fails again
+    failed_again = removals.order_by("-finished_at").first().finished_at
+    with committing():
+        # now it waits two minutes
+        assert expire_access(now=failed_again + timedelta(minutes=1, seconds=30)) == []
+    monkeypatch.setenv("PORTAL_FIREWALL_REMOVE", '["true"]')
+    with committing():
+        assert expire_access(now=failed_again + timedelta(minutes=2, seconds=1)) == [rule]
+    run_worker()
+    rule.refresh_from_db()
+    assert rule.removed_at is not None
+    assert removals.all().count() == 3  # a fresh query: the first look cached one row

@@ -126,3 +126,49 @@ def test_team_member_may_not_recover_a_failed_environment(
     with pytest.raises(OperationRefused) as refused:
         start(kind, environment, member)
     assert refused.value.code == OperationRefused.FORBIDDEN
+
+
+@pytest.mark.parametrize(
+    "kind, status",
+    [
+        (OperationKind.RESUME, Status.IN_MAINTENANCE),
+        (OperationKind.ROLLBACK, Status.DEPLOYED),
+        (OperationKind.ABORT, Status.DEPLOYED),
+    ],
+)
+def test_recovery_acts_on_the_failed_operation_even_after_access_and_role_changes(
+    environment, manager, maint, start, failed_enable, kind, status
+):
+    """Access grants and role changes are history rows too; they never stand in for the
+    operation the environment failed in."""
+    from environments.operations import record_role_change
+
+    start(
+        OperationKind.ENABLE_ACCESS,
+        environment,
+        manager,
+        name="office",
+        cidr="203.0.113.7/32",
+        reason="look at the logs",
+    )
+    run_worker()
+    record_role_change(environment, manager, maint, "user", granted=True)
+
+    recovery = start(kind, environment, manager)
+    run_worker()
+
+    environment.refresh_from_db()
+    recovery.refresh_from_db()
+    assert recovery.failed_operation == failed_enable
+    assert environment.status == status
+
+
+def test_failed_maintenance_keeps_users_out_after_an_access_grant(
+    environment, manager, start, failed_enable
+):
+    from environments.access import maintenance_mode_on
+
+    start(OperationKind.REQUEST_ACCESS, environment, manager, level="read", reason="x")
+    run_worker()
+    environment.refresh_from_db()
+    assert maintenance_mode_on(environment)

@@ -41,6 +41,7 @@ def counts():
 def test_seed_demo_is_idempotent_and_prints_a_random_password_once(monkeypatch, tmp_path):
     first = seed(monkeypatch, tmp_path)
     before = counts()
+    history = Operation.objects.count()
     password = first.split("(shown once): ")[1].split()[0]
     assert authenticate(username="manager", password=password)
 
@@ -49,7 +50,14 @@ def test_seed_demo_is_idempotent_and_prints_a_random_password_once(monkeypatch, 
     assert counts() == before
     assert "shown once" not in second
     assert authenticate(username="manager", password=password), "password must not change"
-    assert not Operation.objects.exists()
+    assert Operation.objects.count() == history, "a second run changes no role"
+
+
+def test_roles_the_seed_gives_are_in_the_history(monkeypatch, tmp_path):
+    seed(monkeypatch, tmp_path)
+    rows = Operation.objects.filter(kind="grant_role", requested_by__isnull=True)
+    assert rows.count() == EnvironmentRole.objects.count()
+    assert rows.filter(target="maint: Maintenance mode user").exists()
 
 
 def test_demo_password_comes_from_the_environment(monkeypatch, tmp_path):

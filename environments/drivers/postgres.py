@@ -3,19 +3,34 @@
 Create: a login role with a random password, VALID UNTIL the expiry, CONNECT on the
 environment's database and pg_read_all_data (plus pg_write_all_data for Read-write).
 Drop: refuse new logins, end the role's open sessions (VALID UNTIL alone leaves them
-running), revoke its grants and drop it. Every step is logged and retried, so a
-passing hiccup never leaves a role behind. The password never reaches the log.
+running), hand over what it owns in the environment's database and drop it. Every step
+is logged and retried, so a passing hiccup never leaves a role behind.
+
+The password never reaches the log, nor the server: the role is created with a
+SCRAM-SHA-256 verifier computed here, so even a server that logs statements never
+sees it.
+
+pg_read_all_data and pg_write_all_data act on every database of the server, and by
+default every role may connect to every database: give each environment's database a
+server of its own, or REVOKE CONNECT ... FROM PUBLIC on the others. The driver logs a
+warning naming any other database the new role can reach.
 """
 
+import base64
+import hashlib
+import hmac
+import os
 import time
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from environments.drivers.base import DriverError
 from environments.drivers.database import admin_url
 from environments.models import AccessLevel
 
+SCRAM_ITERATIONS = 4096
 ATTEMPTS = 3
 BACKOFF_SECONDS = 0.5
 CONNECT_TIMEOUT = 10
@@ -34,7 +49,7 @@ class PostgresDatabaseDriver:
         database = sql.Identifier(self.environment.database_name)
         valid_until = sql.Literal(account.expires_at.isoformat())
         credentials = sql.SQL("LOGIN PASSWORD {} VALID UNTIL {} CONNECTION LIMIT 10").format(
-            sql.Literal(password), valid_until
+            sql.Literal(scram_verifier(password)), valid_until
         )
         with self._connect() as connection:
             exists = self._step(
@@ -67,6 +82,24 @@ class PostgresDatabaseDriver:
                     f"GRANT {granted} TO {account.username}",
                     sql.SQL("GRANT {} TO {}").format(sql.Identifier(granted), role),
                 )
+            others = self._step(
+                connection,
+                f"list the other databases {account.username} can connect to",
+                sql.SQL(
+                    "SELECT string_agg(datname, ', ' ORDER BY datname) FROM pg_database "
+                    "WHERE datallowconn AND NOT datistemplate AND datname <> {} "
+                    "AND has_database_privilege({}, datname, 'CONNECT')"
+                ).format(
+                    sql.Literal(self.environment.database_name), sql.Literal(account.username)
+                ),
+                fetch=True,
+            )
+            if others:
+                self.log.write(
+                    f"WARNING: {account.username} can also connect to {others}, and "
+                    f"{' and '.join(roles)} reach every database of the server: revoke "
+                    "CONNECT from PUBLIC there, or give this database a server of its own."
+                )
 
     def drop_database_account(self, account):
         role = sql.Identifier(account.username)
@@ -95,24 +128,33 @@ class PostgresDatabaseDriver:
                 fetch=True,
             )
             self.log.write(f"ended {ended} open session(s) of {account.username}")
+        # What the role created in the environment's database is kept (handed to the
+        # admin role); its privileges there and on the database itself go with it.
+        with self._connect(self.environment.database_name) as database:
             self._step(
-                connection,
-                f"REVOKE CONNECT ON DATABASE {self.environment.database_name}",
-                sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(
-                    sql.Identifier(self.environment.database_name), role
-                ),
+                database,
+                f"REASSIGN OWNED BY {account.username}",
+                sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(role),
             )
+            self._step(
+                database,
+                f"DROP OWNED BY {account.username}",
+                sql.SQL("DROP OWNED BY {}").format(role),
+            )
+        with self._connect() as connection:
             self._step(
                 connection,
                 f"DROP ROLE {account.username}",
                 sql.SQL("DROP ROLE IF EXISTS {}").format(role),
             )
 
-    def _connect(self):
+    def _connect(self, database=None):
+        """A connection to the server (or to one of its databases), retried."""
+        conninfo = make_conninfo(self.url, dbname=database) if database else self.url
         last = None
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+                return psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
             except psycopg.OperationalError as exc:
                 last = exc
                 self.log.write(
@@ -146,3 +188,20 @@ class PostgresDatabaseDriver:
 
 def _first_line(exc):
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def scram_verifier(password, *, salt=None, iterations=SCRAM_ITERATIONS):
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5802, 7677).
+
+    Sent instead of the password, so the server (and its logs) never see the password.
+    """
+    salt = salt or os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+
+    def b64(data):
+        return base64.b64encode(data).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"

@@ -35,7 +35,7 @@ def _end(request, environment, end, grant, what):
         ended = end(grant, request.user)
     except OperationRefused as refused:
         return refused_response(request, environment, refused)
-    if ended is None:
+    if not ended:
         refused = OperationRefused(f"This {what} has already ended.", OperationRefused.NOT_ALLOWED)
         return refused_response(request, environment, refused)
     return show_live(request, environment)

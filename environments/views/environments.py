@@ -35,6 +35,7 @@ from environments.forms import (
 )
 from environments.models import (
     ACTIVE_OUTCOMES,
+    MAINTAIN_KINDS,
     DatabaseAccount,
     FirewallRule,
     Operation,
@@ -283,8 +284,10 @@ def maintain(request, slug, action):
     form = _maintain_form(kind, request, environment)
 
     if request.method == "GET":
-        if action not in allowed_actions(environment, request.user):
-            return refused_response(request, environment, _why_not(environment, kind))
+        try:
+            operations.check_allowed(environment, request.user, kind)
+        except OperationRefused as refused:
+            return refused_response(request, environment, refused)
         return _render_confirm(request, environment, kind, form)
 
     if not form.is_valid():
@@ -320,9 +323,16 @@ def live_context(request, environment, **extra):
     history = list(
         environment.operations.select_related("service", "requested_by")[:LATEST_HISTORY]
     )
-    latest = history[0] if history else None
+    # The latest rows usually hold the running or failed operation; ask the database
+    # only when they do not (access grants and role changes can push it further down).
+    current = next((op for op in history if op.is_active and not op.ends_grant), None)
+    if current is None and environment.is_busy:
+        current = operations.running_operation(environment)
+    failed = None
+    if environment.status == Status.FAILED:
+        failed = next((op for op in history if op.kind in MAINTAIN_KINDS), None)
+        failed = failed or operations.failed_operation(environment)
     actions = available_actions(environment, request.user)
-    current = latest if latest and latest.is_active else None
     accounts = list(
         DatabaseAccount.objects.filter(environment=environment, ended_at__isnull=True)
         .select_related("requested_by")
@@ -330,7 +340,7 @@ def live_context(request, environment, **extra):
     )
     for account in accounts:
         account.password = operations.account_password(account, request.user)
-    maintenance = maintenance_mode_on(environment, latest)
+    maintenance = maintenance_mode_on(environment, failed)
     context = {
         "environment": environment,
         "services": environment.services.all(),
@@ -345,7 +355,7 @@ def live_context(request, environment, **extra):
         "database_address": server_address(environment),
         "maintenance_mode": maintenance,
         "sign_in_allowed": maintenance_sign_in_roles(environment) if maintenance else (),
-        "failed_operation": latest if environment.status == Status.FAILED else None,
+        "failed_operation": failed,
         "actions": [(name, OperationKind(name).label) for name in actions],
         "may_maintain": can_maintain(request.user, environment),
         "restart_refusal": environment.restart_refusal_reason(),
@@ -377,18 +387,6 @@ def _start_arguments(kind, cleaned_data):
     if kind == OperationKind.REQUEST_ACCESS:
         arguments["level"] = cleaned_data["level"]
     return arguments
-
-
-def _why_not(environment, kind):
-    if environment.is_busy:
-        return OperationRefused(operations.busy_message(environment), OperationRefused.BUSY)
-    if kind == OperationKind.RESTART_SERVICE and environment.restart_refusal_reason():
-        return OperationRefused(environment.restart_refusal_reason(), OperationRefused.INELIGIBLE)
-    return OperationRefused(
-        f"{kind.label} is not possible while {environment.name} is "
-        f"{environment.get_status_display()}.",
-        OperationRefused.NOT_ALLOWED,
-    )
 
 
 def _render_confirm(request, environment, kind, form, partial="confirm", status=200):

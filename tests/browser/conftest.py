@@ -105,5 +105,15 @@ def sign_in(browser, live_server):
 
 
 def screenshot(page, name):
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+    """Take the README's screenshot: into docs/screenshots/ with PORTAL_SCREENSHOTS=1
+    (make screenshots), else into a temporary folder, so a test run leaves the checkout
+    as it found it."""
+    folder = SCREENSHOTS if os.environ.get("PORTAL_SCREENSHOTS") == "1" else _scratch()
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name), full_page=True)
+
+
+def _scratch():
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "lcs-portal-screenshots"

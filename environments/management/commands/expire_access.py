@@ -7,5 +7,5 @@ class Command(BaseCommand):
     help = "End every firewall rule and database account past its expiry (run from cron)."
 
     def handle(self, *args, **options):
-        for operation in expire_access():
-            self.stdout.write(f"{operation.activity} on {operation.environment.slug}: queued")
+        for grant in expire_access():
+            self.stdout.write(f"{grant} on {grant.environment.slug}: removal queued")

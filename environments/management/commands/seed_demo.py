@@ -28,6 +28,7 @@ from environments.models import (
     ServiceKind,
     Subscription,
 )
+from environments.operations import record_role_change
 
 SANDBOX = dict(
     type=EnvironmentType.SANDBOX,
@@ -76,6 +77,19 @@ USERS = {
 }
 
 
+def _assign_role(user, environment, role):
+    """Give the role, and write its history row as the admin would (by "system")."""
+    current = EnvironmentRole.objects.filter(user=user, environment=environment).first()
+    if current and current.role == role:
+        return
+    EnvironmentRole.objects.update_or_create(
+        user=user, environment=environment, defaults={"role": role}
+    )
+    record_role_change(
+        environment, None, user, role, granted=True, previous_role=current.role if current else None
+    )
+
+
 class Command(BaseCommand):
     help = "Create (or bring back) the demo project, environments and users."
 
@@ -101,9 +115,7 @@ class Command(BaseCommand):
                 )
             if environment_role:
                 for environment in contoso_environments:
-                    EnvironmentRole.objects.update_or_create(
-                        user=user, environment=environment, defaults={"role": environment_role}
-                    )
+                    _assign_role(user, environment, environment_role)
         self.stdout.write(
             f"Demo data ready: {Environment.objects.count()} environments, "
             f"users {', '.join(USERS)}."

@@ -26,8 +26,8 @@ class Command(BaseCommand):
                     f"Failed {operation.activity} on {operation.environment.slug} "
                     f"({operation.activity_id}): deadline passed."
                 )
-            for operation in expire_access():
-                self.stdout.write(f"{operation.activity} on {operation.environment.slug}: queued")
+            for grant in expire_access():
+                self.stdout.write(f"{grant} on {grant.environment.slug}: removal queued")
             if not loop:
                 return
             time.sleep(loop)
