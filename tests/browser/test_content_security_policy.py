@@ -2,6 +2,7 @@
 no inline script or style) and no page breaks a rule, the admin's included."""
 
 import pytest
+from django.urls import reverse
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -41,9 +42,9 @@ def test_pages_and_htmx_work_under_the_policy_without_a_violation(
 
     for path in ["/environments/", "/history/", f"/environments/{environment.slug}/history/"]:
         visit(path)
-    visit("/admin/")
-    visit("/admin/environments/environment/")
-    visit(f"/admin/environments/environment/{environment.pk}/change/")
+    visit(reverse("admin:index"))
+    visit(reverse("admin:environments_environment_changelist"))
+    visit(reverse("admin:environments_environment_change", args=[environment.pk]))
 
     assert violations == []
     assert [text for text in console if "Content Security Policy" in text] == []
