@@ -111,8 +111,6 @@ def maintenance_sign_in_roles(environment):
 
 def visible_operations(user):
     """History rows of the environments the user may see."""
-    from environments.models import Operation
-
     queryset = Operation.objects.all()
     if user.is_superuser:
         return queryset

@@ -173,8 +173,21 @@ class PortalUserAdmin(RoleHistoryFormsetMixin, UserAdmin):
             self.delete_model(request, user)
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History and grants are written by the portal alone: here they are only read."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Operation)
-class OperationAdmin(admin.ModelAdmin):
+class OperationAdmin(ReadOnlyAdmin):
     list_display = [
         "started_at",
         "environment",
@@ -189,32 +202,14 @@ class OperationAdmin(admin.ModelAdmin):
     list_select_related = ["environment", "service", "requested_by"]
     date_hierarchy = "started_at"
 
-    def has_add_permission(self, request):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class AccessGrantAdmin(admin.ModelAdmin):
+class AccessGrantAdmin(ReadOnlyAdmin):
     """Grants are made and ended in the portal, where history is written; here they
     are only read. The password of an account never appears."""
 
     list_filter = ["end_reason", "environment__project"]
     list_select_related = ["environment", "requested_by"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(FirewallRule)

@@ -568,6 +568,11 @@ class Operation(models.Model):
         return self.kind in END_GRANT_KINDS
 
     @property
+    def grant(self):
+        """The firewall rule or database account this operation granted or ended."""
+        return self.firewall_rule or self.database_account
+
+    @property
     def requester_name(self):
         return self.requested_by.get_username() if self.requested_by_id else "system"
 
@@ -668,6 +673,14 @@ class AccessGrant(models.Model):
         if self.ended_at is None:
             return "Active" if self.applied_at else "Being applied"
         return self.get_end_reason_display()
+
+    @property
+    def ending_text(self):
+        """How the grant ended, or when it will: "Revoked by mona at 2026-11-26 10:02"."""
+        if self.ended_at is None:
+            return f"Active until {self.expires_at:%Y-%m-%d %H:%M:%S %Z}"
+        by = f" by {self.ended_by.get_username()}" if self.ended_by_id else ""
+        return f"{self.get_end_reason_display()}{by} at {self.ended_at:%Y-%m-%d %H:%M:%S %Z}"
 
 
 class FirewallRule(AccessGrant):

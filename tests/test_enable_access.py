@@ -290,3 +290,29 @@ def test_failed_removals_are_retried_with_back_off(as_manager, environment, sett
     rule.refresh_from_db()
     assert rule.removed_at is not None
     assert removals.all().count() == 3  # a fresh query: the first look cached one row
+
+
+def test_history_shows_when_a_rule_expires_and_how_it_ended(as_manager, environment, manager):
+    import csv
+    import io
+
+    enable(as_manager, environment)
+    run_worker()
+    rule = FirewallRule.objects.get()
+    with committing():
+        as_manager.post(reverse("firewall-rule-remove", args=[environment.slug, rule.pk]), **HTMX)
+    run_worker()
+    rule.refresh_from_db()
+
+    grant_op = Operation.objects.get(kind=OperationKind.ENABLE_ACCESS)
+    page = as_manager.get(
+        reverse("operation-detail", args=[environment.slug, grant_op.activity_id])
+    ).content.decode()
+    assert f"Removed by mona at {rule.ended_at:%Y-%m-%d %H:%M:%S}" in page
+    assert f"{rule.expires_at:%Y-%m-%d %H:%M:%S}" in page
+
+    export = as_manager.get(reverse("environment-history-csv", args=[environment.slug]))
+    rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
+    granted = next(row for row in rows if row["activity"].startswith("Enable access"))
+    assert granted["access_expires"] == rule.expires_at.isoformat()
+    assert granted["access_ended"].startswith("Removed by mona at ")

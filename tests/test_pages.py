@@ -146,3 +146,14 @@ def test_pages_load_htmx_from_the_bundled_copy_not_a_cdn(client, member):
     body = client_for(client, member).get(reverse("environment-list")).content.decode()
     assert "/static/django_htmx/htmx-2" in body
     assert "unpkg" not in body and "cdn" not in body.lower()
+
+
+def test_maintain_menu_lists_actions_in_the_order_of_lifecycle_services(
+    client, environment, manager
+):
+    body = client_for(client, manager).get(environment.get_absolute_url()).content.decode()
+    positions = [
+        body.index(f">{label}</a>")
+        for label in ["Restart service", "Enable Maintenance mode", "Enable access"]
+    ]
+    assert positions == sorted(positions)

@@ -309,12 +309,23 @@ def allowed_actions(environment, user):
     return {t.name: t for t in environment.get_available_user_status_transitions(user)}
 
 
+#: The Maintain menu's order, as Lifecycle Services shows it.
+MENU_ORDER = [
+    OperationKind.RESTART_SERVICE,
+    OperationKind.ENABLE_MAINTENANCE,
+    OperationKind.DISABLE_MAINTENANCE,
+    OperationKind.ENABLE_ACCESS,
+    OperationKind.RESUME,
+    OperationKind.ROLLBACK,
+    OperationKind.ABORT,
+]
+
+
 def available_actions(environment, user):
-    """The Maintain menu: the allowed transitions that belong in it."""
+    """The Maintain menu: the allowed transitions that belong in it, in menu order."""
+    allowed = allowed_actions(environment, user)
     return [
-        name
-        for name, transition in allowed_actions(environment, user).items()
-        if transition.custom.get("menu", True)
+        name for name in MENU_ORDER if name in allowed and allowed[name].custom.get("menu", True)
     ]
 
 

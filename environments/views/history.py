@@ -27,6 +27,16 @@ CSV_COLUMNS = [
     "requested_by",
     "reason",
     "error",
+    "access_expires",
+    "access_ended",
+]
+# Joins the export needs: access grants and who ended them.
+CSV_RELATED = [
+    "environment",
+    "service",
+    "requested_by",
+    "firewall_rule__ended_by",
+    "database_account__ended_by",
 ]
 
 
@@ -61,7 +71,15 @@ def all_history_csv(request):
 def operation_detail(request, slug, activity_id):
     environment = get_environment_for_user(request, slug)
     operation = get_object_or_404(
-        environment.operations.select_related("service", "requested_by", "failed_operation"),
+        environment.operations.select_related(
+            "service",
+            "requested_by",
+            "failed_operation",
+            "firewall_rule__requested_by",
+            "firewall_rule__ended_by",
+            "database_account__requested_by",
+            "database_account__ended_by",
+        ),
         activity_id=activity_id,
     )
     return render(
@@ -168,16 +186,13 @@ def _history_csv(request, queryset, name):
             {"form": form, "operations": [], "environment": None},
             status=400,
         )
-    rows = (
-        form.filter(queryset)
-        .select_related("environment", "service", "requested_by")
-        .order_by("-started_at", "-id")
-    )
+    rows = form.filter(queryset).select_related(*CSV_RELATED).order_by("-started_at", "-id")
     writer = csv.writer(_Echo())
 
     def lines():
         yield writer.writerow(CSV_COLUMNS)
         for op in rows.iterator(chunk_size=2000):
+            grant = op.grant
             yield writer.writerow(
                 csv_safe(value)
                 for value in (
@@ -193,6 +208,8 @@ def _history_csv(request, queryset, name):
                     op.requester_name,
                     op.reason,
                     op.error,
+                    grant.expires_at.isoformat() if grant else "",
+                    grant.ending_text if grant and grant.ended_at else "",
                 )
             )
 
