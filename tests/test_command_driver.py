@@ -9,6 +9,7 @@ import pytest
 
 from environments.models import OperationKind, Outcome, ServiceState, Status
 from tests.conftest import make_environment, run_worker
+from tests.live import is_running
 
 RESTART = OperationKind.RESTART_SERVICE
 
@@ -20,14 +21,6 @@ def py(code):
 
 OK = py("print('restarted {service} on {environment}')")
 HEALTHY = py("print('{service} is healthy')")
-
-
-def is_running(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ the portal restarts them through the command driver and supervisorctl."""
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -18,34 +16,7 @@ from django.conf import settings as django_settings
 from environments.local_sandbox.supervisord import SERVICES, SLUG, LocalSandbox
 from environments.models import OperationKind, Outcome, ServiceState, Status
 from tests.conftest import make_environment, run_worker, subprocess_env
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def is_running(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def wait_for(predicate, timeout=20):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
+from tests.live import free_ports, is_running, wait_for
 
 
 @contextlib.contextmanager

@@ -1,49 +1,22 @@
 """A real db_worker process runs the task; the watchdog fails what a dead worker left."""
 
-import subprocess
-import sys
 import time
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from environments import operations
 from environments.models import Operation, OperationKind, Outcome, Status
 from tests.conftest import subprocess_env
-
-
-def start_worker():
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(settings.BASE_DIR / "manage.py"),
-            "db_worker",
-            "--no-reload",
-            "--no-startup-delay",
-            "--interval",
-            "0.2",
-            "--queue-name",
-            "*",
-        ],
-        env=subprocess_env(SIMULATED_DRIVER_DELAY="0.5"),
-        cwd=settings.BASE_DIR,
-    )
-
-
-def wait_for(predicate, timeout=30):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
+from tests.live import start_worker, stop, wait_for
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_db_worker_process_restarts_the_service_and_settles_deployed(environment, manager):
-    worker = start_worker()
+def test_a_db_worker_process_restarts_the_service_and_settles_deployed(
+    environment, manager, tmp_path
+):
+    worker = start_worker(tmp_path / "worker.log", env=subprocess_env(SIMULATED_DRIVER_DELAY=0.5))
     try:
         operation = operations.restart_service(environment, manager, "aos")
 
@@ -56,8 +29,7 @@ def test_a_db_worker_process_restarts_the_service_and_settles_deployed(environme
         assert operation.outcome == Outcome.SUCCEEDED
         assert "restarting AOS" in operation.log
     finally:
-        worker.terminate()
-        worker.wait(timeout=10)
+        stop(worker)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -78,31 +50,17 @@ def test_watchdog_fails_an_operation_whose_worker_is_gone(environment, manager):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_deadline_task_fails_an_operation_killed_mid_run(environment, manager, settings):
+def test_deadline_task_fails_an_operation_killed_mid_run(environment, manager, settings, tmp_path):
     """kill -9 the worker during a restart; a new worker fails it at its deadline."""
     settings.OPERATION_DEADLINE_SECONDS = 3
-    env = subprocess_env(SIMULATED_DRIVER_DELAY="60")
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            str(settings.BASE_DIR / "manage.py"),
-            "db_worker",
-            "--no-reload",
-            "--no-startup-delay",
-            "--interval",
-            "0.2",
-            "--queue-name",
-            "*",
-        ],
-        env=env,
-        cwd=settings.BASE_DIR,
-    )
+    log = tmp_path / "worker.log"
+    worker = start_worker(log, env=subprocess_env(SIMULATED_DRIVER_DELAY=60))
     try:
         operation = operations.restart_service(environment, manager, "aos")
         assert wait_for(lambda: Operation.objects.get(pk=operation.pk).outcome == Outcome.RUNNING)
         worker.kill()
         worker.wait(timeout=10)
-        worker = start_worker()
+        worker = start_worker(log, env=subprocess_env(SIMULATED_DRIVER_DELAY=0.5))
 
         def failed():
             environment.refresh_from_db()
@@ -115,8 +73,7 @@ def test_deadline_task_fails_an_operation_killed_mid_run(environment, manager, s
         assert operation.finished_at >= operation.deadline
         assert timezone.now() >= operation.deadline
     finally:
-        worker.terminate()
-        worker.wait(timeout=10)
+        stop(worker)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -3,14 +3,13 @@ a real db_worker process runs the tasks, so every status change comes from the r
 task path."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from tests.conftest import PASSWORD, subprocess_env
+from tests.live import start_worker, stop
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests
 # make between browser steps are still plain synchronous calls.
@@ -55,31 +54,16 @@ def failures_file(tmp_path, settings):
 
 
 @pytest.fixture
-def worker(transactional_db, failures_file):
+def worker(transactional_db, failures_file, tmp_path):
     """A real db_worker process on this test's database."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(settings.BASE_DIR / "manage.py"),
-            "db_worker",
-            "--no-reload",
-            "--no-startup-delay",
-            "--interval",
-            "0.2",
-            "--queue-name",
-            "*",
-        ],
+    process = start_worker(
+        tmp_path / "worker.log",
         env=subprocess_env(
             SIMULATED_DRIVER_DELAY=DRIVER_DELAY, SIMULATED_DRIVER_FAIL_FILE=failures_file
         ),
-        cwd=settings.BASE_DIR,
     )
     yield process
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop(process)
 
 
 @pytest.fixture
