@@ -73,6 +73,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "environments.middleware.HtmxLoginRedirectMiddleware",
     # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -160,6 +161,10 @@ SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 31536000 if SECU
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_TLS
 SECURE_HSTS_PRELOAD = SECURE_TLS
 SESSION_COOKIE_HTTPONLY = True
+# For forward auth, the portal's session cookie must reach the environments' hosts:
+# e.g. ".operations.example.com" when the portal and the environments share it.
+SESSION_COOKIE_DOMAIN = os.environ.get("SESSION_COOKIE_DOMAIN") or None
+SESSION_COOKIE_NAME = os.environ.get("SESSION_COOKIE_NAME", "sessionid")
 SESSION_COOKIE_SAMESITE = "Lax"
 # A session ends after this many seconds, and when the browser closes.
 SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", 12 * 3600))

@@ -52,10 +52,14 @@ def answer(client, method, path):
 
 
 def describe(response, environment):
-    """The response in the matrix's words."""
-    if response.status_code != 302:
+    """The response in the matrix's words (htmx requests are sent to sign in with an
+    HX-Redirect, which makes the browser load the sign-in page)."""
+    if response.has_header("HX-Redirect"):
+        location = response["HX-Redirect"]
+    elif response.status_code == 302:
+        location = response["Location"]
+    else:
         return response.status_code
-    location = response["Location"]
     if location.startswith(reverse("admin:login")):
         return "→admin sign-in"
     if location.startswith(reverse("login")):

@@ -220,3 +220,15 @@ def test_abort_over_http_returns_to_deployed_and_records_it(
     assert "Deployed" in response.content.decode()
     abort = Operation.objects.get(kind=OperationKind.ABORT)
     assert abort.outcome == Outcome.ABORTED and abort.reason == "gave up"
+
+
+def test_a_poll_after_the_session_ended_sends_the_whole_page_to_sign_in(client, environment):
+    response = client.get(status_url(environment), **HTMX)
+    assert response.status_code == 200
+    assert response["HX-Redirect"].startswith(reverse("login"))
+    assert "<html" not in response.content.decode()
+
+
+def test_a_plain_request_after_the_session_ended_is_redirected_as_usual(client, environment):
+    response = client.get(environment.get_absolute_url())
+    assert response.status_code == 302 and response.url.startswith(reverse("login"))

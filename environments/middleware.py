@@ -1,0 +1,24 @@
+"""htmx and signing in: a poll whose session has ended must not swap the sign-in page
+into the middle of the details page."""
+
+from django.conf import settings
+from django.shortcuts import resolve_url
+from django_htmx.http import HttpResponseClientRedirect
+
+
+class HtmxLoginRedirectMiddleware:
+    """Turn the redirect to the sign-in page that an htmx request gets (its session
+    expired, or the user signed out in another tab) into a full-page redirect."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            getattr(request, "htmx", False)
+            and response.status_code == 302
+            and response.url.startswith(resolve_url(settings.LOGIN_URL))
+        ):
+            return HttpResponseClientRedirect(response.url)
+        return response
