@@ -142,14 +142,16 @@ def workers_table(results):
         f"environments (simulated driver, no delay), a fresh queue for each run; "
         f"`db_worker {' '.join(run['worker_args'])}`.",
         "",
-        "| db_worker processes | completions/s | wall seconds (incl. start-up) | × one |",
-        "|---:|---:|---:|---:|",
+        "| db_worker processes | completions/s | wall seconds (incl. start-up) | × one "
+        "| worker CPU ms per task |",
+        "|---:|---:|---:|---:|---:|",
     ]
     one = run["runs"][0]["rate"]
     for row in run["runs"]:
+        cpu = row.get("worker_cpu_ms_per_task")
         lines.append(
             f"| {row['processes']} | {row['rate']:,.1f} | {row['wall']:.1f} | "
-            f"{row['rate'] / one:.2f} |"
+            f"{row['rate'] / one:.2f} | {f'{cpu:.1f}' if cpu else '–'} |"
         )
     if len(run["runs"]) > 1:
         ratio = run["runs"][1]["rate"] / one

@@ -9,6 +9,7 @@ task's end, as the task table records them (process start-up is not counted; the
 time with it is shown beside it).
 """
 
+import os
 import subprocess
 import time
 
@@ -62,9 +63,13 @@ def run_workers(env, url, processes, count):
         )
         for n in range(processes)
     ]
+    cpu = 0.0
     try:
         for worker in workers:
-            worker.wait(timeout=900)
+            # wait4 reaps the worker and tells its CPU time (user + system).
+            _, status, usage = os.wait4(worker.pid, 0)
+            worker.returncode = os.waitstatus_to_exitcode(status)
+            cpu += usage.ru_utime + usage.ru_stime
     finally:
         for worker in workers:
             if worker.poll() is None:
@@ -86,7 +91,13 @@ def run_workers(env, url, processes, count):
     if done != count or succeeded != count:
         raise RuntimeError(f"{processes} workers: {done} tasks, {succeeded} restarts of {count}")
     seconds = (last - first).total_seconds()
-    return {"processes": processes, "rate": done / seconds, "seconds": seconds, "wall": wall}
+    return {
+        "processes": processes,
+        "rate": done / seconds,
+        "seconds": seconds,
+        "wall": wall,
+        "worker_cpu_ms_per_task": 1000 * cpu / done,
+    }
 
 
 def run(args):
@@ -101,7 +112,8 @@ def run(args):
         result = run_workers(env, url, processes, count)
         log(
             f"{processes} db_worker: {result['rate']:.1f} completions/s "
-            f"({result['seconds']:.1f} s; wall {result['wall']:.1f} s)"
+            f"({result['seconds']:.1f} s; wall {result['wall']:.1f} s; worker CPU "
+            f"{result['worker_cpu_ms_per_task']:.1f} ms per task)"
         )
         runs.append(result)
     return {"restarts": count, "worker_args": WORKER_ARGS, "runs": runs}
