@@ -33,7 +33,7 @@ def main():
     user = get_user_model().objects.get(username=ADMIN_USERNAME)
     client = Client()
     # As a password sign-in does: the throttling backend never signs anyone in.
-    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+    client.force_login(user, backend=settings.AUTHENTICATION_BACKENDS[-1])
     cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
 
     scale = Environment.objects.filter(slug__startswith=PREFIX)

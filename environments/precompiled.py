@@ -8,6 +8,9 @@ sentinel values where the request's own values go, and each call puts the real v
 in their places among the parameters. The SQL is Django's own, for this database.
 """
 
+from django.contrib.auth import backends as auth_backends
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import connections
 
 
@@ -47,3 +50,25 @@ class PrecompiledQuery:
         for row in model._default_manager.db_manager(alias).raw(sql, params):
             return row
         return None
+
+
+_USER_QUERY = PrecompiledQuery(
+    lambda pk: get_user_model()._default_manager.filter(pk=pk), pk=-918_273_645
+)
+
+
+class ModelBackend(auth_backends.ModelBackend):
+    """Django's ModelBackend, with the user looked up by a precompiled query.
+
+    Every signed-in request loads its user (django.contrib.auth.get_user, which then
+    checks the session's password hash as always): the same query, the same checks
+    (an inactive user is nobody), without compiling it on each request.
+    """
+
+    def get_user(self, user_id):
+        try:
+            pk = get_user_model()._meta.pk.to_python(user_id)
+        except ValidationError:
+            return None
+        user = _USER_QUERY.first(pk=pk)
+        return user if user is not None and self.user_can_authenticate(user) else None
