@@ -2,13 +2,16 @@
 running its tasks, and plain HTTP requests to them (no HTTP library beyond the
 standard one)."""
 
+import glob
 import http.client
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
@@ -271,3 +274,77 @@ def held_drivers(directory, slug):
         "PORTAL_FIREWALL_REMOVE": '["true"]',
     }
     return release, settings_
+
+
+# --- A PostgreSQL cluster of a test's own -----------------------------------------------
+
+
+def postgres_bin():
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.fail("PostgreSQL's server binaries are missing (scripts/ensure-postgres)")
+    return Path(found[-1]).parent
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL cluster of its own in a temporary directory, on a free port, run as
+    the postgres user when the tests run as root (initdb refuses root)."""
+
+    def __init__(self, *, password=None):
+        """With ``password``, connections over TCP must give it (SCRAM-SHA-256)."""
+        self.bin = postgres_bin()
+        self.port = free_port()
+        self.password = password
+        self.dir = Path(tempfile.mkdtemp(prefix="lcs-pg-", dir="/tmp"))
+        self.data = self.dir / "data"
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            shutil.chown(self.dir, "postgres", "postgres")
+
+    def run(self, *args):
+        command = [str(self.bin / args[0]), *args[1:]]
+        if self.as_root:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def init(self, database="portal"):
+        auth = ["--auth=trust"]
+        if self.password:
+            pwfile = self.dir / "pwfile"
+            pwfile.write_text(self.password + "\n")
+            if self.as_root:
+                shutil.chown(pwfile, "postgres", "postgres")
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+        self.run("initdb", "-D", str(self.data), "-U", "postgres", *auth, "--no-sync")
+        self.start()
+        self.run("createdb", "-h", str(self.dir), "-p", str(self.port), "-U", "postgres", database)
+        self.database = database
+
+    def start(self):
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self.run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "start",
+        )
+
+    def stop(self):
+        self.run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def destroy(self):
+        if (self.data / "postmaster.pid").exists():
+            self.run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def url(self):
+        secret = f":{self.password}" if self.password else ""
+        return f"postgres://postgres{secret}@127.0.0.1:{self.port}/{self.database}"

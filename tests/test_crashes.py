@@ -1,16 +1,12 @@
 """Crashes: the web server restarted or killed mid-operation, and PostgreSQL gone for a
 moment. (kill -9 of the db_worker mid-restart is tests/test_worker_process.py.)"""
 
-import glob
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -20,6 +16,7 @@ from environments.models import Operation, Outcome, Status
 from tests.conftest import subprocess_env
 from tests.live import (
     Gunicorn,
+    ThrowawayPostgres,
     free_port,
     held_drivers,
     post_form,
@@ -122,66 +119,6 @@ def test_restarting_or_killing_gunicorn_mid_operation_loses_nothing(
 
 
 # --- PostgreSQL gone for a moment --------------------------------------------------------
-
-
-def postgres_bin():
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        pytest.fail("PostgreSQL's server binaries are missing (scripts/ensure-postgres)")
-    return Path(found[-1]).parent
-
-
-class ThrowawayPostgres:
-    """A PostgreSQL cluster of its own in a temporary directory, on a free port, run as
-    the postgres user when the tests run as root (initdb refuses root)."""
-
-    def __init__(self):
-        self.bin = postgres_bin()
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="lcs-pg-outage-", dir="/tmp"))
-        self.data = self.dir / "data"
-        self.as_root = os.geteuid() == 0
-        if self.as_root:
-            shutil.chown(self.dir, "postgres", "postgres")
-
-    def run(self, *args):
-        command = [str(self.bin / args[0]), *args[1:]]
-        if self.as_root:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result
-
-    def init(self):
-        self.run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
-        self.start()
-        self.run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "portal")
-
-    def start(self):
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self.run(
-            "pg_ctl",
-            "-D",
-            str(self.data),
-            "-o",
-            options,
-            "-l",
-            str(self.dir / "log"),
-            "-w",
-            "start",
-        )
-
-    def stop(self):
-        self.run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-
-    def destroy(self):
-        if (self.data / "postmaster.pid").exists():
-            self.run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    @property
-    def url(self):
-        return f"postgres://postgres@127.0.0.1:{self.port}/portal"
 
 
 SEED = """

@@ -3,6 +3,7 @@
 import csv
 import io
 import os
+import secrets
 import time
 from datetime import timedelta
 
@@ -351,3 +352,51 @@ def test_the_log_warns_when_the_account_can_reach_other_databases(
     assert f"WARNING: {account.username} can also connect to" in operation.log
     assert "postgres" in operation.log.split("can also connect to")[1]
     revoke_and_drop(pg_environment, account, manager)
+
+
+@pytest.fixture
+def password_server():
+    """A PostgreSQL cluster of the test's own whose TCP logins must give their password
+    (SCRAM-SHA-256), unlike this machine's, which trusts 127.0.0.1."""
+    from tests.live import ThrowawayPostgres
+
+    server = ThrowawayPostgres(password=secrets.token_urlsafe(16))
+    try:
+        server.init(database="jit_target")
+        with psycopg.connect(server.url, autocommit=True) as db:
+            db.execute("CREATE TABLE orders (id int PRIMARY KEY, item text)")
+            db.execute("INSERT INTO orders VALUES (1, 'widget')")
+        yield server
+    finally:
+        server.destroy()
+
+
+def test_the_shown_password_logs_in_and_a_wrong_one_does_not(
+    client, project, manager, password_server, settings, monkeypatch
+):
+    settings.PORTAL_DATABASE_DRIVER = "postgres"
+    monkeypatch.setenv("PORTAL_DB_SERVER_LOCKED_URL", password_server.url)
+    environment = make_environment(project, database_server="locked")
+    environment.database_name = "jit_target"
+    environment.save(update_fields=["database_name"])
+    account = grant(environment, manager, "read")
+    client.force_login(manager)
+    credentials = shown_credentials(client, environment)
+    assert credentials["server"] == f"127.0.0.1:{password_server.port}"
+
+    with connect_as(credentials) as connection:
+        assert connection.execute("SELECT item FROM orders").fetchall() == [("widget",)]
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        connect_as({**credentials, "password": credentials["password"][:-1] + "?"})
+
+    revoke_and_drop_on(password_server, environment, account, manager)
+
+
+def revoke_and_drop_on(server, environment, account, user):
+    with committing():
+        revoke_access(account, user)
+    run_worker()
+    with psycopg.connect(server.url, autocommit=True) as admin:
+        assert not admin.execute(
+            "SELECT 1 FROM pg_roles WHERE rolname = %s", [account.username]
+        ).fetchone()
