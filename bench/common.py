@@ -249,7 +249,11 @@ def machine():
     mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
     import django
 
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=BASE_DIR, capture_output=True, text=True
+    ).stdout.strip()
     return {
+        "commit": commit or "unknown",
         "cores": os.cpu_count(),
         "memory_gib": round(mem_kib / 1024 / 1024, 1),
         "cpu": cpu,

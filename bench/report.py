@@ -28,7 +28,8 @@ def _machine(results):
     return (
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux "
         f"{m['kernel']}; PostgreSQL {m['postgresql']}; Python {m['python']}, "
-        f"Django {m['django']}. Run {results['date']}: `{results['command']}`."
+        f"Django {m['django']}. Run {results['date']} at commit {m.get('commit', '?')}: "
+        f"`{results['command']}`."
     )
 
 
