@@ -6,6 +6,7 @@ worker and the watchdog finish operations through the same functions, under the 
 lock, so a late worker and the watchdog can never both settle one operation.
 """
 
+import ipaddress
 import logging
 import re
 import secrets
@@ -353,13 +354,15 @@ def enable_access(environment, user, *, name, cidr, reason, lifetime=None):
     lifetime = lifetime or access_lifetime()
 
     def start(locked, now):
-        active = FirewallRule.objects.filter(environment=locked, ended_at__isnull=True)
-        if active.filter(cidr=cidr).exists():
+        active = list(FirewallRule.objects.filter(environment=locked, ended_at__isnull=True))
+        covering = _covering_rule(cidr, active)
+        if covering is not None:
             raise OperationRefused(
-                f"An active rule already allows {cidr} on {locked.name}.",
+                f"An active rule already allows {cidr} on {locked.name}: "
+                f"{covering.name} ({covering.cidr}).",
                 OperationRefused.INVALID,
             )
-        if active.count() >= settings.ACCESS_MAX_ACTIVE_RULES:
+        if len(active) >= settings.ACCESS_MAX_ACTIVE_RULES:
             raise OperationRefused(
                 f"{locked.name} already has {settings.ACCESS_MAX_ACTIVE_RULES} active "
                 "firewall rules, the most allowed. Remove one first.",
@@ -385,6 +388,16 @@ def enable_access(environment, user, *, name, cidr, reason, lifetime=None):
         )
 
     return _start(environment, user, OperationKind.ENABLE_ACCESS, start)
+
+
+def _covering_rule(cidr, rules):
+    """The active rule whose range already contains ``cidr``, or None."""
+    network = ipaddress.ip_network(cidr)
+    for rule in rules:
+        other = ipaddress.ip_network(rule.cidr)
+        if other.version == network.version and network.subnet_of(other):
+            return rule
+    return None
 
 
 def request_access(environment, user, *, level, reason, lifetime=None):

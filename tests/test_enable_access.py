@@ -109,6 +109,16 @@ def test_a_rule_that_duplicates_an_active_one_is_refused(as_manager, environment
     assert FirewallRule.objects.count() == 1
 
 
+def test_a_rule_inside_an_active_range_is_refused_as_a_duplicate(as_manager, environment):
+    enable(as_manager, environment, name="office", address="203.0.113.0/24")
+    run_worker()
+    response = enable(as_manager, environment, name="laptop", address="203.0.113.9")
+    assert response.status_code == 400
+    assert "already allows 203.0.113.9/32" in response.content.decode()
+    assert "office (203.0.113.0/24)" in response.content.decode()
+    assert FirewallRule.objects.count() == 1
+
+
 def test_more_rules_than_the_limit_are_refused(as_manager, environment, settings):
     settings.ACCESS_MAX_ACTIVE_RULES = 2
     for i in range(2):
