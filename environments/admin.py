@@ -15,7 +15,7 @@ from environments.models import (
     ProjectMembership,
     Service,
 )
-from environments.operations import record_role_change
+from environments.operations import end_access_of, record_role_change
 
 
 class ProjectMembershipInline(admin.TabularInline):
@@ -161,6 +161,12 @@ class PortalUserAdmin(RoleHistoryFormsetMixin, UserAdmin):
 
     inlines = [*UserAdmin.inlines, UserEnvironmentRoleInline]
     list_filter = [*UserAdmin.list_filter, "environment_roles__role"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            # A deactivated user keeps no database account or firewall rule.
+            end_access_of(obj)
 
     def delete_model(self, request, obj):
         with transaction.atomic():

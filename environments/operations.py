@@ -452,6 +452,19 @@ def revoke_access(account, user):
     return _end_grant(account, user, AccessEnd.REVOKED)
 
 
+def end_access_of(user):
+    """End every grant ``user`` holds (they were deactivated): by the portal itself."""
+    ended = []
+    for model, end_reason in (
+        (FirewallRule, AccessEnd.REMOVED),
+        (DatabaseAccount, AccessEnd.REVOKED),
+    ):
+        for grant in model.objects.filter(requested_by=user, ended_at__isnull=True):
+            if _end_grant(grant, None, end_reason):
+                ended.append(grant)
+    return ended
+
+
 def expire_access(now=None):
     """The sweeper: end every grant past its expiry, and retry removals that failed
     (backing off: a server that stays down gets a history row an hour, not a minute).

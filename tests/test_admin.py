@@ -180,3 +180,37 @@ def test_deleting_a_user_in_admin_records_the_removal_of_their_roles(as_admin, e
     assert role_history(environment) == [
         (OperationKind.REMOVE_ROLE, "maya: Maintenance mode user", "root", "succeeded")
     ]
+
+
+def test_deactivating_a_user_ends_their_access_grants(as_admin, environment, manager):
+    from environments.models import AccessEnd, DatabaseAccount
+    from environments.operations import request_access
+    from tests.conftest import committing, run_worker
+
+    with committing():
+        request_access(environment, manager, level="read", reason="investigate")
+    run_worker()
+    page = as_admin.get(reverse("admin:auth_user_change", args=[manager.pk]))
+    form = page.context["adminform"].form
+    data = {
+        key: value
+        for key, value in form.initial.items()
+        if key in form.fields
+        and value is not None
+        and key not in ("groups", "user_permissions", "password")
+    }
+    data.update({"last_login_0": "", "last_login_1": ""})
+    del data["is_active"]  # an unticked box is not sent
+    data["date_joined_0"], data["date_joined_1"] = manager.date_joined.strftime(
+        "%Y-%m-%d %H:%M:%S"
+    ).split()
+    for prefix in ("environment_roles",):
+        data.update({f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0})
+    with committing():
+        response = as_admin.post(reverse("admin:auth_user_change", args=[manager.pk]), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    run_worker()
+
+    account = DatabaseAccount.objects.get()
+    assert account.end_reason == AccessEnd.REVOKED and account.removed_at is not None
+    assert Operation.objects.filter(kind=OperationKind.REVOKE_ACCESS, outcome="succeeded").exists()
