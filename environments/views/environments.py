@@ -321,9 +321,8 @@ MENU_ORDER = [
 ]
 
 
-def available_actions(environment, user):
+def menu_actions(allowed):
     """The Maintain menu: the allowed transitions that belong in it, in menu order."""
-    allowed = allowed_actions(environment, user)
     return [
         name for name in MENU_ORDER if name in allowed and allowed[name].custom.get("menu", True)
     ]
@@ -343,7 +342,9 @@ def live_context(request, environment, **extra):
     if environment.status == Status.FAILED:
         failed = next((op for op in history if op.kind in MAINTAIN_KINDS), None)
         failed = failed or operations.failed_operation(environment)
-    actions = available_actions(environment, request.user)
+    # The state machine is asked once per render: the menu and Request access use it.
+    allowed = allowed_actions(environment, request.user)
+    actions = menu_actions(allowed)
     accounts = list(
         DatabaseAccount.objects.filter(environment=environment, ended_at__isnull=True)
         .select_related("requested_by")
@@ -362,7 +363,7 @@ def live_context(request, environment, **extra):
             environment=environment, ended_at__isnull=True
         ).select_related("requested_by"),
         "database_accounts": accounts,
-        "may_request_access": "request_access" in allowed_actions(environment, request.user),
+        "may_request_access": OperationKind.REQUEST_ACCESS in allowed,
         "database_address": server_address(environment),
         "maintenance_mode": maintenance,
         "sign_in_allowed": maintenance_sign_in_roles(environment) if maintenance else (),
