@@ -8,7 +8,7 @@ exists) and 403 to members who may see but not act.
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Subquery
+from django.db.models import F, OuterRef, Subquery
 from django.http import Http404
 
 from environments.models import (
@@ -21,7 +21,7 @@ from environments.models import (
     ProjectMembership,
     Status,
 )
-from environments.precompiled import PrecompiledQuery
+from environments.precompiled import SENTINEL_ID, SENTINEL_SLUG, PrecompiledQuery
 
 VIEW = "view"
 MAINTAIN = "maintain"
@@ -40,8 +40,11 @@ def with_viewer_role(queryset, user):
 
 
 def visible_environments(user):
-    """The environments the user may see: those of their projects; superusers all."""
+    """The environments the user may see: those of their projects; superusers all.
+
+    Each has its ``project_name`` and the user's role in the project beside it."""
     queryset = Environment.objects.select_related("project")
+    queryset = queryset.annotate(project_name=F("project__name"))
     if not user.is_authenticated:
         return queryset.none()
     queryset = with_viewer_role(queryset, user)
@@ -295,6 +298,6 @@ _FORWARD_AUTH_QUERY = PrecompiledQuery(
     lambda user, slug: with_sign_in_facts(
         Environment.objects.only("pk", "name", "status"), user
     ).filter(slug=slug),
-    user=-918_273_645,
-    slug="precompiled-sentinel-slug",
+    user=SENTINEL_ID,
+    slug=SENTINEL_SLUG,
 )

@@ -13,47 +13,114 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import connections
 
+#: Stand-ins for a user's id and a slug: values no real row has.
+SENTINEL_ID = -918_273_645
+SENTINEL_SLUG = "precompiled-sentinel-slug"
+
 
 class PrecompiledQuery:
-    """``build(**values)`` returns the queryset; ``first(**values)`` runs it.
+    """``build(**values)`` returns the queryset; ``first``, ``rows`` and ``count`` run it.
 
     ``sentinels`` give each value a stand-in that appears nowhere else among the
     query's parameters, so its places can be found; the queryset's shape must not
     depend on the values (filters and annotations only take them as parameters).
+    A slice is part of the shape (Django writes LIMIT and OFFSET into the SQL), so each
+    slice asked for is compiled once too: callers slice by page, not by user input.
     """
+
+    #: Beyond this many compiled shapes per query, start again (a bound, not a tuning).
+    MAX_SHAPES = 256
 
     def __init__(self, build, **sentinels):
         self.build = build
         self.sentinels = sentinels
         self._compiled = {}
 
-    def _compile(self, alias):
+    def _compile(self, alias, shape):
         queryset = self.build(**self.sentinels).using(alias)
-        sql, params = queryset.query.get_compiler(alias).as_sql()
+        if shape == "count":
+            queryset = queryset.order_by()
+        elif shape is not None and shape != (0, None):
+            queryset = queryset[shape[0] : shape[1]]
+        compiler = queryset.query.get_compiler(alias)
+        sql, params = compiler.as_sql()
+        if shape not in (None, "count") and compiler.get_converters(
+            [column[0] for column in compiler.select]
+        ):
+            # rows() hands back what the database sends: only columns that need no
+            # conversion (no dates, decimals, UUIDs or booleans on SQLite).
+            raise ValueError("rows() takes plain columns only")
+        if shape == "count":
+            sql = f"SELECT COUNT(*) FROM ({sql}) counted"  # noqa: S608 (Django's own SQL)
         places = {}
         for name, sentinel in self.sentinels.items():
             places[name] = [i for i, param in enumerate(params) if param == sentinel]
             if not places[name]:
                 raise ValueError(f"{name} is not a parameter of the query")
-        return queryset.model, sql, tuple(params), places
+        return queryset, sql, tuple(params), places
 
-    def first(self, alias="default", **values):
-        """The first row as a model instance (annotations as attributes), or None."""
-        key = (alias, connections[alias].vendor)
-        if key not in self._compiled:
-            self._compiled[key] = self._compile(alias)
-        model, sql, params, places = self._compiled[key]
+    def _statement(self, alias, shape, values):
+        key = (alias, connections[alias].vendor, shape)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compile(alias, shape)
+            if len(self._compiled) >= self.MAX_SHAPES:
+                self._compiled.clear()
+            self._compiled[key] = compiled
+        queryset, sql, params, places = compiled
         params = list(params)
         for name, indexes in places.items():
             for index in indexes:
                 params[index] = values[name]
-        for row in model._default_manager.db_manager(alias).raw(sql, params):
+        return queryset, sql, params
+
+    def first(self, alias="default", **values):
+        """The first row as a model instance (annotations as attributes), or None."""
+        queryset, sql, params = self._statement(alias, None, values)
+        for row in queryset.model._default_manager.db_manager(alias).raw(sql, params):
             return row
         return None
 
+    def rows(self, start=0, stop=None, alias="default", **values):
+        """Rows ``start`` to ``stop`` (all by default) of a ``values()`` queryset, as dicts.
+
+        The values are the database's own: the columns must need no conversion.
+        """
+        queryset, sql, params = self._statement(alias, (start, stop), values)
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql, params)
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def count(self, alias="default", **values):
+        """How many rows the query has."""
+        _, sql, params = self._statement(alias, "count", values)
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()[0]
+
+
+class Paginated:
+    """A precompiled query as Django's Paginator takes it: counted, and sliced by page.
+
+    Every page is sliced ``per_page`` long (the last one simply has fewer rows), so
+    each page number is one compiled shape, whatever the count.
+    """
+
+    def __init__(self, query, per_page, **values):
+        self.query = query
+        self.per_page = per_page
+        self.values = values
+
+    def count(self):
+        return self.query.count(**self.values)
+
+    def __getitem__(self, bounds):
+        return self.query.rows(bounds.start, bounds.start + self.per_page, **self.values)
+
 
 _USER_QUERY = PrecompiledQuery(
-    lambda pk: get_user_model()._default_manager.filter(pk=pk), pk=-918_273_645
+    lambda pk: get_user_model()._default_manager.filter(pk=pk), pk=SENTINEL_ID
 )
 
 

@@ -229,13 +229,22 @@ TASKS = {"default": {"BACKEND": os.environ.get("TASK_BACKEND", "django_tasks_db.
 # cache (PORTAL_CACHE_URL=redis://127.0.0.1:6379/0), PORTAL_SESSION_ENGINE=cached_db
 # reads sessions from it and still writes them through to the database.
 CACHE_URL = os.environ.get("PORTAL_CACHE_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Rendered parts of pages, under keys made of what they show
+    # (environments/fragments.py): each process keeps its own, a few minutes at most.
+    "fragments": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "fragments",
+        "TIMEOUT": int(os.environ.get("PORTAL_FRAGMENT_SECONDS", 300)),
+        "OPTIONS": {"MAX_ENTRIES": int(os.environ.get("PORTAL_FRAGMENT_ENTRIES", 2000))},
+    },
+}
 if CACHE_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": CACHE_URL,
-            "KEY_PREFIX": "portal",
-        }
+    CACHES["default"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": CACHE_URL,
+        "KEY_PREFIX": "portal",
     }
 SESSION_ENGINES = {
     "db": "django.contrib.sessions.backends.db",

@@ -10,6 +10,7 @@ import os
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import caches
 
 from environments.models import (
     Deployment,
@@ -27,6 +28,12 @@ from environments.models import (
 
 PASSWORD = "correct horse battery staple"
 _counter = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fragments():
+    """Each test starts with no rendered fragments: tests roll back, and ids come again."""
+    caches["fragments"].clear()
 
 
 def make_user(username, **fields):

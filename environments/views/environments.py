@@ -1,6 +1,5 @@
 """The environment list, the details page with its Maintain menu, and the status poll."""
 
-import functools
 import hashlib
 
 from django.contrib.auth import get_user_model
@@ -10,14 +9,13 @@ from django.db.models import Count, Max, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseNotModified
 from django.shortcuts import redirect, render
-from django.template.loader import get_template
 from django.utils.cache import add_never_cache_headers, patch_cache_control, patch_vary_headers
 from django.utils.http import parse_etags, quote_etag
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseStopPolling
 
-from environments import operations
+from environments import fragments, operations
 from environments.access import (
     MAINTAIN,
     can_maintain,
@@ -37,6 +35,7 @@ from environments.models import (
     ACTIVE_OUTCOMES,
     MAINTAIN_KINDS,
     DatabaseAccount,
+    Environment,
     FirewallRule,
     Operation,
     OperationKind,
@@ -46,7 +45,7 @@ from environments.models import (
     Status,
 )
 from environments.operations import OperationRefused
-from environments.precompiled import PrecompiledQuery
+from environments.precompiled import SENTINEL_ID, SENTINEL_SLUG, Paginated, PrecompiledQuery
 
 LATEST_HISTORY = 5
 ENVIRONMENTS_PER_PAGE = 50
@@ -102,17 +101,65 @@ FORMS = {
 @login_required
 @require_GET
 def environment_list(request):
-    environments = visible_environments(request.user)
-    page = Paginator(environments, ENVIRONMENTS_PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "environments/list.html", {"page": page})
+    user = request.user
+    rows = Paginated(
+        _LIST_QUERIES[user.is_superuser],
+        ENVIRONMENTS_PER_PAGE,
+        **({} if user.is_superuser else {"user": user.pk}),
+    )
+    page = Paginator(rows, ENVIRONMENTS_PER_PAGE).get_page(request.GET.get("page"))
+    # The rows show nothing but their own values: users who see the same page share them.
+    table = fragments.cached(
+        "environment-rows",
+        [tuple(row.values()) for row in page.object_list],
+        "environments/list.html#rows",
+        lambda: {"environments": [_list_row(row) for row in page.object_list]},
+        request,
+    )
+    return render(request, "environments/list.html", {"page": page, "rows": table})
+
+
+#: What a row of the list shows.
+LIST_FIELDS = ("id", "slug", "name", "tier", "type", "status")
+
+
+def _list_query(superuser):
+    def build(**user):
+        # visible_environments itself, for a stand-in user with the same powers.
+        viewer = get_user_model()(pk=user.get("user", 0), is_superuser=superuser)
+        return visible_environments(viewer).values(*LIST_FIELDS, "project_name")
+
+    # A superuser's list does not depend on who they are: no user among its parameters.
+    return PrecompiledQuery(build) if superuser else PrecompiledQuery(build, user=SENTINEL_ID)
+
+
+_LIST_QUERIES = {superuser: _list_query(superuser) for superuser in (True, False)}
+
+
+def _list_row(row):
+    environment = Environment(**{name: row[name] for name in LIST_FIELDS})
+    environment.project_name = row["project_name"]
+    return environment
 
 
 @login_required
 @never_cache
 @require_GET
 def environment_detail(request, slug):
-    environment = get_environment_for_user(request, slug)
-    return render(request, "environments/detail.html", live_context(request, environment))
+    environment = _environment_with_facts(request, slug, badge=False)
+    # The page below the header shows the live region's facts and the project's name:
+    # kept in the fragments cache under them, unless it shows a password.
+    key = fragments.key("details", [*live_facts(request, environment), environment.project_name])
+    content = fragments.get(key)
+    if content is None:
+        context = live_context(request, environment)
+        content = fragments.render("environments/detail.html#content", context, request)
+        if not shows_password(context):
+            fragments.keep(key, content)
+    content = fragments.with_csrf_token(content, request)
+    return render(
+        request, "environments/detail.html", {"environment": environment, "content": content}
+    )
 
 
 @login_required
@@ -124,7 +171,7 @@ def environment_status(request, slug):
     A poll that finds nothing changed since the response it already has gets 304 Not
     Modified, without rendering (see status_etag)."""
     badge = request.GET.get("part") == "badge"
-    environment = _environment_for_poll(request, slug, badge=badge)
+    environment = _environment_with_facts(request, slug, badge=badge)
     etag = status_etag(request, environment, badge=badge)
     if etag in parse_etags(request.headers.get("If-None-Match", "")):
         # Only 200 responses that show no password carry an ETag: this is one of them.
@@ -140,7 +187,7 @@ def environment_status(request, slug):
     else:
         context = live_context(request, environment)
         polling = context["polling"]
-        secret_shown = any(a.password and a.applied_at for a in context["database_accounts"])
+        secret_shown = shows_password(context)
         response = render(request, "environments/detail.html#live", context)
     if not polling:
         response = HttpResponseStopPolling(response.content)
@@ -179,21 +226,6 @@ POLL_FACTS = {
         _services.order_by().values("environment").annotate(m=Max("last_restarted_at")).values("m")
     ),
 }
-_LIVE_TEMPLATES = (
-    "environments/detail.html",
-    "environments/partials/status_badge.html",
-    "environments/partials/history_table.html",
-    "environments/partials/outcome_badge.html",
-)
-
-
-@functools.cache
-def _templates_version():
-    """The templates' own version: a deploy that changes them changes every ETag."""
-    digest = hashlib.sha256()
-    for name in _LIVE_TEMPLATES:
-        digest.update(get_template(name).template.source.encode())
-    return digest.hexdigest()[:16]
 
 
 def _poll_query(superuser, badge):
@@ -205,7 +237,7 @@ def _poll_query(superuser, badge):
             queryset = queryset.annotate(**POLL_FACTS)
         return queryset.filter(slug=slug)
 
-    return PrecompiledQuery(build, user=-918_273_645, slug="precompiled-sentinel-slug")
+    return PrecompiledQuery(build, user=SENTINEL_ID, slug=SENTINEL_SLUG)
 
 
 _POLL_QUERIES = {
@@ -215,7 +247,7 @@ _POLL_QUERIES = {
 }
 
 
-def _environment_for_poll(request, slug, *, badge):
+def _environment_with_facts(request, slug, *, badge):
     """get_environment_for_user(request, slug) with the poll's facts, compiled once."""
     user = request.user
     query = _POLL_QUERIES[user.is_superuser, badge]
@@ -226,38 +258,46 @@ def _environment_for_poll(request, slug, *, badge):
 
 
 def status_etag(request, environment, *, badge):
+    facts = [fragments.templates_version(), request.session.session_key]
+    if badge:
+        facts += ["badge", request.user.pk, environment.pk, environment.slug, environment.status]
+    else:
+        facts += ["live", *live_facts(request, environment)]
+    return quote_etag(hashlib.sha256(repr(facts).encode()).hexdigest()[:32])
+
+
+def live_facts(request, environment):
+    """Everything the live region shows, for a viewer (see the validator's note above)."""
     user = request.user
-    facts = [
-        _templates_version(),
-        "badge" if badge else "live",
-        request.session.session_key,
+    return [
         user.pk,
+        user.is_active,
+        user.is_superuser,
         environment.pk,
         environment.slug,
         environment.status,
+        environment.name,
+        environment.status_changed_at.isoformat(),
+        environment.tier,
+        environment.type,
+        environment.subscription,
+        environment.deployment,
+        environment.url,
+        environment.database_server,
+        environment.database_name,
+        environment.viewer_project_role,
+        server_address(environment),
+        environment.poll_latest_operation,
+        environment.poll_queued,
+        environment.poll_active,
+        environment.poll_services_not_running,
+        str(environment.poll_services_restarted),
     ]
-    if not badge:
-        facts += [
-            user.is_active,
-            user.is_superuser,
-            environment.name,
-            environment.status_changed_at.isoformat(),
-            environment.tier,
-            environment.type,
-            environment.subscription,
-            environment.deployment,
-            environment.url,
-            environment.database_server,
-            environment.database_name,
-            environment.viewer_project_role,
-            server_address(environment),
-            environment.poll_latest_operation,
-            environment.poll_queued,
-            environment.poll_active,
-            environment.poll_services_not_running,
-            str(environment.poll_services_restarted),
-        ]
-    return quote_etag(hashlib.sha256(repr(facts).encode()).hexdigest()[:32])
+
+
+def shows_password(context):
+    """Whether a live context shows a database account's password (to its requester)."""
+    return any(account.password and account.applied_at for account in context["database_accounts"])
 
 
 def _revalidatable(response, etag):
