@@ -57,7 +57,7 @@ class PrecompiledQuery:
             places[name] = [i for i, param in enumerate(params) if param == sentinel]
             if not places[name]:
                 raise ValueError(f"{name} is not a parameter of the query")
-        return queryset, sql, tuple(params), places
+        return _Statement(queryset, compiler, sql, tuple(params), places)
 
     def _statement(self, alias, shape, values):
         key = (alias, connections[alias].vendor, shape)
@@ -67,37 +67,70 @@ class PrecompiledQuery:
             if len(self._compiled) >= self.MAX_SHAPES:
                 self._compiled.clear()
             self._compiled[key] = compiled
-        queryset, sql, params, places = compiled
-        params = list(params)
-        for name, indexes in places.items():
+        params = list(compiled.params)
+        for name, indexes in compiled.places.items():
             for index in indexes:
                 params[index] = values[name]
-        return queryset, sql, params
+        return compiled, params
 
     def first(self, alias="default", **values):
-        """The first row as a model instance (annotations as attributes), or None."""
-        queryset, sql, params = self._statement(alias, None, values)
-        for row in queryset.model._default_manager.db_manager(alias).raw(sql, params):
-            return row
-        return None
+        """The first row as a model instance (annotations as attributes), or None.
+
+        Built as Django's ModelIterable builds it: converted values, ``Model.from_db``.
+        """
+        statement, params = self._statement(alias, None, values)
+        with connections[alias].cursor() as cursor:
+            cursor.execute(statement.sql, params)
+            row = cursor.fetchone()
+        return None if row is None else statement.instance(alias, row)
 
     def rows(self, start=0, stop=None, alias="default", **values):
         """Rows ``start`` to ``stop`` (all by default) of a ``values()`` queryset, as dicts.
 
         The values are the database's own: the columns must need no conversion.
         """
-        queryset, sql, params = self._statement(alias, (start, stop), values)
+        statement, params = self._statement(alias, (start, stop), values)
         with connections[alias].cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(statement.sql, params)
             names = [column[0] for column in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def count(self, alias="default", **values):
         """How many rows the query has."""
-        _, sql, params = self._statement(alias, "count", values)
+        statement, params = self._statement(alias, "count", values)
         with connections[alias].cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(statement.sql, params)
             return cursor.fetchone()[0]
+
+
+class _Statement:
+    """One compiled shape of a query, and how to turn its row into a model instance."""
+
+    def __init__(self, queryset, compiler, sql, params, places):
+        self.sql = sql
+        self.params = params
+        self.places = places
+        self.compiler = compiler
+        klass_info = compiler.klass_info
+        if klass_info is None:  # values(), or a count
+            return
+        if klass_info.get("related_klass_infos"):
+            raise ValueError("first() takes no select_related()")
+        self.model = klass_info["model"]
+        fields = klass_info["select_fields"]
+        self.model_columns = slice(fields[0], fields[-1] + 1)
+        columns = compiler.select[self.model_columns]
+        self.init_names = [column[0].target.attname for column in columns]
+        self.annotations = list(compiler.annotation_col_map.items())
+        self.converters = compiler.get_converters([column[0] for column in compiler.select])
+
+    def instance(self, alias, row):
+        if self.converters:
+            row = next(iter(self.compiler.apply_converters([row], self.converters)))
+        instance = self.model.from_db(alias, self.init_names, row[self.model_columns])
+        for name, column in self.annotations:
+            setattr(instance, name, row[column])
+        return instance
 
 
 class Paginated:
