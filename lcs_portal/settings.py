@@ -114,6 +114,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Parameters travel apart from the SQL, and psycopg prepares a statement run five
+    # times on a connection: PostgreSQL plans the hot lookups once per connection
+    # instead of on every request (docs/performance.md). PORTAL_PG_PREPARE=0 turns
+    # both off, as a transaction-pooling PgBouncer in front of PostgreSQL needs.
+    if env_bool("PORTAL_PG_PREPARE", True):
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            server_side_binding=True, prepare_threshold=5
+        )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -242,7 +250,7 @@ CACHES = {
 }
 if CACHE_URL:
     CACHES["default"] = {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "environments.cache.RedisCache",
         "LOCATION": CACHE_URL,
         "KEY_PREFIX": "portal",
     }
