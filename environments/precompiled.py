@@ -8,6 +8,8 @@ sentinel values where the request's own values go, and each call puts the real v
 in their places among the parameters. The SQL is Django's own, for this database.
 """
 
+import re
+
 from django.contrib.auth import backends as auth_backends
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -44,14 +46,11 @@ class PrecompiledQuery:
             queryset = queryset[shape[0] : shape[1]]
         compiler = queryset.query.get_compiler(alias)
         sql, params = compiler.as_sql()
-        if shape not in (None, "count") and compiler.get_converters(
-            [column[0] for column in compiler.select]
-        ):
-            # rows() hands back what the database sends: only columns that need no
-            # conversion (no dates, decimals, UUIDs or booleans on SQLite).
-            raise ValueError("rows() takes plain columns only")
         if shape == "count":
             sql = f"SELECT COUNT(*) FROM ({sql}) counted"  # noqa: S608 (Django's own SQL)
+        sentinels = set(self.sentinels.values())
+        if connections[alias].vendor == "postgresql":
+            sql, params = _write_constants_in(connections[alias], sql, params, sentinels)
         places = {}
         for name, sentinel in self.sentinels.items():
             places[name] = [i for i, param in enumerate(params) if param == sentinel]
@@ -85,15 +84,14 @@ class PrecompiledQuery:
         return None if row is None else statement.instance(alias, row)
 
     def rows(self, start=0, stop=None, alias="default", **values):
-        """Rows ``start`` to ``stop`` (all by default) of a ``values()`` queryset, as dicts.
-
-        The values are the database's own: the columns must need no conversion.
-        """
+        """Rows ``start`` to ``stop`` (all by default) of a ``values()`` queryset, as dicts
+        of the values ``values()`` would give."""
         statement, params = self._statement(alias, (start, stop), values)
         with connections[alias].cursor() as cursor:
             cursor.execute(statement.sql, params)
             names = [column[0] for column in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            rows = statement.converted(cursor.fetchall())
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     def count(self, alias="default", **values):
         """How many rows the query has."""
@@ -101,6 +99,36 @@ class PrecompiledQuery:
         with connections[alias].cursor() as cursor:
             cursor.execute(statement.sql, params)
             return cursor.fetchone()[0]
+
+
+def _write_constants_in(connection, sql, params, sentinels):
+    """The SQL with every parameter but the sentinels written in as a quoted literal.
+
+    Every other parameter is a constant of the query's shape (an outcome, a kind), so
+    writing it in changes nothing but the plan: PostgreSQL prepares the statement
+    (settings.py) and plans it once, and a plan made for ``outcome = 'queued'`` can use
+    the partial index on active operations, where one for ``outcome = $2`` cannot.
+    Only whole numbers and text are written in, quoted by psycopg; others stay
+    parameters.
+    """
+    from psycopg.sql import Literal
+
+    connection.ensure_connection()
+    parts = re.split(r"(%%|%s)", sql)
+    kept, written, values = [], [], iter(params)
+    for part in parts:
+        if part != "%s":
+            written.append(part)
+            continue
+        value = next(values)
+        if not isinstance(value, int | str) or type(value) is bool or value in sentinels:
+            kept.append(value)
+            written.append(part)
+        else:
+            constant = int(value) if isinstance(value, int) else str(value)
+            literal = Literal(constant).as_string(connection.connection)
+            written.append(literal.replace("%", "%%"))
+    return "".join(written), kept
 
 
 class _Statement:
@@ -111,6 +139,7 @@ class _Statement:
         self.params = params
         self.places = places
         self.compiler = compiler
+        self.converters = compiler.get_converters([column[0] for column in compiler.select])
         klass_info = compiler.klass_info
         if klass_info is None:  # values(), or a count
             return
@@ -122,11 +151,15 @@ class _Statement:
         columns = compiler.select[self.model_columns]
         self.init_names = [column[0].target.attname for column in columns]
         self.annotations = list(compiler.annotation_col_map.items())
-        self.converters = compiler.get_converters([column[0] for column in compiler.select])
+
+    def converted(self, rows):
+        """The rows with Django's converters applied (dates on SQLite, counts...)."""
+        if not self.converters:
+            return rows
+        return list(self.compiler.apply_converters(rows, self.converters))
 
     def instance(self, alias, row):
-        if self.converters:
-            row = next(iter(self.compiler.apply_converters([row], self.converters)))
+        (row,) = self.converted([row])
         instance = self.model.from_db(alias, self.init_names, row[self.model_columns])
         for name, column in self.annotations:
             setattr(instance, name, row[column])
@@ -134,22 +167,37 @@ class _Statement:
 
 
 class Paginated:
-    """A precompiled query as Django's Paginator takes it: counted, and sliced by page.
+    """A precompiled query as Django's Paginator takes it, in one query per page.
 
-    Every page is sliced ``per_page`` long (the last one simply has fewer rows), so
-    each page number is one compiled shape, whatever the count.
+    The query carries the count of all its rows beside each (``total``: a window
+    count, ``Window(Count("pk"))``), so the page asked for comes with the count the
+    Paginator asks first. Every page is sliced ``per_page`` long (the last one simply
+    has fewer rows), so each page number is one compiled shape, whatever the count.
     """
 
-    def __init__(self, query, per_page, **values):
+    def __init__(self, query, per_page, number, **values):
         self.query = query
         self.per_page = per_page
         self.values = values
+        try:
+            self.number = max(int(number), 1)
+        except (TypeError, ValueError):
+            self.number = 1  # as Paginator.get_page reads it
+        self._pages = {}
+
+    def _rows(self, start):
+        if start not in self._pages:
+            self._pages[start] = self.query.rows(start, start + self.per_page, **self.values)
+        return self._pages[start]
 
     def count(self):
-        return self.query.count(**self.values)
+        rows = self._rows((self.number - 1) * self.per_page)
+        # Past the last page no row tells the total: count them (Paginator then shows
+        # the last page).
+        return rows[0]["total"] if rows else self.query.count(**self.values)
 
     def __getitem__(self, bounds):
-        return self.query.rows(bounds.start, bounds.start + self.per_page, **self.values)
+        return self._rows(bounds.start)
 
 
 _USER_QUERY = PrecompiledQuery(

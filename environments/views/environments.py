@@ -5,7 +5,7 @@ import hashlib
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count, Max, OuterRef, Subquery
+from django.db.models import Count, Max, OuterRef, Subquery, Window
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseNotModified
 from django.shortcuts import redirect, render
@@ -102,16 +102,18 @@ FORMS = {
 @require_GET
 def environment_list(request):
     user = request.user
+    number = request.GET.get("page")
     rows = Paginated(
         _LIST_QUERIES[user.is_superuser],
         ENVIRONMENTS_PER_PAGE,
+        number,
         **({} if user.is_superuser else {"user": user.pk}),
     )
-    page = Paginator(rows, ENVIRONMENTS_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(rows, ENVIRONMENTS_PER_PAGE).get_page(number)
     # The rows show nothing but their own values: users who see the same page share them.
     table = fragments.cached(
         "environment-rows",
-        [tuple(row.values()) for row in page.object_list],
+        [tuple(row[name] for name in ROW_FACTS) for row in page.object_list],
         "environments/list.html#rows",
         lambda: {"environments": [_list_row(row) for row in page.object_list]},
         request,
@@ -121,13 +123,15 @@ def environment_list(request):
 
 #: What a row of the list shows.
 LIST_FIELDS = ("id", "slug", "name", "tier", "type", "status")
+ROW_FACTS = (*LIST_FIELDS, "project_name")
 
 
 def _list_query(superuser):
     def build(**user):
         # visible_environments itself, for a stand-in user with the same powers.
         viewer = get_user_model()(pk=user.get("user", 0), is_superuser=superuser)
-        return visible_environments(viewer).values(*LIST_FIELDS, "project_name")
+        queryset = visible_environments(viewer).annotate(total=Window(Count("pk")))
+        return queryset.values(*ROW_FACTS, "total")
 
     # A superuser's list does not depend on who they are: no user among its parameters.
     return PrecompiledQuery(build) if superuser else PrecompiledQuery(build, user=SENTINEL_ID)
