@@ -69,7 +69,9 @@ def render(template_name, context, request):
 
 def with_csrf_token(html, request):
     """A cached fragment, with this response's own masked CSRF token in its place."""
-    return mark_safe(html.replace(_CSRF_PLACEHOLDER, get_token(request)))  # noqa: S308 (our own render)
+    if _CSRF_PLACEHOLDER in html:  # asking for a token sets the CSRF cookie: only if needed
+        html = html.replace(_CSRF_PLACEHOLDER, get_token(request))
+    return mark_safe(html)  # noqa: S308 (our own render)
 
 
 def cached(name, facts, template_name, context, request):
