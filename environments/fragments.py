@@ -34,7 +34,8 @@ TEMPLATES = (
     "environments/partials/outcome_badge.html",
 )
 
-# Unguessable, so that no text a user typed can contain it.
+# Unguessable, so that no text a user typed can contain it. Each process has its own:
+# the fragments cache must stay in the process (a LocMemCache), as settings.py has it.
 _CSRF_PLACEHOLDER = f"csrf-placeholder-{secrets.token_hex(16)}"
 
 

@@ -175,13 +175,17 @@ class Paginated:
     has fewer rows), so each page number is one compiled shape, whatever the count.
     """
 
+    #: Past this row no page is fetched before the count says it exists (the offset
+    #: goes into the SQL as a number: ?page=10**20 must not reach the database).
+    MAX_OFFSET = 2**31 - 1
+
     def __init__(self, query, per_page, number, **values):
         self.query = query
         self.per_page = per_page
         self.values = values
         try:
             self.number = max(int(number), 1)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             self.number = 1  # as Paginator.get_page reads it
         self._pages = {}
 
@@ -191,7 +195,8 @@ class Paginated:
         return self._pages[start]
 
     def count(self):
-        rows = self._rows((self.number - 1) * self.per_page)
+        start = (self.number - 1) * self.per_page
+        rows = self._rows(start) if start <= self.MAX_OFFSET else []
         # Past the last page no row tells the total: count them (Paginator then shows
         # the last page).
         return rows[0]["total"] if rows else self.query.count(**self.values)

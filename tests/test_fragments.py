@@ -185,3 +185,39 @@ def test_a_fragment_key_changes_with_the_url_prefix(rf):
         assert fragments.key("rows", [1]) != plain
     finally:
         set_script_prefix("/")
+
+
+def test_a_rule_removed_while_being_applied_leaves_the_details_page(
+    as_manager, environment, manager
+):
+    with committing():
+        operations.enable_access(
+            environment, manager, name="office", cidr="203.0.113.7/32", reason="deploy"
+        )
+    # No worker ran: the rule is still being applied.
+    assert "Being applied" in details(as_manager, environment)
+
+    with committing():
+        operations.remove_access(environment.firewallrules.get(), manager)
+
+    assert 'data-testid="firewall-rule"' not in details(as_manager, environment)
+
+
+def test_a_service_added_in_the_admin_shows_on_the_details_page(as_manager, environment):
+    from environments.models import Service, ServiceKind
+
+    environment.services.filter(kind=ServiceKind.MR).delete()
+    assert 'data-testid="service-MR"' not in details(as_manager, environment)
+
+    Service.objects.create(environment=environment, kind=ServiceKind.MR)
+
+    assert 'data-testid="service-MR"' in details(as_manager, environment)
+
+
+def test_a_page_number_past_any_database_offset_shows_the_last_page(client, environment, member):
+    client.force_login(member)
+
+    response = client.get(reverse("environment-list"), {"page": "1" + "0" * 30})
+
+    assert response.status_code == 200
+    assert 'data-testid="status-badge"' in response.content.decode()

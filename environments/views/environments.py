@@ -224,6 +224,7 @@ def _count(queryset):
 
 _operations = Operation.objects.filter(environment=OuterRef("pk"))
 _services = Service.objects.filter(environment=OuterRef("pk"))
+_OPEN_GRANTS = {"environment": OuterRef("pk"), "ended_at": None}
 POLL_FACTS = {
     "poll_latest_operation": Subquery(_operations.order_by("-started_at", "-id").values("pk")[:1]),
     "poll_queued": _count(_operations.filter(outcome=Outcome.QUEUED)),
@@ -232,6 +233,11 @@ POLL_FACTS = {
     "poll_services_restarted": Subquery(
         _services.order_by().values("environment").annotate(m=Max("last_restarted_at")).values("m")
     ),
+    # A service added or deleted in the admin writes no history row.
+    "poll_services": _count(_services),
+    # A grant removed while it is still being applied writes no history row either.
+    "poll_open_rules": _count(FirewallRule.objects.filter(**_OPEN_GRANTS)),
+    "poll_open_accounts": _count(DatabaseAccount.objects.filter(**_OPEN_GRANTS)),
 }
 
 
@@ -310,6 +316,9 @@ def live_facts(request, environment):
         environment.poll_active,
         environment.poll_services_not_running,
         str(environment.poll_services_restarted),
+        environment.poll_services,
+        environment.poll_open_rules,
+        environment.poll_open_accounts,
     ]
 
 
