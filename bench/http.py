@@ -1,9 +1,10 @@
 """The pages under wrk, against baseline A (a bare view) and B (a minimal signed-in view)."""
 
 import secrets
+import statistics
 import time
 
-from bench import common
+from bench import common, report
 from bench.common import log
 
 DATABASE = "lcs_bench"
@@ -93,7 +94,9 @@ def check(base, target, info):
         raise RuntimeError(f"{label}: not signed in ({body[:100]!r})")
 
 
-def measure_pages(env, info, *, duration, warmup, connections, server, rounds=1, only=None):
+def measure_pages(
+    env, info, *, duration, warmup, connections, server, rounds=1, only=None, pairs=()
+):
     """Every URL under wrk, round after round; each URL keeps its best round.
 
     The machine may be shared, so one slow round says little: the best of a few is the
@@ -136,7 +139,36 @@ def measure_pages(env, info, *, duration, warmup, connections, server, rounds=1,
                     results[key] = result
                 else:
                     best["rounds"].append(result["rps"])
+        if pairs:
+            results["pairs"] = measure_pairs(base, measured, pairs, connections=connections)
     return results
+
+
+def measure_pairs(base, measured, pairs, *, connections, slices=6, seconds=2):
+    """Each budget's two URLs in turn, in short slices: its ratio with the noise shared.
+
+    The machine's speed drifts (other virtual machines on the host): a URL measured a
+    minute after B may meet another machine than B met. Alternating 2-second slices of
+    the two URLs puts both under the same drift; the ratio of each slice pair is kept,
+    and their median judges the budget.
+    """
+    by_key = {target[0]: target for target in measured}
+    paired = {}
+    for key, of in pairs:
+        if key not in by_key or of not in by_key:
+            continue
+        ratios = []
+        for _ in range(slices):
+            rps = {}
+            for side in (of, key):
+                _, _, path, headers, _ = by_key[side]
+                rps[side] = common.wrk(
+                    base + path, headers=headers, duration=seconds, connections=connections
+                )["rps"]
+            ratios.append(rps[key] / rps[of])
+        paired[key] = {"of": of, "ratios": ratios, "median": statistics.median(ratios)}
+        log(f"paired: {key} / {of}: {' '.join(f'{r:.2f}' for r in ratios)}")
+    return paired
 
 
 def read_stream(url, headers):
@@ -205,7 +237,9 @@ def run(args):
         server=server,
         rounds=args.rounds,
         only=args.only,
+        pairs=[(key, of) for _, key, _, of in report.RATIO_BUDGETS],
     )
+    pairs = pages.pop("pairs", {})
     csv = None if args.only or args.skip_csv else measure_csv(env, info, server=server)
     return {
         "info": info,
@@ -217,6 +251,7 @@ def run(args):
         "connections": args.connections,
         "rounds": args.rounds,
         "pages": pages,
+        "pairs": pairs,
         "csv": csv,
     }
 
