@@ -33,9 +33,14 @@ class PrecompiledQuery:
     #: Beyond this many compiled shapes per query, start again (a bound, not a tuning).
     MAX_SHAPES = 256
 
-    def __init__(self, build, **sentinels):
+    def __init__(self, build, *, written_in=(), **sentinels):
         self.build = build
         self.sentinels = sentinels
+        # On PostgreSQL these values (whole numbers) are written into the SQL rather
+        # than sent apart: each value gets its own prepared statement, planned for it.
+        # For a query whose best plan depends on the value (how many projects a user
+        # is in decides how the list is best sorted) and that runs often per value.
+        self.written_in = tuple(written_in)
         self._compiled = {}
 
     def _compile(self, alias, shape):
@@ -48,15 +53,23 @@ class PrecompiledQuery:
         sql, params = compiler.as_sql()
         if shape == "count":
             sql = f"SELECT COUNT(*) FROM ({sql}) counted"  # noqa: S608 (Django's own SQL)
-        sentinels = set(self.sentinels.values())
+        written = {}
         if connections[alias].vendor == "postgresql":
-            sql, params = _write_constants_in(connections[alias], sql, params, sentinels)
+            written = {name: self.sentinels[name] for name in self.written_in}
+            kept = {v for name, v in self.sentinels.items() if name not in written}
+            sql, params = _write_constants_in(connections[alias], sql, params, kept)
+            for name, sentinel in written.items():
+                written[name] = _literal(connections[alias], sentinel)
+                if written[name] not in sql:
+                    raise ValueError(f"{name} is not a parameter of the query")
         places = {}
         for name, sentinel in self.sentinels.items():
+            if name in written:
+                continue
             places[name] = [i for i, param in enumerate(params) if param == sentinel]
             if not places[name]:
                 raise ValueError(f"{name} is not a parameter of the query")
-        return _Statement(queryset, compiler, sql, tuple(params), places)
+        return _Statement(queryset, compiler, sql, tuple(params), places, written)
 
     def _statement(self, alias, shape, values):
         key = (alias, connections[alias].vendor, shape)
@@ -70,34 +83,37 @@ class PrecompiledQuery:
         for name, indexes in compiled.places.items():
             for index in indexes:
                 params[index] = values[name]
-        return compiled, params
+        sql = compiled.sql
+        for name, literal in compiled.written.items():
+            sql = sql.replace(literal, f" {int(values[name])}")
+        return compiled, sql, params
 
     def first(self, alias="default", **values):
         """The first row as a model instance (annotations as attributes), or None.
 
         Built as Django's ModelIterable builds it: converted values, ``Model.from_db``.
         """
-        statement, params = self._statement(alias, None, values)
+        statement, sql, params = self._statement(alias, None, values)
         with connections[alias].cursor() as cursor:
-            cursor.execute(statement.sql, params)
+            cursor.execute(sql, params)
             row = cursor.fetchone()
         return None if row is None else statement.instance(alias, row)
 
     def rows(self, start=0, stop=None, alias="default", **values):
         """Rows ``start`` to ``stop`` (all by default) of a ``values()`` queryset, as dicts
         of the values ``values()`` would give."""
-        statement, params = self._statement(alias, (start, stop), values)
+        statement, sql, params = self._statement(alias, (start, stop), values)
         with connections[alias].cursor() as cursor:
-            cursor.execute(statement.sql, params)
+            cursor.execute(sql, params)
             names = [column[0] for column in cursor.description]
             rows = statement.converted(cursor.fetchall())
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def count(self, alias="default", **values):
         """How many rows the query has."""
-        statement, params = self._statement(alias, "count", values)
+        _, sql, params = self._statement(alias, "count", values)
         with connections[alias].cursor() as cursor:
-            cursor.execute(statement.sql, params)
+            cursor.execute(sql, params)
             return cursor.fetchone()[0]
 
 
@@ -111,9 +127,6 @@ def _write_constants_in(connection, sql, params, sentinels):
     Only whole numbers and text are written in, quoted by psycopg; others stay
     parameters.
     """
-    from psycopg.sql import Literal
-
-    connection.ensure_connection()
     parts = re.split(r"(%%|%s)", sql)
     kept, written, values = [], [], iter(params)
     for part in parts:
@@ -125,19 +138,27 @@ def _write_constants_in(connection, sql, params, sentinels):
             kept.append(value)
             written.append(part)
         else:
-            constant = int(value) if isinstance(value, int) else str(value)
-            literal = Literal(constant).as_string(connection.connection)
-            written.append(literal.replace("%", "%%"))
+            written.append(_literal(connection, value).replace("%", "%%"))
     return "".join(written), kept
+
+
+def _literal(connection, value):
+    """A whole number or a text as psycopg quotes it (" -5", "'it''s'")."""
+    from psycopg.sql import Literal
+
+    connection.ensure_connection()
+    constant = int(value) if isinstance(value, int) else str(value)
+    return Literal(constant).as_string(connection.connection)
 
 
 class _Statement:
     """One compiled shape of a query, and how to turn its row into a model instance."""
 
-    def __init__(self, queryset, compiler, sql, params, places):
+    def __init__(self, queryset, compiler, sql, params, places, written):
         self.sql = sql
         self.params = params
         self.places = places
+        self.written = written
         self.compiler = compiler
         self.converters = compiler.get_converters([column[0] for column in compiler.select])
         klass_info = compiler.klass_info
@@ -167,42 +188,23 @@ class _Statement:
 
 
 class Paginated:
-    """A precompiled query as Django's Paginator takes it, in one query per page.
+    """A precompiled query as Django's Paginator takes it: counted, and sliced by page.
 
-    The query carries the count of all its rows beside each (``total``: a window
-    count, ``Window(Count("pk"))``), so the page asked for comes with the count the
-    Paginator asks first. Every page is sliced ``per_page`` long (the last one simply
-    has fewer rows), so each page number is one compiled shape, whatever the count.
+    Every page is sliced ``per_page`` long (the last one simply has fewer rows), so
+    each page number is one compiled shape, whatever the count. The Paginator counts
+    first and slices only pages that exist.
     """
 
-    #: Past this row no page is fetched before the count says it exists (the offset
-    #: goes into the SQL as a number: ?page=10**20 must not reach the database).
-    MAX_OFFSET = 2**31 - 1
-
-    def __init__(self, query, per_page, number, **values):
+    def __init__(self, query, per_page, **values):
         self.query = query
         self.per_page = per_page
         self.values = values
-        try:
-            self.number = max(int(number), 1)
-        except (TypeError, ValueError, OverflowError):
-            self.number = 1  # as Paginator.get_page reads it
-        self._pages = {}
-
-    def _rows(self, start):
-        if start not in self._pages:
-            self._pages[start] = self.query.rows(start, start + self.per_page, **self.values)
-        return self._pages[start]
 
     def count(self):
-        start = (self.number - 1) * self.per_page
-        rows = self._rows(start) if start <= self.MAX_OFFSET else []
-        # Past the last page no row tells the total: count them (Paginator then shows
-        # the last page).
-        return rows[0]["total"] if rows else self.query.count(**self.values)
+        return self.query.count(**self.values)
 
     def __getitem__(self, bounds):
-        return self._rows(bounds.start)
+        return self.query.rows(bounds.start, bounds.start + self.per_page, **self.values)
 
 
 _USER_QUERY = PrecompiledQuery(

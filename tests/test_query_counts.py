@@ -59,7 +59,7 @@ def queries(client, url, **extra):
 
 
 PAGES = {
-    "list": (lambda env: reverse("environment-list"), {}, 4),
+    "list": (lambda env: reverse("environment-list"), {}, 5),
     "details": (lambda env: env.get_absolute_url(), {}, 8),
     "poll": (lambda env: reverse("environment-status", args=[env.slug]), HTMX, 7),
     "badge poll": (
