@@ -221,3 +221,16 @@ def test_a_page_number_past_any_database_offset_shows_the_last_page(client, envi
 
     assert response.status_code == 200
     assert 'data-testid="status-badge"' in response.content.decode()
+
+
+def test_history_rows_follow_the_operations_progress(as_manager, environment, manager, start):
+    restart = start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
+    assert 'data-outcome="queued"' in as_manager.get(reverse("history")).content.decode()
+
+    operations.mark_running(restart.pk)
+    operations.complete_operation(restart.pk)
+    page = as_manager.get(reverse("history")).content.decode()
+
+    assert 'data-outcome="succeeded"' in page
+    assert 'data-outcome="queued"' not in page
+    assert page.count('data-testid="history-row"') == 1

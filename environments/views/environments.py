@@ -1,6 +1,7 @@
 """The environment list, the details page with its Maintain menu, and the status poll."""
 
 import hashlib
+import operator
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
@@ -111,7 +112,7 @@ def environment_list(request):
     # The rows show nothing but their own values: users who see the same page share them.
     table = fragments.cached(
         "environment-rows",
-        [tuple(row[name] for name in ROW_FACTS) for row in page.object_list],
+        [_row_facts(row) for row in page.object_list],
         "environments/list.html#rows",
         lambda: {"environments": [_list_row(row) for row in page.object_list]},
         request,
@@ -122,6 +123,7 @@ def environment_list(request):
 #: What a row of the list shows.
 LIST_FIELDS = ("id", "slug", "name", "tier", "type", "status")
 ROW_FACTS = (*LIST_FIELDS, "project_name")
+_row_facts = operator.itemgetter(*ROW_FACTS)
 
 
 def _list_query(superuser):
