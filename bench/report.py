@@ -99,7 +99,7 @@ def pages_table(results):
         verdict = "pass" if ratio >= factor else "**fail**"
         slices = ", ".join(f"{r:.2f}" for r in pair["ratios"]) if pair else "not measured"
         lines.append(
-            f"- {text}: {ratio:.2f} — {verdict} (paired slices: {slices}; best rounds "
+            f"- {text}: {ratio:.3f} — {verdict} (paired slices: {slices}; best rounds "
             f"{best:.2f}; CPU per request {cpu_ratio:.2f})"
         )
     if "history_1" in pages and "history_10000" in pages:
