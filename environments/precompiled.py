@@ -26,6 +26,8 @@ class PrecompiledQuery:
     ``sentinels`` give each value a stand-in that appears nowhere else among the
     query's parameters, so its places can be found; the queryset's shape must not
     depend on the values (filters and annotations only take them as parameters).
+    A value whose name is not among the query's sentinels is ignored, so callers may
+    pass the same values to the variants of a query.
     A slice is part of the shape (Django writes LIMIT and OFFSET into the SQL), so each
     slice asked for is compiled once too: callers slice by page, not by user input.
     """

@@ -103,11 +103,7 @@ FORMS = {
 @require_GET
 def environment_list(request):
     user = request.user
-    rows = Paginated(
-        _LIST_QUERIES[user.is_superuser],
-        ENVIRONMENTS_PER_PAGE,
-        **({} if user.is_superuser else {"user": user.pk}),
-    )
+    rows = Paginated(_LIST_QUERIES[user.is_superuser], ENVIRONMENTS_PER_PAGE, user=user.pk)
     page = Paginator(rows, ENVIRONMENTS_PER_PAGE).get_page(request.GET.get("page"))
     # The rows show nothing but their own values: users who see the same page share them.
     table = fragments.cached(
@@ -126,11 +122,15 @@ ROW_FACTS = (*LIST_FIELDS, "project_name")
 _row_facts = operator.itemgetter(*ROW_FACTS)
 
 
+def _visible_to(superuser, user):
+    """visible_environments itself, for a stand-in user with the same powers: the
+    precompiled queries' form of it (their user is a sentinel, or 0 when unused)."""
+    return visible_environments(get_user_model()(pk=user, is_superuser=superuser))
+
+
 def _list_query(superuser):
-    def build(**user):
-        # visible_environments itself, for a stand-in user with the same powers.
-        viewer = get_user_model()(pk=user.get("user", 0), is_superuser=superuser)
-        return visible_environments(viewer).values(*ROW_FACTS)
+    def build(user=0):
+        return _visible_to(superuser, user).values(*ROW_FACTS)
 
     # A superuser's list does not depend on who they are: no user among its parameters.
     if superuser:
@@ -246,9 +246,7 @@ POLL_FACTS = {
 
 def _poll_query(superuser, badge):
     def build(slug, user=0):
-        # visible_environments itself, for a stand-in user with the same powers.
-        viewer = get_user_model()(pk=user, is_superuser=superuser)
-        queryset = visible_environments(viewer).select_related(None).filter(slug=slug)
+        queryset = _visible_to(superuser, user).select_related(None).filter(slug=slug)
         if badge:  # the badge shows the status alone
             return queryset.values(*BADGE_FIELDS)
         return queryset.annotate(**POLL_FACTS)
@@ -273,7 +271,8 @@ def _environment_with_facts(request, slug, *, badge):
     """get_environment_for_user(request, slug) with the poll's facts, compiled once."""
     user = request.user
     query = _POLL_QUERIES[user.is_superuser, badge]
-    values = {"slug": slug} if badge and user.is_superuser else {"user": user.pk, "slug": slug}
+    # A query without the user among its parameters (a superuser's badge) ignores it.
+    values = {"user": user.pk, "slug": slug}
     if badge:
         rows = query.rows(**values)
         environment = Environment(**rows[0]) if rows else None
