@@ -5,8 +5,10 @@ answers 404 to users outside the environment's project (they never learn that it
 exists) and 403 to members who may see but not act.
 """
 
+import functools
 from dataclasses import dataclass
 
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db.models import F, OuterRef, Subquery
 from django.http import Http404
@@ -94,6 +96,30 @@ def get_environment_for_user(request, slug, action=VIEW, *, for_update=False):
     if action == MAINTAIN and not can_maintain(request.user, environment):
         raise PermissionDenied("Only project owners and environment managers may do this.")
     return environment
+
+
+class SignInRequired(Exception):
+    """Raised by an access helper that loads the signed-in user itself, in the statement
+    that fetches the environment, when the request is not signed in."""
+
+
+def sign_in_required(view):
+    """``login_required`` for views whose access helper loads the user together with the
+    environment (``PrecompiledQuery.first_for_signed_in``), so that the user is not
+    loaded first on their own. The helper raises SignInRequired; and whatever the view
+    did, its answer goes to a signed-in user only."""
+
+    @functools.wraps(view)
+    def signed_in_view(request, *args, **kwargs):
+        try:
+            response = view(request, *args, **kwargs)
+        except SignInRequired:
+            response = None
+        if response is None or not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        return response
+
+    return signed_in_view
 
 
 #: Environment roles that may still sign in while maintenance mode is on.
@@ -279,15 +305,16 @@ def get_environment_for_sign_in(request, slug):
 
 
 def forward_auth_decision(request, slug):
-    """The sign-in decision for a reverse proxy, in one query beyond the session's two.
+    """The sign-in decision for a reverse proxy, in one query beyond the session's.
 
     An unknown environment is refused like a known one, so the answer tells nothing
     about what exists.
     """
+    # The user comes in the environment's statement: one query beyond the session.
+    environment = _FORWARD_AUTH_QUERY.first_for_signed_in(request, slug=slug)
     user = request.user
     if not user.is_authenticated:
         return SIGN_IN_FIRST
-    environment = _FORWARD_AUTH_QUERY.first(user=user.pk, slug=slug)
     if environment is None:
         return SignInDecision(False, "No such environment.")
     return sign_in_decision(user, environment)

@@ -19,12 +19,15 @@ from django_htmx.http import HttpResponseStopPolling
 from environments import fragments, operations
 from environments.access import (
     MAINTAIN,
+    SignInRequired,
     can_maintain,
     get_environment_for_user,
     maintenance_mode_on,
     maintenance_sign_in_roles,
+    sign_in_required,
     visible_environments,
 )
+from environments.context_processors import USER_WITH_PROJECTS, load_user_and_projects
 from environments.drivers.database import server_address
 from environments.forms import (
     EnableAccessForm,
@@ -99,12 +102,16 @@ FORMS = {
 }
 
 
-@login_required
+@sign_in_required
 @require_GET
 def environment_list(request):
+    load_user_and_projects(request)
     user = request.user
-    rows = Paginated(_LIST_QUERIES[user.is_superuser], ENVIRONMENTS_PER_PAGE, user=user.pk)
-    page = Paginator(rows, ENVIRONMENTS_PER_PAGE).get_page(request.GET.get("page"))
+    if not user.is_authenticated:
+        raise SignInRequired
+    number = request.GET.get("page")
+    rows = Paginated(_LIST_QUERIES[user.is_superuser], ENVIRONMENTS_PER_PAGE, number, user=user.pk)
+    page = Paginator(rows, ENVIRONMENTS_PER_PAGE).get_page(number)
     # The rows show nothing but their own values: users who see the same page share them.
     table = fragments.cached(
         "environment-rows",
@@ -149,11 +156,11 @@ def _list_row(row):
     return environment
 
 
-@login_required
+@sign_in_required
 @never_cache
 @require_GET
 def environment_detail(request, slug):
-    environment = _environment_with_facts(request, slug, badge=False)
+    environment = _environment_with_facts(request, slug, badge=False, users=USER_WITH_PROJECTS)
     # The page below the header shows the live region's facts and the project's name:
     # kept in the fragments cache under them, unless it shows a password.
     key = fragments.key("details", [*live_facts(request, environment), environment.project_name])
@@ -169,7 +176,7 @@ def environment_detail(request, slug):
     )
 
 
-@login_required
+@sign_in_required
 @require_GET
 def environment_status(request, slug):
     """The live region of the details page (or one badge, with ?part=badge), polled
@@ -267,20 +274,20 @@ _POLL_QUERIES = {
 }
 
 
-def _environment_with_facts(request, slug, *, badge):
-    """get_environment_for_user(request, slug) with the poll's facts, compiled once."""
+def _environment_with_facts(request, slug, *, badge, users=None):
+    """get_environment_for_user(request, slug) with the poll's facts, compiled once and
+    run in the statement that loads the signed-in user (views under sign_in_required;
+    ``users``: the user lookup, see first_for_signed_in)."""
+    found = _POLL_QUERIES[False, badge].first_for_signed_in(request, slug=slug, users=users)
     user = request.user
-    query = _POLL_QUERIES[user.is_superuser, badge]
-    # A query without the user among its parameters (a superuser's badge) ignores it.
-    values = {"user": user.pk, "slug": slug}
-    if badge:
-        rows = query.rows(**values)
-        environment = Environment(**rows[0]) if rows else None
-    else:
-        environment = query.first(**values)
-    if environment is None:
+    if not user.is_authenticated:
+        raise SignInRequired
+    if found is None and user.is_superuser:  # outside their projects: a second look
+        # A query without the user among its parameters (a superuser's badge) ignores it.
+        found = _POLL_QUERIES[True, badge].first(user=user.pk, slug=slug)
+    if found is None:
         raise Http404("No such environment.")
-    return environment
+    return Environment(**found) if badge else found
 
 
 def status_etag(request, environment, *, badge):
