@@ -45,7 +45,10 @@ def session_settings(engine, cache_url):
 
 def targets(info):
     """(key, label, path, headers, expected status) of every measured URL."""
-    cookie = f"Cookie: {info['cookie_name']}={info['cookie']}"
+    cookie = (
+        f"Cookie: {info['cookie_name']}={info['cookie']}; "
+        f"{info['csrf_cookie_name']}={info['csrf_cookie']}"
+    )
     urls = info["urls"]
     return [
         ("A", "A: bare view (no session)", "/bench/bare/", [], 200),

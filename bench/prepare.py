@@ -20,7 +20,8 @@ def main():
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.db import transaction
-    from django.test import Client
+    from django.middleware.csrf import get_token
+    from django.test import Client, RequestFactory
     from django.urls import reverse
     from django.utils import timezone
 
@@ -35,6 +36,11 @@ def main():
     # As a password sign-in does: the throttling backend never signs anyone in.
     client.force_login(user, backend=settings.AUTHENTICATION_BACKENDS[-1])
     cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+    # A signed-in browser also sends the CSRF cookie it got with the sign-in page, so
+    # pages with forms mask that secret rather than make and set a new one each time.
+    csrf_request = RequestFactory().get("/")
+    get_token(csrf_request)
+    csrf_cookie = csrf_request.META["CSRF_COOKIE"]
 
     scale = Environment.objects.filter(slug__startswith=PREFIX)
     eligible = scale.filter(
@@ -72,6 +78,8 @@ def main():
         {
             "cookie_name": settings.SESSION_COOKIE_NAME,
             "cookie": cookie,
+            "csrf_cookie_name": settings.CSRF_COOKIE_NAME,
+            "csrf_cookie": csrf_cookie,
             "username": user.get_username(),
             "history_rows": total,
             "environments": scale.count(),

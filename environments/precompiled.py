@@ -37,8 +37,11 @@ class PrecompiledQuery:
     #: Beyond this many compiled shapes per query, start again (a bound, not a tuning).
     MAX_SHAPES = 256
 
-    def __init__(self, build, *, written_in=(), **sentinels):
+    def __init__(self, build, *, counted=None, written_in=(), **sentinels):
         self.build = build
+        # What count() counts, when the rows' own query does more than it needs
+        # (columns from joined tables): the same rows, built from the same values.
+        self.counted = counted or build
         self.sentinels = sentinels
         # On PostgreSQL these values (whole numbers) are written into the SQL rather
         # than sent apart: each value gets its own prepared statement, planned for it.
@@ -48,11 +51,12 @@ class PrecompiledQuery:
         self._compiled = {}
 
     def _compile(self, alias, shape):
-        queryset = self.build(**self.sentinels).using(alias)
         if shape == "count":
-            queryset = queryset.order_by()
-        elif shape is not None and shape != (0, None):
-            queryset = queryset[shape[0] : shape[1]]
+            queryset = self.counted(**self.sentinels).using(alias).order_by()
+        else:
+            queryset = self.build(**self.sentinels).using(alias)
+            if shape is not None and shape != (0, None):
+                queryset = queryset[shape[0] : shape[1]]
         compiler = queryset.query.get_compiler(alias)
         sql, params = compiler.as_sql()
         if shape == "count":
@@ -312,8 +316,9 @@ class Paginated:
     """A precompiled query as Django's Paginator takes it: counted, and sliced by page.
 
     Every page is sliced ``per_page`` long (the last one simply has fewer rows), so
-    each page number is one compiled shape, whatever the count. The Paginator counts
-    first and slices only pages that exist.
+    each page number is one compiled shape, whatever the count: give the Paginator the
+    same ``per_page`` and no orphans. The Paginator counts first and slices only pages
+    that exist; the page asked for (``number``) comes with the count.
     """
 
     def __init__(self, query, per_page, number=None, **values):

@@ -26,6 +26,7 @@ from environments.access import (
     maintenance_sign_in_roles,
     sign_in_required,
     visible_environments,
+    visible_to,
 )
 from environments.context_processors import USER_WITH_PROJECTS, load_user_and_projects
 from environments.drivers.database import server_address
@@ -132,19 +133,26 @@ _row_facts = operator.itemgetter(*ROW_FACTS)
 def _visible_to(superuser, user):
     """visible_environments itself, for a stand-in user with the same powers: the
     precompiled queries' form of it (their user is a sentinel, or 0 when unused)."""
-    return visible_environments(get_user_model()(pk=user, is_superuser=superuser))
+    return visible_environments(_stand_in(superuser, user))
+
+
+def _stand_in(superuser, user):
+    return get_user_model()(pk=user, is_superuser=superuser)
 
 
 def _list_query(superuser):
     def build(user=0):
         return _visible_to(superuser, user).values(*ROW_FACTS)
 
+    def counted(user=0):  # the same rows, counted without joining their projects
+        return visible_to(Environment.objects.all(), _stand_in(superuser, user))
+
     # A superuser's list does not depend on who they are: no user among its parameters.
     if superuser:
-        return PrecompiledQuery(build)
+        return PrecompiledQuery(build, counted=counted)
     # How best to sort a user's environments depends on how many projects they are in:
     # PostgreSQL plans the list for each user (a generic plan sorted every row).
-    return PrecompiledQuery(build, written_in=["user"], user=SENTINEL_ID)
+    return PrecompiledQuery(build, counted=counted, written_in=["user"], user=SENTINEL_ID)
 
 
 _LIST_QUERIES = {superuser: _list_query(superuser) for superuser in (True, False)}
