@@ -1,6 +1,7 @@
 """htmx and signing in: a poll whose session has ended must not swap the sign-in page
 into the middle of the details page."""
 
+from csp.middleware import CSPMiddleware
 from django.conf import settings
 from django.shortcuts import resolve_url
 from django_htmx.http import HttpResponseClientRedirect
@@ -22,3 +23,18 @@ class HtmxLoginRedirectMiddleware:
         ):
             return HttpResponseClientRedirect(response.url)
         return response
+
+
+class ContentSecurityPolicyMiddleware(CSPMiddleware):
+    """django-csp's middleware, but a response without a body gets no policy: there is
+    no document for it to govern. Those are the responses asked for most often: the
+    reverse proxy's forward-auth answer (204) before every request to an environment,
+    and a poll's revalidation (304), where the browser keeps the headers of the
+    response it already has, policy included (RFC 9111, 4.3.4)."""
+
+    BODILESS = (204, 304)
+
+    def process_response(self, request, response):
+        if response.status_code in self.BODILESS:
+            return response
+        return super().process_response(request, response)

@@ -141,6 +141,29 @@ def test_every_page_sends_a_strict_content_security_policy(client, pages):
         assert response.headers["Referrer-Policy"] == "same-origin", path
 
 
+def test_bodiless_answers_carry_no_policy_and_pages_still_do(
+    client, superuser, environment, start
+):
+    # Forward auth (204) and a poll's revalidation (304) have no document to govern.
+    client.force_login(superuser)
+    forward_auth = client.get(reverse("environment-auth", args=[environment.slug]))
+    start(OperationKind.ENABLE_MAINTENANCE, environment, superuser, reason="keep it polling")
+    status = reverse("environment-status", args=[environment.slug])
+    first = client.get(status, {"part": "badge"}, headers={"HX-Request": "true"})
+    revalidated = client.get(
+        status,
+        {"part": "badge"},
+        headers={"HX-Request": "true", "If-None-Match": first.headers.get("ETag", "")},
+    )
+
+    assert forward_auth.status_code == 204
+    assert "Content-Security-Policy" not in forward_auth.headers
+    assert first.status_code == 200
+    assert csp(first)["default-src"] == ["'self'"]
+    assert revalidated.status_code == 304
+    assert "Content-Security-Policy" not in revalidated.headers
+
+
 INLINE = [
     (re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I), "inline <script>"),
     (re.compile(r"<style\b", re.I), "<style> element"),

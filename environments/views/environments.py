@@ -6,11 +6,11 @@ import operator
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count, Max, OuterRef, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import CharField, Count, Max, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Cast, Coalesce, Concat
 from django.http import Http404, HttpResponse, HttpResponseNotModified
 from django.shortcuts import redirect, render
-from django.utils.cache import add_never_cache_headers, patch_cache_control, patch_vary_headers
+from django.utils.cache import add_never_cache_headers
 from django.utils.http import parse_etags, quote_etag
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
@@ -240,19 +240,35 @@ def _count(queryset):
     return Coalesce(Subquery(counted), 0)
 
 
+def _summary(queryset, *aggregates):
+    """Several aggregates of the environment's rows in one subquery, as one text
+    ("3|1|2026-11-26 ..."; NULL with no rows): one scan where each would make its own."""
+    parts = []
+    for aggregate in aggregates:
+        parts += [Coalesce(Cast(aggregate, CharField()), Value("")), Value("|")]
+    summary = Concat(*parts[:-1], output_field=CharField())
+    return Subquery(queryset.order_by().values("environment").annotate(s=summary).values("s"))
+
+
 _operations = Operation.objects.filter(environment=OuterRef("pk"))
 _services = Service.objects.filter(environment=OuterRef("pk"))
 _OPEN_GRANTS = {"environment": OuterRef("pk"), "ended_at": None}
 POLL_FACTS = {
     "poll_latest_operation": Subquery(_operations.order_by("-started_at", "-id").values("pk")[:1]),
-    "poll_queued": _count(_operations.filter(outcome=Outcome.QUEUED)),
-    "poll_active": _count(_operations.filter(outcome__in=ACTIVE_OUTCOMES)),
-    "poll_services_not_running": _count(_services.exclude(state=ServiceState.RUNNING)),
-    "poll_services_restarted": Subquery(
-        _services.order_by().values("environment").annotate(m=Max("last_restarted_at")).values("m")
+    # How many operations are queued, and how many queued or running.
+    "poll_active": _summary(
+        _operations.filter(outcome__in=ACTIVE_OUTCOMES),
+        Count("pk", filter=Q(outcome=Outcome.QUEUED)),
+        Count("pk"),
     ),
-    # A service added or deleted in the admin writes no history row.
-    "poll_services": _count(_services),
+    # A service added or deleted in the admin writes no history row: how many there
+    # are, how many are not running, and the latest restart.
+    "poll_services": _summary(
+        _services,
+        Count("pk"),
+        Count("pk", filter=~Q(state=ServiceState.RUNNING)),
+        Max("last_restarted_at"),
+    ),
     # A grant removed while it is still being applied writes no history row either.
     "poll_open_rules": _count(FirewallRule.objects.filter(**_OPEN_GRANTS)),
     "poll_open_accounts": _count(DatabaseAccount.objects.filter(**_OPEN_GRANTS)),
@@ -329,10 +345,7 @@ def live_facts(request, environment):
         environment.viewer_project_role,
         server_address(environment),
         environment.poll_latest_operation,
-        environment.poll_queued,
         environment.poll_active,
-        environment.poll_services_not_running,
-        str(environment.poll_services_restarted),
         environment.poll_services,
         environment.poll_open_rules,
         environment.poll_open_accounts,
@@ -347,8 +360,9 @@ def shows_password(context):
 def _revalidatable(response, etag):
     """Private to this browser and session, and checked with the server on every poll."""
     response["ETag"] = etag
-    patch_cache_control(response, private=True, no_cache=True)
-    patch_vary_headers(response, ["Cookie"])
+    # A new response has neither header yet: set, rather than merged (patch_*).
+    response["Cache-Control"] = "private, no-cache"
+    response["Vary"] = "Cookie"
     return response
 
 
