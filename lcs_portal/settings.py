@@ -242,8 +242,7 @@ CACHES = {
     # Rendered parts of pages, under keys made of what they show
     # (environments/fragments.py): each process keeps its own, a few minutes at most.
     "fragments": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "fragments",
+        "BACKEND": "environments.cache.TextCache",
         "TIMEOUT": int(os.environ.get("PORTAL_FRAGMENT_SECONDS", 300)),
         "OPTIONS": {"MAX_ENTRIES": int(os.environ.get("PORTAL_FRAGMENT_ENTRIES", 2000))},
     },

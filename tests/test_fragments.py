@@ -38,8 +38,8 @@ def without_tokens(html):
 
 
 def kept_pages():
-    """What the fragments cache holds, as text (LocMemCache keeps pickled strings)."""
-    return b"".join(caches["fragments"]._cache.values()).decode("utf-8", "replace")
+    """What the fragments cache holds, as text."""
+    return "".join(text for _, text in caches["fragments"]._data.values())
 
 
 def test_an_unchanged_details_page_is_served_from_the_cache_in_four_queries(
@@ -234,3 +234,20 @@ def test_history_rows_follow_the_operations_progress(as_manager, environment, ma
     assert 'data-outcome="succeeded"' in page
     assert 'data-outcome="queued"' not in page
     assert page.count('data-testid="history-row"') == 1
+
+
+def test_the_text_cache_forgets_the_least_recently_used_and_the_expired(monkeypatch):
+    from environments import cache
+
+    texts = cache.TextCache("", {"TIMEOUT": 60, "OPTIONS": {"MAX_ENTRIES": 2}})
+    texts.set("a", "A")
+    texts.set("b", "B")
+    assert texts.get("a") == "A"  # now "b" is the least recently used
+    texts.set("c", "C")
+
+    assert (texts.get("a"), texts.get("b"), texts.get("c")) == ("A", None, "C")
+    now = cache.time.monotonic()
+    monkeypatch.setattr(cache.time, "monotonic", lambda: now + 61)
+    assert texts.get("a") is None
+    with pytest.raises(TypeError):
+        texts.set("d", b"bytes")

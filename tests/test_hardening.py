@@ -141,9 +141,7 @@ def test_every_page_sends_a_strict_content_security_policy(client, pages):
         assert response.headers["Referrer-Policy"] == "same-origin", path
 
 
-def test_bodiless_answers_carry_no_policy_and_pages_still_do(
-    client, superuser, environment, start
-):
+def test_bodiless_answers_carry_no_policy_and_pages_still_do(client, superuser, environment, start):
     # Forward auth (204) and a poll's revalidation (304) have no document to govern.
     client.force_login(superuser)
     forward_auth = client.get(reverse("environment-auth", args=[environment.slug]))

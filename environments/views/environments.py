@@ -277,9 +277,10 @@ POLL_FACTS = {
 
 def _poll_query(superuser, badge):
     def build(slug, user=0):
+        if badge:  # the badge shows the status alone: no project, no role
+            only = Environment.objects.only(*BADGE_FIELDS)
+            return visible_to(only, _stand_in(superuser, user)).filter(slug=slug)
         queryset = _visible_to(superuser, user).select_related(None).filter(slug=slug)
-        if badge:  # the badge shows the status alone
-            return queryset.values(*BADGE_FIELDS)
         return queryset.annotate(**POLL_FACTS)
 
     if badge and superuser:  # who they are does not matter: not among the parameters
@@ -311,7 +312,7 @@ def _environment_with_facts(request, slug, *, badge, users=None):
         found = _POLL_QUERIES[True, badge].first(user=user.pk, slug=slug)
     if found is None:
         raise Http404("No such environment.")
-    return Environment(**found) if badge else found
+    return found
 
 
 def status_etag(request, environment, *, badge):
