@@ -27,6 +27,7 @@ CACHE = "fragments"
 
 #: The templates a cached fragment (or the status poll's ETag) is rendered from.
 TEMPLATES = (
+    "base.html",
     "environments/list.html",
     "environments/detail.html",
     "environments/partials/status_badge.html",
@@ -36,7 +37,7 @@ TEMPLATES = (
 
 # Unguessable, so that no text a user typed can contain it. Each process has its own:
 # the fragments cache must stay in the process (a LocMemCache), as settings.py has it.
-_CSRF_PLACEHOLDER = f"csrf-placeholder-{secrets.token_hex(16)}"
+CSRF_PLACEHOLDER = f"csrf-placeholder-{secrets.token_hex(16)}"
 
 
 @functools.cache
@@ -65,13 +66,13 @@ def keep(fragment_key, html):
 
 def render(template_name, context, request):
     """Render a fragment for the cache: the CSRF token stands as a placeholder."""
-    return render_to_string(template_name, {**context, "csrf_token": _CSRF_PLACEHOLDER}, request)
+    return render_to_string(template_name, {**context, "csrf_token": CSRF_PLACEHOLDER}, request)
 
 
 def with_csrf_token(html, request):
     """A cached fragment, with this response's own masked CSRF token in its place."""
-    if _CSRF_PLACEHOLDER in html:  # asking for a token sets the CSRF cookie: only if needed
-        html = html.replace(_CSRF_PLACEHOLDER, get_token(request))
+    if CSRF_PLACEHOLDER in html:  # asking for a token sets the CSRF cookie: only if needed
+        html = html.replace(CSRF_PLACEHOLDER, get_token(request))
     return mark_safe(html)  # noqa: S308 (our own render)
 
 

@@ -14,6 +14,8 @@ from environments.models import (
     EnvironmentRole,
     EnvironmentRoleKind,
     OperationKind,
+    ProjectMembership,
+    ProjectRole,
     Status,
 )
 from tests.conftest import committing, make_environment, run_worker
@@ -251,3 +253,17 @@ def test_the_text_cache_forgets_the_least_recently_used_and_the_expired(monkeypa
     assert texts.get("a") is None
     with pytest.raises(TypeError):
         texts.set("d", b"bytes")
+
+
+def test_the_kept_header_follows_the_viewers_name_and_projects(client, member, other_project):
+    client.force_login(member)
+    before = client.get(reverse("environment-list")).content.decode()
+    ProjectMembership.objects.create(user=member, project=other_project, role=ProjectRole.MEMBER)
+    member.username = "thomas"
+    member.save()
+    after = client.get(reverse("environment-list")).content.decode()
+
+    assert 'data-testid="user-name">tom<' in before
+    assert 'title="Contoso"' in before
+    assert 'data-testid="user-name">thomas<' in after
+    assert 'title="Contoso, Fabrikam"' in after

@@ -1,0 +1,41 @@
+"""``{% fragment name fact ... %}…{% endfragment %}``: part of a template rendered once
+and kept in the fragments cache under what it shows (environments/fragments.py), as a
+view keeps its fragments. Every value the part shows must be among its facts; a CSRF
+token inside stands as a placeholder in the cache and is this response's own on the
+page."""
+
+from django import template
+
+from environments import fragments
+
+register = template.Library()
+
+
+class FragmentNode(template.Node):
+    def __init__(self, nodelist, name, facts):
+        self.nodelist = nodelist
+        self.name = name
+        self.facts = facts
+
+    def render(self, context):
+        request = context.get("request")
+        if request is None:  # rendered outside a request (a server error page): as is
+            return self.nodelist.render(context)
+        fragment_key = fragments.key(self.name, [fact.resolve(context) for fact in self.facts])
+        html = fragments.get(fragment_key)
+        if html is None:
+            with context.push(csrf_token=fragments.CSRF_PLACEHOLDER):
+                html = self.nodelist.render(context)
+            fragments.keep(fragment_key, html)
+        return fragments.with_csrf_token(html, request)
+
+
+@register.tag
+def fragment(parser, token):
+    bits = token.split_contents()
+    if len(bits) < 2:
+        raise template.TemplateSyntaxError("{% fragment %} takes a name and its facts")
+    nodelist = parser.parse(("endfragment",))
+    parser.delete_first_token()
+    name = template.Variable(bits[1]).resolve({})  # a quoted name
+    return FragmentNode(nodelist, name, [parser.compile_filter(bit) for bit in bits[2:]])
