@@ -44,14 +44,14 @@ def kept_pages():
     return "".join(text for _, text in caches["fragments"]._data.values())
 
 
-def test_an_unchanged_details_page_is_served_from_the_cache_in_four_queries(
+def test_an_unchanged_details_page_is_served_from_the_cache_in_two_queries(
     as_manager, environment, manager, start, django_assert_max_num_queries
 ):
     start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
     first = details(as_manager, environment)
 
-    # The session, the user, the environment with its facts, the header's projects.
-    with django_assert_max_num_queries(4):
+    # The session; the user with their projects, the environment with its facts.
+    with django_assert_max_num_queries(2):
         again = details(as_manager, environment)
 
     assert without_tokens(again) == without_tokens(first)
@@ -162,7 +162,7 @@ def test_list_rows_follow_the_environments_they_show(
     first = client.get(reverse("environment-list")).content.decode()
     client.force_login(member)
     # The rows rendered for mona are tom's too: the same environments, the same values.
-    with django_assert_max_num_queries(5):
+    with django_assert_max_num_queries(3):
         shared = client.get(reverse("environment-list")).content.decode()
     assert shared.count('data-testid="status-badge"') == first.count('data-testid="status-badge"')
 

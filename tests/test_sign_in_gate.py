@@ -395,7 +395,7 @@ def test_auth_decision_refuses_an_outsider_without_saying_whether_it_exists(
 
 
 @pytest.mark.parametrize("who", ["maint", "env_user", "superuser", "member"])
-def test_auth_endpoint_stays_within_three_queries(
+def test_auth_endpoint_stays_within_two_queries(
     put_in, environment, owner, cast, start, who, django_assert_max_num_queries
 ):
     # A long history, and a status that needs the latest operation to decide.
@@ -405,7 +405,8 @@ def test_auth_endpoint_stays_within_three_queries(
     environment = put_in("failed_after_enable_maintenance")
     client = client_for(cast[who])
 
-    with django_assert_max_num_queries(3):
+    # The session; the user with the environment and its sign-in facts.
+    with django_assert_max_num_queries(2):
         response = client.get(auth_url(environment))
 
     assert response.status_code == (204 if who == "maint" else 403)
