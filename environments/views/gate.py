@@ -35,8 +35,8 @@ def environment_sign_in(request, slug):
 def environment_auth(request, slug):
     """Forward auth: 204 with the user and their roles, 401 when not signed in to the
     portal, 403 when refused. Never a redirect or a body: the proxy decides what the
-    browser sees. It runs before every request to the environment, so it stays at three
-    queries (session, user, environment with its facts)."""
+    browser sees. It runs before every request to the environment, so it stays at two
+    queries: the session, and the user with the environment and its facts."""
     decision = forward_auth_decision(request, slug)
     if not decision.allowed:
         return HttpResponse(status=401 if not request.user.is_authenticated else 403)
