@@ -6,7 +6,7 @@ import operator
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import CharField, Count, Max, OuterRef, Q, Subquery, Value
+from django.db.models import CharField, Count, F, Max, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Cast, Coalesce, Concat
 from django.http import Http404, HttpResponse, HttpResponseNotModified
 from django.shortcuts import redirect, render
@@ -27,6 +27,7 @@ from environments.access import (
     sign_in_required,
     visible_environments,
     visible_to,
+    with_viewer_role,
 )
 from environments.context_processors import USER_WITH_PROJECTS, load_user_and_projects
 from environments.drivers.database import server_address
@@ -168,7 +169,7 @@ def _list_row(row):
 @never_cache
 @require_GET
 def environment_detail(request, slug):
-    environment = _environment_with_facts(request, slug, badge=False, users=USER_WITH_PROJECTS)
+    environment = _environment_with_facts(request, slug, part="details", users=USER_WITH_PROJECTS)
     # The page below the header shows the live region's facts and the project's name:
     # kept in the fragments cache under them, unless it shows a password.
     key = fragments.key("details", [*live_facts(request, environment), environment.project_name])
@@ -193,7 +194,7 @@ def environment_status(request, slug):
     A poll that finds nothing changed since the response it already has gets 304 Not
     Modified, without rendering (see status_etag)."""
     badge = request.GET.get("part") == "badge"
-    environment = _environment_with_facts(request, slug, badge=badge)
+    environment = _environment_with_facts(request, slug, part="badge" if badge else "live")
     etag = status_etag(request, environment, badge=badge)
     if etag in parse_etags(request.headers.get("If-None-Match", "")):
         # Only 200 responses that show no password carry an ETag: this is one of them.
@@ -275,15 +276,17 @@ POLL_FACTS = {
 }
 
 
-def _poll_query(superuser, badge):
+def _poll_query(superuser, part):
     def build(slug, user=0):
-        if badge:  # the badge shows the status alone: no project, no role
-            only = Environment.objects.only(*BADGE_FIELDS)
-            return visible_to(only, _stand_in(superuser, user)).filter(slug=slug)
-        queryset = _visible_to(superuser, user).select_related(None).filter(slug=slug)
-        return queryset.annotate(**POLL_FACTS)
+        viewer = _stand_in(superuser, user)
+        if part == "badge":  # the badge shows the status alone: no project, no role
+            return visible_to(Environment.objects.only(*BADGE_FIELDS), viewer).filter(slug=slug)
+        queryset = visible_to(with_viewer_role(Environment.objects.all(), viewer), viewer)
+        if part == "details":  # the details page names the project; the poll does not
+            queryset = queryset.annotate(project_name=F("project__name"))
+        return queryset.filter(slug=slug).annotate(**POLL_FACTS)
 
-    if badge and superuser:  # who they are does not matter: not among the parameters
+    if part == "badge" and superuser:  # who they are does not matter: not a parameter
         return PrecompiledQuery(build, slug=SENTINEL_SLUG)
     return PrecompiledQuery(build, user=SENTINEL_ID, slug=SENTINEL_SLUG)
 
@@ -293,23 +296,23 @@ BADGE_FIELDS = ("id", "slug", "status")
 
 
 _POLL_QUERIES = {
-    (superuser, badge): _poll_query(superuser, badge)
+    (superuser, part): _poll_query(superuser, part)
     for superuser in (True, False)
-    for badge in (True, False)
+    for part in ("badge", "live", "details")
 }
 
 
-def _environment_with_facts(request, slug, *, badge, users=None):
-    """get_environment_for_user(request, slug) with the poll's facts, compiled once and
-    run in the statement that loads the signed-in user (views under sign_in_required;
-    ``users``: the user lookup, see first_for_signed_in)."""
-    found = _POLL_QUERIES[False, badge].first_for_signed_in(request, slug=slug, users=users)
+def _environment_with_facts(request, slug, *, part, users=None):
+    """get_environment_for_user(request, slug) with the poll's facts (``part``: "badge",
+    "live" or "details"), compiled once and run in the statement that loads the
+    signed-in user (views under sign_in_required; ``users``: see first_for_signed_in)."""
+    found = _POLL_QUERIES[False, part].first_for_signed_in(request, slug=slug, users=users)
     user = request.user
     if not user.is_authenticated:
         raise SignInRequired
     if found is None and user.is_superuser:  # outside their projects: a second look
         # A query without the user among its parameters (a superuser's badge) ignores it.
-        found = _POLL_QUERIES[True, badge].first(user=user.pk, slug=slug)
+        found = _POLL_QUERIES[True, part].first(user=user.pk, slug=slug)
     if found is None:
         raise Http404("No such environment.")
     return found
