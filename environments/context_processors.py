@@ -50,6 +50,7 @@ class UserProjects:
     def __init__(self, names):
         # However the names came (an aggregate keeps no order), the same order.
         names = sorted(names, key=str.casefold)
+        self.names = tuple(names)  # what the header shows, for its fragment's key
         self.all = ", ".join(names)
         self.named = ", ".join(names[:PROJECTS_NAMED])
         self.more = max(len(names) - PROJECTS_NAMED, 0)

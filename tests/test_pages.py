@@ -170,3 +170,21 @@ def test_maintain_menu_lists_actions_in_the_order_of_lifecycle_services(
         for label in ["Restart service", "Enable Maintenance mode", "Enable access"]
     ]
     assert positions == sorted(positions)
+
+
+def test_environments_sharing_a_name_each_appear_once_across_the_pages(
+    client, project, member, monkeypatch
+):
+    from environments.views import environments as views
+    from tests.conftest import make_environment
+
+    slugs = {make_environment(project, name="Sandbox").slug for _ in range(40)}
+    monkeypatch.setattr(views, "ENVIRONMENTS_PER_PAGE", 7)
+    client.force_login(member)
+
+    shown = []
+    for number in range(1, 7):
+        page = client.get(reverse("environment-list"), {"page": number}).content.decode()
+        shown += [slug for slug in slugs if f"/environments/{slug}/" in page]
+
+    assert sorted(shown) == sorted(slugs)

@@ -143,7 +143,10 @@ def _stand_in(superuser, user):
 
 def _list_query(superuser):
     def build(user=0):
-        return _visible_to(superuser, user).values(*ROW_FACTS)
+        # The id last: environments of one project may share a name, and a page must
+        # not show one of them twice or never.
+        rows = _visible_to(superuser, user).values(*ROW_FACTS)
+        return rows.order_by("project__name", "name", "pk")
 
     def counted(user=0):  # the same rows, counted without joining their projects
         return visible_to(Environment.objects.all(), _stand_in(superuser, user))
