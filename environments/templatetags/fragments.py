@@ -2,7 +2,8 @@
 and kept in the fragments cache under what it shows (environments/fragments.py), as a
 view keeps its fragments. Every value the part shows must be among its facts; a CSRF
 token inside stands as a placeholder in the cache and is this response's own on the
-page."""
+page. Nothing else of one request may be inside: a CSP nonce, were nonces turned on,
+would be kept and served to everyone (the head's htmx script tag would carry one)."""
 
 from django import template
 
