@@ -8,10 +8,11 @@ from environments.precompiled import SENTINEL_ID, PrecompiledQuery, load_signed_
 #: The header names this many of the user's projects, then says how many more.
 PROJECTS_NAMED = 3
 
+#: The header's project names, for a page whose user came without them
+#: (USER_WITH_PROJECTS brings them in the statement that loads the user).
 _PROJECT_NAMES = PrecompiledQuery(
     lambda user: Project.objects.filter(memberships__user=user).values("name"), user=SENTINEL_ID
 )
-# The same names, from the statement that loads the user: USER_WITH_PROJECTS.
 
 
 class NameList(Aggregate):

@@ -36,7 +36,7 @@ TEMPLATES = (
 )
 
 # Unguessable, so that no text a user typed can contain it. Each process has its own:
-# the fragments cache must stay in the process (a LocMemCache), as settings.py has it.
+# the fragments cache must stay in the process (a TextCache), as settings.py has it.
 CSRF_PLACEHOLDER = f"csrf-placeholder-{secrets.token_hex(16)}"
 
 
@@ -78,9 +78,15 @@ def with_csrf_token(html, request):
 
 def cached(name, facts, template_name, context, request):
     """Fragment ``name`` from the cache, or rendered from ``context()`` and kept."""
+    return kept(name, facts, lambda: render(template_name, context(), request), request)
+
+
+def kept(name, facts, rendered, request):
+    """Fragment ``name`` from the cache, or ``rendered()`` (with CSRF_PLACEHOLDER where
+    a token goes) and kept; with this response's own CSRF token either way."""
     fragment_key = key(name, facts)
     html = get(fragment_key)
     if html is None:
-        html = render(template_name, context(), request)
+        html = rendered()
         keep(fragment_key, html)
     return with_csrf_token(html, request)

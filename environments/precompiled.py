@@ -109,33 +109,32 @@ class PrecompiledQuery:
             sql = sql.replace(literal, f" {int(values[name])}")
         return compiled, sql, params
 
+    def _run(self, alias, shape, values, *, one=False):
+        """Run the statement of ``shape``: (its compiled form, one row or all rows)."""
+        statement, sql, params = self._statement(alias, shape, values)
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql, params)
+            return statement, cursor.fetchone() if one else cursor.fetchall()
+
     def first(self, alias="default", **values):
         """The first row as a model instance (annotations as attributes), or None; a
         ``values()`` query's as a dict.
 
         Built as Django's ModelIterable builds it: converted values, ``Model.from_db``.
         """
-        statement, sql, params = self._statement(alias, None, values)
-        with connections[alias].cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+        statement, row = self._run(alias, None, values, one=True)
         return None if row is None else statement.found(alias, row)
 
     def rows(self, start=0, stop=None, alias="default", **values):
         """Rows ``start`` to ``stop`` (all by default) of a ``values()`` queryset, as dicts
         of the values ``values()`` would give."""
-        statement, sql, params = self._statement(alias, (start, stop), values)
-        with connections[alias].cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = statement.converted(cursor.fetchall())
-        return [dict(zip(statement.names, row, strict=True)) for row in rows]
+        statement, rows = self._run(alias, (start, stop), values)
+        return statement.dicts(rows)
 
     def count(self, alias="default", **values):
         """How many rows the query has."""
-        _, sql, params = self._statement(alias, "count", values)
-        with connections[alias].cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone()[0]
+        _, row = self._run(alias, "count", values, one=True)
+        return row[0]
 
     def first_for_signed_in(self, request, alias="default", users=None, **values):
         """``first(user=<the request's user>, **values)``, in the statement that loads the
@@ -156,24 +155,17 @@ class PrecompiledQuery:
             return self.first(alias, **values, user=user.pk) if user.is_authenticated else None
         users = users or USER_QUERY
         values["user"] = pk
-        statement, sql, params = self._statement(alias, ("with-user", users), values)
-        with connections[alias].cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+        statement, row = self._run(alias, ("with-user", users), values, one=True)
         user, found = (None, None) if row is None else statement.split(alias, row)
         return found if _signed_in_as(request, pk, user) else None
 
     def page_and_count(self, start, stop, alias="default", **values):
         """``(rows(start, stop), count())`` in one statement: the count rides along as a
         column of the page's rows. With no rows on the page, the count is None."""
-        statement, sql, params = self._statement(alias, ("counted", start, stop), values)
-        with connections[alias].cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
+        statement, rows = self._run(alias, ("counted", start, stop), values)
         if not rows:
             return [], None
-        found = statement.page.converted([row[:-1] for row in rows])
-        return [dict(zip(statement.page.names, row, strict=True)) for row in found], rows[0][-1]
+        return statement.page.dicts([row[:-1] for row in rows]), rows[0][-1]
 
 
 def _write_constants_in(connection, sql, params, sentinels):
@@ -254,10 +246,11 @@ class _Statement:
     def found(self, alias, row):
         """The row as ``first()`` gives it (an instance), or as a dict of a ``values()``
         query's values."""
-        if self.instances:
-            return self.instance(alias, row)
-        (row,) = self.converted([row])
-        return dict(zip(self.names, row, strict=True))
+        return self.instance(alias, row) if self.instances else self.dicts([row])[0]
+
+    def dicts(self, rows):
+        """``values()`` rows as Django gives them: converted, as dicts by name."""
+        return [dict(zip(self.names, row, strict=True)) for row in self.converted(rows)]
 
 
 class _Joined:
@@ -329,8 +322,8 @@ class Paginated:
         # Paginator asks for another page only when that one does not exist.
         self._fetched = {}
         try:
-            self._first_guess = max(int(number), 1) if number is not None else 1
-        except (TypeError, ValueError):
+            self._first_guess = max(int(number), 1)
+        except (TypeError, ValueError):  # None, or not a number: page 1, as Paginator
             self._first_guess = 1
 
     #: Guess no further: each page is a compiled shape, and the number is user input.

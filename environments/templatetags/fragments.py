@@ -22,13 +22,12 @@ class FragmentNode(template.Node):
         request = context.get("request")
         if request is None:  # rendered outside a request (a server error page): as is
             return self.nodelist.render(context)
-        fragment_key = fragments.key(self.name, [fact.resolve(context) for fact in self.facts])
-        html = fragments.get(fragment_key)
-        if html is None:
-            with context.push(csrf_token=fragments.CSRF_PLACEHOLDER):
-                html = self.nodelist.render(context)
-            fragments.keep(fragment_key, html)
-        return fragments.with_csrf_token(html, request)
+        facts = [fact.resolve(context) for fact in self.facts]
+        return fragments.kept(self.name, facts, lambda: self._render(context), request)
+
+    def _render(self, context):
+        with context.push(csrf_token=fragments.CSRF_PLACEHOLDER):
+            return self.nodelist.render(context)
 
 
 @register.tag

@@ -131,13 +131,9 @@ ROW_FACTS = (*LIST_FIELDS, "project_name")
 _row_facts = operator.itemgetter(*ROW_FACTS)
 
 
-def _visible_to(superuser, user):
-    """visible_environments itself, for a stand-in user with the same powers: the
-    precompiled queries' form of it (their user is a sentinel, or 0 when unused)."""
-    return visible_environments(_stand_in(superuser, user))
-
-
 def _stand_in(superuser, user):
+    """A user with the same powers, for the precompiled queries' access rules (their
+    user is a sentinel, or 0 when unused)."""
     return get_user_model()(pk=user, is_superuser=superuser)
 
 
@@ -145,7 +141,7 @@ def _list_query(superuser):
     def build(user=0):
         # The id last: environments of one project may share a name, and a page must
         # not show one of them twice or never.
-        rows = _visible_to(superuser, user).values(*ROW_FACTS)
+        rows = visible_environments(_stand_in(superuser, user)).values(*ROW_FACTS)
         return rows.order_by("project__name", "name", "pk")
 
     def counted(user=0):  # the same rows, counted without joining their projects
