@@ -18,6 +18,16 @@ from environments.models import (
 from environments.operations import end_access_of, record_role_change
 
 
+class DeleteOneByOne:
+    """Bulk deletion through each object's own delete(), which moves its environments'
+    revision on (models.ShownOnEnvironmentPages)."""
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset:
+                obj.delete()
+
+
 class ProjectMembershipInline(admin.TabularInline):
     model = ProjectMembership
     extra = 1
@@ -33,7 +43,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProjectMembership)
-class ProjectMembershipAdmin(admin.ModelAdmin):
+class ProjectMembershipAdmin(DeleteOneByOne, admin.ModelAdmin):
     list_display = ["user", "project", "role"]
     list_filter = ["role", "project"]
     search_fields = ["user__username", "project__name"]
@@ -122,9 +132,15 @@ class EnvironmentAdmin(RoleHistoryFormsetMixin, admin.ModelAdmin):
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     inlines = [ServiceInline, EnvironmentRoleInline]
 
+    def save_model(self, request, obj, form, change):
+        # Only what the form changed: the status and its facts are the operations' own,
+        # and a stale copy of them must never be written back.
+        obj.save(update_fields=form.changed_data if change else None)
+        Environment.objects.filter(pk=obj.pk).bump_revision()
+
 
 @admin.register(Service)
-class ServiceAdmin(admin.ModelAdmin):
+class ServiceAdmin(DeleteOneByOne, admin.ModelAdmin):
     list_display = ["environment", "kind", "state", "last_restarted_at"]
     list_filter = ["kind", "state", "environment__project"]
     search_fields = ["environment__name"]

@@ -61,6 +61,9 @@ STATUS_BADGE = {
 
 #: Statuses in which an operation is running: nothing else may start.
 RUNNING_STATUSES = (Status.RESTARTING_SERVICE, Status.SERVICING)
+#: Statuses in which maintenance mode keeps users out; so does Failed out of a
+#: maintenance action (see Environment.maintenance_mode).
+MAINTENANCE_STATUSES = (Status.SERVICING, Status.IN_MAINTENANCE)
 
 
 class ServiceKind(models.TextChoices):
@@ -86,6 +89,13 @@ class EnvironmentRoleKind(models.TextChoices):
     SYSTEM_ADMINISTRATOR = "system_administrator", "System administrator"
     MAINTENANCE_MODE_USER = "maintenance_mode_user", "Maintenance mode user"
     USER = "user", "User"
+
+
+#: Environment roles that may still sign in while maintenance mode is on.
+MAINTENANCE_SIGN_IN_ROLES = (
+    EnvironmentRoleKind.SYSTEM_ADMINISTRATOR,
+    EnvironmentRoleKind.MAINTENANCE_MODE_USER,
+)
 
 
 class OperationKind(models.TextChoices):
@@ -132,6 +142,15 @@ ACTION_DONE_STATUS = {
     OperationKind.ENABLE_MAINTENANCE: Status.IN_MAINTENANCE,
     OperationKind.DISABLE_MAINTENANCE: Status.DEPLOYED,
 }
+MAINTENANCE_ACTIONS = (OperationKind.ENABLE_MAINTENANCE, OperationKind.DISABLE_MAINTENANCE)
+
+
+def keeps_users_out(status, action):
+    """Whether maintenance mode is on in ``status`` reached by ``action``: Servicing, In
+    Maintenance, or Failed while turning maintenance mode on or off."""
+    return status in MAINTENANCE_STATUSES or (
+        status == Status.FAILED and action in MAINTENANCE_ACTIONS
+    )
 
 
 class Outcome(models.TextChoices):
@@ -170,6 +189,25 @@ class AccessEnd(models.TextChoices):
 # --- Projects and roles ------------------------------------------------------------
 
 
+class ShownOnEnvironmentPages(models.Model):
+    """A row that its environment's pages show: saving or deleting it moves their
+    revision on (Environment.revision), in the same transaction."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        self.shown_on().bump_revision()
+
+    def delete(self, *args, **kwargs):
+        self.shown_on().bump_revision()
+        return super().delete(*args, **kwargs)
+
+    def shown_on(self):
+        return Environment.objects.filter(pk=self.environment_id)
+
+
 class Project(models.Model):
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
@@ -180,8 +218,12 @@ class Project(models.Model):
     def __str__(self):
         return self.name
 
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        self.environments.bump_revision()  # their pages name the project
 
-class ProjectMembership(models.Model):
+
+class ProjectMembership(ShownOnEnvironmentPages):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="project_memberships"
     )
@@ -196,6 +238,10 @@ class ProjectMembership(models.Model):
 
     def __str__(self):
         return f"{self.user} - {self.get_role_display()} of {self.project}"
+
+    def shown_on(self):
+        # Who may maintain is on every page of the project's environments.
+        return Environment.objects.filter(project_id=self.project_id)
 
 
 # --- Environments --------------------------------------------------------------------
@@ -214,6 +260,14 @@ def _may_maintain(environment, user):
 def _worker_only(environment, user):
     """Progress of a running operation is the worker's to report, never a user's."""
     return False
+
+
+class EnvironmentQuerySet(models.QuerySet):
+    def bump_revision(self):
+        """Something these environments' pages show changed: their revision, the key of
+        every cache and ETag of those pages, goes up. Call it in the transaction that
+        makes the change."""
+        return self.update(revision=models.F("revision") + 1)
 
 
 class Environment(FSMModelMixin, models.Model):
@@ -238,6 +292,13 @@ class Environment(FSMModelMixin, models.Model):
         max_length=30, choices=Status.choices, default=Status.DEPLOYED, protected=True
     )
     status_changed_at = models.DateTimeField(default=timezone.now)
+    # Kept by environments.operations beside the status (keeps_users_out): the sign-in
+    # gate asks it before every request to the environment.
+    maintenance_mode = models.BooleanField(default=False, editable=False)
+    # Goes up in the transaction of every change its pages show (bump_revision).
+    revision = models.PositiveBigIntegerField(default=1, editable=False)
+
+    objects = EnvironmentQuerySet.as_manager()
 
     class Meta:
         ordering = ["project__name", "name"]
@@ -271,6 +332,30 @@ class Environment(FSMModelMixin, models.Model):
     @property
     def is_busy(self):
         return self.status in RUNNING_STATUSES
+
+    def running_operation(self):
+        """The operation in progress here (ending access aside), or None."""
+        return self.operations.active().exclude(kind__in=END_GRANT_KINDS).first()
+
+    def failed_operation(self):
+        """The Maintain operation that left the environment Failed, or None."""
+        if self.status != Status.FAILED:
+            return None
+        return self.operations.maintain().select_related("service").first()
+
+    def active_firewall_rules(self):
+        return self.firewallrules.filter(ended_at=None).select_related("requested_by")
+
+    def active_database_accounts(self):
+        return self.databaseaccounts.filter(ended_at=None).select_related("requested_by")
+
+    def maintenance_sign_in_roles(self):
+        """The roles whose users may sign in while maintenance mode is on."""
+        return (
+            self.roles.filter(role__in=MAINTENANCE_SIGN_IN_ROLES)
+            .select_related("user")
+            .order_by("role", "user__username")
+        )
 
     def restart_refusal_reason(self):
         """Why Restart service is not offered here, or None when it is."""
@@ -408,7 +493,7 @@ class Environment(FSMModelMixin, models.Model):
         self._mark_status_change()
 
 
-class Service(models.Model):
+class Service(ShownOnEnvironmentPages):
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="services")
     kind = models.CharField(max_length=10, choices=ServiceKind.choices)
     state = models.CharField(
@@ -435,7 +520,7 @@ class Service(models.Model):
         return SERVICE_BADGE[self.state]
 
 
-class EnvironmentRole(models.Model):
+class EnvironmentRole(ShownOnEnvironmentPages):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="environment_roles"
     )

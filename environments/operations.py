@@ -32,7 +32,7 @@ from environments.models import (
     Outcome,
     ServiceKind,
     ServiceState,
-    Status,
+    keeps_users_out,
 )
 
 logger = logging.getLogger(__name__)
@@ -55,18 +55,6 @@ class OperationRefused(Exception):
         self.code = code
 
 
-def running_operation(environment):
-    """The operation in progress on the environment (ending access aside), or None."""
-    return environment.operations.active().exclude(kind__in=END_GRANT_KINDS).first()
-
-
-def failed_operation(environment):
-    """The Maintain operation that left the environment Failed, or None."""
-    if environment.status != Status.FAILED:
-        return None
-    return environment.operations.maintain().select_related("service").first()
-
-
 def busy_message(environment, running=None):
     what = f"{running.activity}, " if running else ""
     return (
@@ -77,7 +65,7 @@ def busy_message(environment, running=None):
 
 def check_allowed(environment, user, kind):
     """Raise OperationRefused, with the reason, if ``user`` may not start ``kind`` now."""
-    running = running_operation(environment)
+    running = environment.running_operation()
     if environment.is_busy or running is not None:
         raise OperationRefused(busy_message(environment, running), OperationRefused.BUSY)
     if not can_maintain(user, environment):
@@ -163,7 +151,7 @@ def _start_action(environment, user, kind, reason):
 
 def _start_recovery(environment, user, kind, reason):
     def start(locked, now):
-        failed = failed_operation(locked)
+        failed = locked.failed_operation()
         status_before = locked.status
         getattr(locked, kind)(failed)
         operation = _write(
@@ -199,13 +187,18 @@ def _start(environment, user, kind, start):
             check_allowed(locked, user, kind)
             operation = start(locked, timezone.now())
             if operation.changes_status:
-                locked.save(update_fields=["status", "status_changed_at"])
+                _save_status(locked, operation)
             return operation
     except IntegrityError:
         # The partial unique index on running operations caught what the row lock
         # should already have: treat it as the conflict it is.
         logger.warning("Second operation refused by the database on %s", environment.slug)
         raise OperationRefused(busy_message(environment), OperationRefused.BUSY) from None
+
+
+def _save_status(environment, operation):
+    environment.maintenance_mode = keeps_users_out(environment.status, operation.action)
+    environment.save(update_fields=["status", "status_changed_at", "maintenance_mode"])
 
 
 def _write(environment, user, kind, now, *, enqueue=True, **fields):
@@ -220,6 +213,7 @@ def _write(environment, user, kind, now, *, enqueue=True, **fields):
     operation = Operation.objects.create(
         environment=environment, kind=kind, requested_by=user, started_at=now, **values
     )
+    Environment.objects.filter(pk=environment.pk).bump_revision()
     if enqueue:
         transaction.on_commit(lambda: _enqueue(operation))
     return operation
@@ -241,11 +235,14 @@ def _enqueue(operation):
 
 def mark_running(operation_id):
     """Claim a queued operation for the worker; None when it is no longer queued."""
-    claimed = Operation.objects.filter(pk=operation_id, outcome=Outcome.QUEUED).update(
-        outcome=Outcome.RUNNING
-    )
-    if not claimed:
-        return None
+    with transaction.atomic():
+        claimed = Operation.objects.filter(pk=operation_id, outcome=Outcome.QUEUED).update(
+            outcome=Outcome.RUNNING
+        )
+        if not claimed:
+            return None
+        # The history row now says Running.
+        Environment.objects.filter(operations=operation_id).bump_revision()
     return Operation.objects.select_related(
         "environment", "service", "firewall_rule", "database_account"
     ).get(pk=operation_id)
@@ -280,12 +277,13 @@ def _finish(operation_id, *, error, log):
             return operation
 
         now = timezone.now()
+        Environment.objects.filter(pk=environment.pk).bump_revision()
         if operation.changes_status:
             if error:
                 environment.fail()
             else:
                 environment.complete(operation)
-            environment.save(update_fields=["status", "status_changed_at"])
+            _save_status(environment, operation)
         else:
             _settle_grant(operation, error, now)
         if error:
@@ -533,6 +531,7 @@ def _end_grant(grant, user, end_reason, now=None):
         if isinstance(locked, DatabaseAccount):
             locked.password_encrypted = ""  # nobody needs it any more
         locked.save()
+        Environment.objects.filter(pk=locked.environment_id).bump_revision()
         if locked.applied_at is not None:
             _queue_removal(locked, user, now)
         return True

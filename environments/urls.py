@@ -1,25 +1,23 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from environments.views import access_grants, environments, gate, history
+from environments.views import access_grants, details, environment_list, gate, history, maintain
 
-# The status poll and forward auth first: they are asked for most often (see
-# lcs_portal/urls.py), and no pattern before them could match their paths.
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="environment-list"), name="home"),
+    path("environments/", environment_list.environment_list, name="environment-list"),
+    path("environments/<slug:slug>/", details.environment_detail, name="environment-detail"),
     path(
         "environments/<slug:slug>/status/",
-        environments.environment_status,
+        details.environment_status,
         name="environment-status",
     ),
-    path("environments/<slug:slug>/auth/", gate.environment_auth, name="environment-auth"),
-    path("", RedirectView.as_view(pattern_name="environment-list"), name="home"),
-    path("environments/", environments.environment_list, name="environment-list"),
-    path("environments/<slug:slug>/", environments.environment_detail, name="environment-detail"),
     path(
         "environments/<slug:slug>/maintain/<str:action>/",
-        environments.maintain,
+        maintain.maintain,
         name="environment-maintain",
     ),
+    path("environments/<slug:slug>/auth/", gate.environment_auth, name="environment-auth"),
     path("environments/<slug:slug>/sign-in/", gate.environment_sign_in, name="environment-sign-in"),
     path(
         "environments/<slug:slug>/history/", history.environment_history, name="environment-history"
@@ -38,6 +36,11 @@ urlpatterns = [
         "environments/<slug:slug>/access/rules/<int:pk>/remove/",
         access_grants.remove_rule,
         name="firewall-rule-remove",
+    ),
+    path(
+        "environments/<slug:slug>/access/accounts/<int:pk>/credentials/",
+        access_grants.account_credentials,
+        name="database-account-credentials",
     ),
     path(
         "environments/<slug:slug>/access/accounts/<int:pk>/revoke/",

@@ -91,7 +91,6 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "environments.context_processors.navigation",
             ],
         },
     },
@@ -172,7 +171,9 @@ SESSION_COOKIE_HTTPONLY = True
 # For forward auth, the portal's session cookie must reach the environments' hosts:
 # e.g. ".operations.example.com" when the portal and the environments share it.
 SESSION_COOKIE_DOMAIN = os.environ.get("SESSION_COOKIE_DOMAIN") or None
-SESSION_COOKIE_NAME = os.environ.get("SESSION_COOKIE_NAME", "sessionid")
+# A name of its own, so that no environment behind forward auth sets a cookie the
+# gate would take for the portal's (docs/nginx-forward-auth.conf strips every copy).
+SESSION_COOKIE_NAME = os.environ.get("SESSION_COOKIE_NAME", "portal_session")
 SESSION_COOKIE_SAMESITE = "Lax"
 # A session ends after this many seconds, and when the browser closes.
 SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", 12 * 3600))
@@ -214,8 +215,7 @@ if ADMIN_PATH == "/":
 # would lock everyone out). `manage.py axes_reset_username NAME` lifts a lockout early.
 AUTHENTICATION_BACKENDS = [
     "lcs_portal.auth.SignInThrottleBackend",
-    # Django's ModelBackend, its user lookup compiled once (docs/performance.md).
-    "environments.precompiled.ModelBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", 5))
 AXES_COOLOFF_TIME = timedelta(minutes=env_float("AXES_COOLOFF_MINUTES", 15))
@@ -237,19 +237,17 @@ TASKS = {"default": {"BACKEND": os.environ.get("TASK_BACKEND", "django_tasks_db.
 # cache (PORTAL_CACHE_URL=redis://127.0.0.1:6379/0), PORTAL_SESSION_ENGINE=cached_db
 # reads sessions from it and still writes them through to the database.
 CACHE_URL = os.environ.get("PORTAL_CACHE_URL", "")
+# Pages kept under their revision (environments/cache_keys.py): each process's own
+# memory by default, or the shared Redis cache.
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    # Rendered parts of pages, under keys made of what they show
-    # (environments/fragments.py): each process keeps its own, a few minutes at most.
-    "fragments": {
-        "BACKEND": "environments.cache.TextCache",
-        "TIMEOUT": int(os.environ.get("PORTAL_FRAGMENT_SECONDS", 300)),
-        "OPTIONS": {"MAX_ENTRIES": int(os.environ.get("PORTAL_FRAGMENT_ENTRIES", 2000))},
-    },
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "OPTIONS": {"MAX_ENTRIES": int(os.environ.get("PORTAL_CACHE_ENTRIES", 5000))},
+    }
 }
 if CACHE_URL:
     CACHES["default"] = {
-        "BACKEND": "environments.cache.RedisCache",
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": CACHE_URL,
         "KEY_PREFIX": "portal",
     }

@@ -14,8 +14,8 @@ shows the same table (a test checks that it is this one). The cast is tests/conf
 Answers: a status code, or where a redirect goes: "→sign-in" (the portal's sign-in
 page), "→admin sign-in", "→list" (the environment list), "→environment" (the
 environment's own URL: the sign-in gate let the user through). POSTs are sent as htmx
-sends them, with a valid CSRF token. 286 is htmx's "stop polling": the status poll of
-an environment whose status has settled.
+sends them, with a valid CSRF token. The firewall rule and the database account were
+granted to the owner (alice).
 """
 
 ROLES = ("anonymous", "outsider", "member", "maint", "manager", "owner", "superuser")
@@ -28,7 +28,7 @@ MATRIX = [
     ("Home", "GET", "/", (L, L, L, L, L, L, L)),
     ("Environment list", "GET", "/environments/", (S, 200, 200, 200, 200, 200, 200)),
     ("Details", "GET", "/environments/{slug}/", (S, 404, 200, 200, 200, 200, 200)),
-    ("Status poll", "GET", "/environments/{slug}/status/", (S, 404, 286, 286, 286, 286, 286)),
+    ("Status poll", "GET", "/environments/{slug}/status/", (S, 404, 200, 200, 200, 200, 200)),
     (
         "Maintain: confirm step",
         "GET",
@@ -48,10 +48,22 @@ MATRIX = [
         (S, 404, 403, 403, 400, 400, 400),
     ),
     (
+        "Remove firewall rule: confirm step",
+        "GET",
+        "/environments/{slug}/access/rules/{rule}/remove/",
+        (S, 404, 403, 403, 200, 200, 200),
+    ),
+    (
         "Remove firewall rule",
         "POST",
         "/environments/{slug}/access/rules/{rule}/remove/",
         (S, 404, 403, 403, 200, 200, 200),
+    ),
+    (
+        "Database account credentials",
+        "GET",
+        "/environments/{slug}/access/accounts/{account}/credentials/",
+        (S, 404, 404, 404, 404, 200, 404),
     ),
     (
         "Revoke database account",

@@ -10,7 +10,7 @@ import os
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.cache import caches
+from django.core.cache import cache
 
 from environments.models import (
     Deployment,
@@ -31,9 +31,10 @@ _counter = itertools.count(1)
 
 
 @pytest.fixture(autouse=True)
-def _fresh_fragments():
-    """Each test starts with no rendered fragments: tests roll back, and ids come again."""
-    caches["fragments"].clear()
+def _fresh_cache():
+    """Each test starts with an empty cache: tests roll back, and ids and revisions come
+    again."""
+    cache.clear()
 
 
 def make_user(username, **fields):

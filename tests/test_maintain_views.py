@@ -13,9 +13,8 @@ def maintain_url(environment, action):
     return reverse("environment-maintain", args=[environment.slug, action])
 
 
-def status_url(environment, **params):
-    url = reverse("environment-status", args=[environment.slug])
-    return url + ("?part=badge" if params.get("badge") else "")
+def status_url(environment):
+    return reverse("environment-status", args=[environment.slug])
 
 
 @pytest.fixture
@@ -65,30 +64,36 @@ def test_confirm_without_htmx_redirects_to_the_details_page(as_manager, environm
     assert response.url == environment.get_absolute_url()
 
 
-def test_poll_keeps_polling_while_running_then_answers_286_when_settled(
+def test_poll_asks_every_second_while_running_and_every_ten_once_settled(
     as_manager, environment, manager, start
 ):
     start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
     running = as_manager.get(status_url(environment), **HTMX)
     assert running.status_code == 200
     assert "Restarting service" in running.content.decode()
+    assert 'hx-trigger="every 1s"' in running.content.decode()
 
     run_worker()
 
     settled = as_manager.get(status_url(environment), **HTMX)
     body = settled.content.decode()
-    assert settled.status_code == 286
-    assert "Deployed" in body and "hx-trigger" not in body
+    assert settled.status_code == 200
+    assert "Deployed" in body and 'hx-trigger="every 10s"' in body
     assert ">Restart service</a>" in body  # the menu is back
     assert 'data-outcome="succeeded"' in body  # and the history shows the result
 
 
-def test_badge_poll_returns_the_same_badge_partial(as_manager, environment, manager, start):
+def test_the_list_and_the_details_page_render_one_badge_partial(
+    as_manager, environment, manager, start
+):
     start(OperationKind.ENABLE_MAINTENANCE, environment, manager)
-    response = as_manager.get(status_url(environment, badge=True), **HTMX)
-    body = response.content.decode().strip()
-    assert body.startswith('<span class="badge badge-blue" data-testid="status-badge"')
-    assert "Servicing" in body and 'hx-trigger="every 2s"' in body
+    badge = (
+        '<span class="badge badge-blue" data-testid="status-badge" data-status="servicing">'
+        "Servicing</span>"
+    )
+    assert badge in as_manager.get(reverse("environment-list")).content.decode()
+    assert badge in as_manager.get(environment.get_absolute_url()).content.decode()
+    assert badge in as_manager.get(status_url(environment), **HTMX).content.decode()
 
 
 def test_second_restart_gets_409_and_a_clear_message(as_manager, environment, owner, start):

@@ -166,9 +166,7 @@ def test_recovery_acts_on_the_failed_operation_even_after_access_and_role_change
 def test_failed_maintenance_keeps_users_out_after_an_access_grant(
     environment, manager, start, failed_enable
 ):
-    from environments.access import maintenance_mode_on
-
     start(OperationKind.REQUEST_ACCESS, environment, manager, level="read", reason="x")
     run_worker()
     environment.refresh_from_db()
-    assert maintenance_mode_on(environment)
+    assert environment.maintenance_mode

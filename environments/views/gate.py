@@ -7,11 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from environments.access import (
-    forward_auth_decision,
-    get_environment_for_sign_in,
-    maintenance_sign_in_roles,
-)
+from environments.access import forward_auth_decision, get_environment_for_sign_in
 
 
 @never_cache
@@ -25,8 +21,6 @@ def environment_sign_in(request, slug):
             raise Http404(f"{environment.name} has no URL to sign in to.")
         return redirect(environment.url)
     context = {"environment": environment, "decision": decision}
-    if decision.maintenance:
-        context["sign_in_roles"] = maintenance_sign_in_roles(environment)
     return render(request, "environments/sign_in_refused.html", context, status=403)
 
 
@@ -35,8 +29,8 @@ def environment_sign_in(request, slug):
 def environment_auth(request, slug):
     """Forward auth: 204 with the user and their roles, 401 when not signed in to the
     portal, 403 when refused. Never a redirect or a body: the proxy decides what the
-    browser sees. It runs before every request to the environment, so it stays at two
-    queries: the session, and the user with the environment and its facts."""
+    browser sees. It runs before every request to the environment, so it stays at three
+    queries: the session, the user, and the environment with the user's role on it."""
     decision = forward_auth_decision(request, slug)
     if not decision.allowed:
         return HttpResponse(status=401 if not request.user.is_authenticated else 403)

@@ -9,7 +9,6 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from environments import fragments
 from environments.access import get_environment_for_user, visible_operations
 from environments.forms import HistoryFilterForm
 
@@ -129,29 +128,7 @@ def _history_page(request, queryset, *, environment):
     for key in ("before", "after"):
         filters.pop(key, None)
     context.update(page, query=filters.urlencode())
-    for operation in page["operations"]:
-        operation.row_html = fragments.cached(
-            "history-row",
-            _row_facts(operation),
-            "environments/partials/history_table.html#row",
-            lambda operation=operation: {"operation": operation, "show_environment": True},
-            request,
-        )
     return render(request, template, context)
-
-
-def _row_facts(operation):
-    """What a history row shows that can change: an operation changes only by its own
-    progress (outcome, finish, status after); its requester and environment by name."""
-    return (
-        operation.pk,
-        operation.outcome,
-        operation.status_after,
-        operation.finished_at,
-        operation.requester_name,
-        operation.environment.name,
-        operation.environment.slug,
-    )
 
 
 def keyset_page(queryset, *, before=None, after=None, size=PAGE_SIZE):
