@@ -9,64 +9,23 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
+from environments.drivers import postgres
 from environments.models import AccessEnd, DatabaseAccount, Operation, OperationKind, Outcome
-from environments.operations import OperationRefused, request_access, revoke_access
+from environments.operations import OperationRefused, expire_access, request_access, revoke_access
+from tests import pg_roles
 from tests.conftest import committing, make_environment, run_worker
+from tests.pg_roles import as_superuser, role_exists
 
-ADMIN_URL = os.environ.get(
-    "PORTAL_TEST_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres"
-)
+# The PostgreSQL fixtures of tests/pg_roles.py, used by name.
+driver_role = pg_roles.driver_role
+target_database = pg_roles.target_database
+pg_environment = pg_roles.pg_environment
+dropped_roles = pg_roles.dropped_roles
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def target_database():
-    """A real database with a table in it, for the environment's database name."""
-    name = f"jit_target_{os.getpid()}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    with psycopg.connect(ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", autocommit=True) as db:
-        db.execute("CREATE TABLE orders (id int PRIMARY KEY, item text)")
-        db.execute("INSERT INTO orders VALUES (1, 'widget'), (2, 'gadget')")
-    yield name
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def pg_environment(project, target_database, settings, monkeypatch):
-    settings.PORTAL_DATABASE_DRIVER = "postgres"
-    monkeypatch.setenv("PORTAL_DB_SERVER_LOCAL_URL", ADMIN_URL)
-    environment = make_environment(project, database_server="local")
-    environment.database_name = target_database
-    environment.save(update_fields=["database_name"])
-    return environment
-
-
-@pytest.fixture
-def dropped_roles(db):
-    """Drop any role a failing test left behind, so no login outlives the test."""
-    yield
-    usernames = list(DatabaseAccount.objects.values_list("username", flat=True))
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        for username in usernames:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
-                [username],
-            )
-            if role_exists(username):
-                admin.execute(f'DROP OWNED BY "{username}"')
-                admin.execute(f'DROP ROLE "{username}"')
-
-
-def role_exists(username):
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        return bool(
-            admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [username]).fetchone()
-        )
 
 
 def grant(environment, user, level, lifetime=None):
@@ -81,17 +40,20 @@ def grant(environment, user, level, lifetime=None):
 
 
 def shown_credentials(client, environment):
-    """What the requester's page shows, read back from the HTML."""
+    """What the requester's page shows, read back from the HTML: on the details page,
+    or behind its Show credentials link."""
     from html.parser import HTMLParser
 
-    body = client.get(environment.get_absolute_url()).content.decode()
     values = {}
 
     class Reader(HTMLParser):
         field = None
 
         def handle_starttag(self, tag, attrs):
-            testid = dict(attrs).get("data-testid", "")
+            attrs = dict(attrs)
+            testid = attrs.get("data-testid", "")
+            if testid == "show-credentials":
+                values.setdefault("link", attrs["href"])
             self.field = (
                 testid.removeprefix("credential-") if testid.startswith("credential-") else None
             )
@@ -101,7 +63,10 @@ def shown_credentials(client, environment):
                 values[self.field] = data.strip()
                 self.field = None
 
-    Reader().feed(body)
+    Reader().feed(client.get(environment.get_absolute_url()).content.decode())
+    if "password" not in values and "link" in values:
+        Reader().feed(client.get(values["link"]).content.decode())
+    values.pop("link", None)
     return values
 
 
@@ -197,9 +162,76 @@ def test_expired_account_is_ended_and_dropped(client, pg_environment, manager, d
     assert not role_exists(account.username)
 
 
+def expire_now(account):
+    """Put the account past its expiry at once; its own expiry task stays hours away, so
+    only the sweeper can end it."""
+    DatabaseAccount.objects.filter(pk=account.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+
+def assert_dropped(account):
+    account.refresh_from_db()
+    assert account.end_reason == AccessEnd.EXPIRED and account.removed_at is not None
+    assert not role_exists(account.username)
+
+
+def test_the_sweeper_ends_an_expired_database_account_and_drops_its_role(
+    pg_environment, manager, dropped_roles
+):
+    account = grant(pg_environment, manager, "read")
+    expire_now(account)
+    with committing():
+        assert expire_access() == [account]
+    run_worker()
+    assert_dropped(account)
+
+
+def test_the_watchdog_ends_an_expired_database_account_and_drops_its_role(
+    pg_environment, manager, dropped_roles
+):
+    account = grant(pg_environment, manager, "read_write")
+    expire_now(account)
+    out = io.StringIO()
+    with committing():
+        call_command("watchdog", stdout=out)
+    assert f"{account} on {pg_environment.slug}: removal queued" in out.getvalue()
+    run_worker()
+    assert_dropped(account)
+
+
+def test_a_failed_drop_is_retried_after_its_backoff_until_the_role_is_gone(
+    pg_environment, manager, monkeypatch, dropped_roles
+):
+    from tests.live import free_port
+
+    account = grant(pg_environment, manager, "read")
+    server = os.environ["PORTAL_DB_SERVER_LOCAL_URL"]
+    monkeypatch.setattr(postgres, "BACKOFF_SECONDS", 0)
+    monkeypatch.setenv("PORTAL_DB_SERVER_LOCAL_URL", f"postgres://nobody@127.0.0.1:{free_port()}/x")
+    expire_now(account)
+    with committing():
+        expire_access()
+    run_worker()  # the server is unreachable
+    failed = Operation.objects.get(kind=OperationKind.REVOKE_ACCESS)
+    assert failed.outcome == Outcome.FAILED and "Could not connect" in failed.error
+    assert role_exists(account.username)
+
+    monkeypatch.setenv("PORTAL_DB_SERVER_LOCAL_URL", server)  # reachable again
+    with committing():
+        assert expire_access() == []  # within the backoff
+    with committing():
+        assert expire_access(now=timezone.now() + timedelta(minutes=2)) == [account]
+    run_worker()
+
+    retry = Operation.objects.filter(kind=OperationKind.REVOKE_ACCESS).latest("started_at")
+    assert retry.outcome == Outcome.SUCCEEDED and retry.reason.startswith("Retrying the removal")
+    assert_dropped(account)
+
+
 def test_role_carries_valid_until_the_expiry(pg_environment, manager, dropped_roles):
     account = grant(pg_environment, manager, "read")
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+    with as_superuser() as admin:
         (valid_until,) = admin.execute(
             "SELECT rolvaliduntil FROM pg_roles WHERE rolname = %s", [account.username]
         ).fetchone()
@@ -308,7 +340,7 @@ def test_the_server_stores_a_scram_verifier_of_the_shown_password_never_the_pass
     account = grant(pg_environment, manager, "read")
     client.force_login(manager)
     password = shown_credentials(client, pg_environment)["password"]
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+    with as_superuser() as admin:
         (stored,) = admin.execute(
             "SELECT rolpassword FROM pg_authid WHERE rolname = %s", [account.username]
         ).fetchone()
@@ -323,37 +355,6 @@ def test_the_server_stores_a_scram_verifier_of_the_shown_password_never_the_pass
     revoke_and_drop(pg_environment, account, manager)
 
 
-def test_a_role_that_owns_objects_is_still_dropped_and_its_objects_kept(
-    client, pg_environment, manager, dropped_roles
-):
-    account = grant(pg_environment, manager, "read_write")
-    admin_db = ADMIN_URL.rsplit("/", 1)[0] + f"/{pg_environment.database_name}"
-    with psycopg.connect(admin_db, autocommit=True) as admin:
-        admin.execute(f'GRANT CREATE ON SCHEMA public TO "{account.username}"')
-    client.force_login(manager)
-    with connect_as(shown_credentials(client, pg_environment)) as connection:
-        connection.execute("CREATE TABLE notes (body text)")
-
-    revoke_and_drop(pg_environment, account, manager)
-
-    with psycopg.connect(admin_db, autocommit=True) as admin:
-        (owner,) = admin.execute(
-            "SELECT tableowner FROM pg_tables WHERE tablename = 'notes'"
-        ).fetchone()
-    assert owner == "postgres"
-
-
-def test_the_log_warns_when_the_account_can_reach_other_databases(
-    pg_environment, manager, dropped_roles
-):
-    account = grant(pg_environment, manager, "read")
-    operation = Operation.objects.get(kind=OperationKind.REQUEST_ACCESS)
-    # This machine's server also holds the portal's own databases, open to PUBLIC.
-    assert f"WARNING: {account.username} can also connect to" in operation.log
-    assert "postgres" in operation.log.split("can also connect to")[1]
-    revoke_and_drop(pg_environment, account, manager)
-
-
 @pytest.fixture
 def password_server():
     """A PostgreSQL cluster of the test's own whose TCP logins must give their password
@@ -363,9 +364,20 @@ def password_server():
     server = ThrowawayPostgres(password=secrets.token_urlsafe(16))
     try:
         server.init(database="jit_target")
+        # The driver's role as docs/drivers.md sets it up, with a password of its own.
+        server.driver_password = secrets.token_urlsafe(16)
         with psycopg.connect(server.url, autocommit=True) as db:
+            db.execute("CREATE ROLE erp_owner NOLOGIN")
+            db.execute("ALTER DATABASE jit_target OWNER TO erp_owner")
+            db.execute("ALTER SCHEMA public OWNER TO erp_owner")
+            db.execute("SET ROLE erp_owner")
             db.execute("CREATE TABLE orders (id int PRIMARY KEY, item text)")
             db.execute("INSERT INTO orders VALUES (1, 'widget')")
+            db.execute("RESET ROLE")
+            db.execute(
+                f"CREATE ROLE portal_jit LOGIN CREATEROLE PASSWORD '{server.driver_password}'"
+            )
+            db.execute("GRANT erp_owner TO portal_jit")
         yield server
     finally:
         server.destroy()
@@ -375,7 +387,11 @@ def test_the_shown_password_logs_in_and_a_wrong_one_does_not(
     client, project, manager, password_server, settings, monkeypatch
 ):
     settings.PORTAL_DATABASE_DRIVER = "postgres"
-    monkeypatch.setenv("PORTAL_DB_SERVER_LOCKED_URL", password_server.url)
+    monkeypatch.setenv(
+        "PORTAL_DB_SERVER_LOCKED_URL",
+        f"postgres://portal_jit:{password_server.driver_password}"
+        f"@127.0.0.1:{password_server.port}/postgres",
+    )
     environment = make_environment(project, database_server="locked")
     environment.database_name = "jit_target"
     environment.save(update_fields=["database_name"])

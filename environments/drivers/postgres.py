@@ -1,19 +1,25 @@
 """Real just-in-time database accounts on PostgreSQL.
 
-Create: a login role with a random password, VALID UNTIL the expiry, CONNECT on the
-environment's database and pg_read_all_data (plus pg_write_all_data for Read-write).
+A login reaches its environment's database and nothing else on the server. It gets
+CONNECT on that database and membership of the database's group role for its level
+(``jit_<database>_ro`` or ``_rw``), which holds USAGE on the schemas there, rights on
+the tables and sequences, and default privileges for what the database's owner creates
+later. Nothing server-wide (pg_read_all_data covers every database), and never CREATE:
+what a login creates, others might run.
+
+Create refuses, before creating anything, the portal's own database and a database
+where PUBLIC may create objects. The login is created NOLOGIN and only allowed to log
+in once checked: it must have no table privilege in any other database it can connect
+to, and CREATE nowhere. A login that fails the check is dropped and the grant fails.
+
 Drop: refuse new logins, end the role's open sessions (VALID UNTIL alone leaves them
-running), hand over what it owns in the environment's database and drop it. Every step
-is logged and retried, so a passing hiccup never leaves a role behind.
+running), DROP OWNED in the environment's database and drop it. Never REASSIGN OWNED:
+a login's function handed to the admin role would run with the admin's rights.
 
-The password never reaches the log, nor the server: the role is created with a
-SCRAM-SHA-256 verifier computed here, so even a server that logs statements never
-sees it.
-
-pg_read_all_data and pg_write_all_data act on every database of the server, and by
-default every role may connect to every database: give each environment's database a
-server of its own, or REVOKE CONNECT ... FROM PUBLIC on the others. The driver logs a
-warning naming any other database the new role can reach.
+Every step is logged and retried, so a passing hiccup never leaves a role behind. The
+password never reaches the log, nor the server: the role is created with a
+SCRAM-SHA-256 verifier computed here. The admin role needs no superuser (see
+docs/drivers.md): CREATEROLE, and membership of each environment database's owner.
 """
 
 import base64
@@ -23,8 +29,10 @@ import os
 import time
 
 import psycopg
+from django.conf import settings
+from django.db import connections
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from environments.drivers.base import DriverError
 from environments.drivers.database import admin_url
@@ -34,6 +42,54 @@ SCRAM_ITERATIONS = 4096
 ATTEMPTS = 3
 BACKOFF_SECONDS = 0.5
 CONNECT_TIMEOUT = 10
+# Enough of a failed check's findings to act on; the log has them all.
+FINDINGS_SHOWN = 5
+
+PRIVILEGES = {  # level: (on tables, on sequences)
+    AccessLevel.READ: ("SELECT", "SELECT"),
+    AccessLevel.READ_WRITE: ("SELECT, INSERT, UPDATE, DELETE", "SELECT, USAGE, UPDATE"),
+}
+
+# The REVOKE statements that stop PUBLIC creating objects in the current database.
+PUBLIC_MAY_CREATE = """
+SELECT ARRAY(
+    SELECT format('REVOKE CREATE ON DATABASE %I FROM PUBLIC;', current_database())
+    WHERE has_database_privilege('public', current_database(), 'CREATE')
+    UNION ALL
+    SELECT format('REVOKE CREATE ON SCHEMA %I FROM PUBLIC;', nspname) FROM pg_namespace
+    WHERE has_schema_privilege('public', oid, 'CREATE')
+)"""
+
+# What a login may do in the current database that it must not: create anything, or
+# (unless it is its own database) use any table. The system catalogs are every role's.
+REACH = """
+SELECT ARRAY(
+    SELECT 'create schemas'
+    WHERE has_database_privilege({0}, current_database(), 'CREATE')
+    UNION ALL
+    SELECT format('create objects in schema %I', nspname) FROM pg_namespace
+    WHERE has_schema_privilege({0}, oid, 'CREATE')
+    UNION ALL
+    SELECT format('use table %I.%I', n.nspname, c.relname)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE NOT {1} AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND (has_table_privilege({0}, c.oid,
+               'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+           OR has_any_column_privilege({0}, c.oid, 'SELECT, INSERT, UPDATE, REFERENCES'))
+)"""
+
+
+def group_role(database, level):
+    """The group role that holds ``level`` on ``database``: jit_orders_ro, jit_orders_rw.
+
+    The fixed suffix keeps it apart from logins (jit_<user>_<8 hex digits>)."""
+    suffix = "rw" if level == AccessLevel.READ_WRITE else "ro"
+    name = f"jit_{database}_{suffix}"
+    if len(name.encode()) > 63:  # PostgreSQL would cut it, and two databases could share it
+        head = database.encode()[:40].decode(errors="ignore")
+        name = f"jit_{head}_{hashlib.sha256(database.encode()).hexdigest()[:8]}_{suffix}"
+    return name
 
 
 class PostgresDatabaseDriver:
@@ -45,108 +101,225 @@ class PostgresDatabaseDriver:
         self.url = admin_url(environment.database_server)
 
     def create_database_account(self, account, password):
-        role = sql.Identifier(account.username)
-        database = sql.Identifier(self.environment.database_name)
-        valid_until = sql.Literal(account.expires_at.isoformat())
-        credentials = sql.SQL("LOGIN PASSWORD {} VALID UNTIL {} CONNECTION LIMIT 10").format(
-            sql.Literal(scram_verifier(password)), valid_until
-        )
-        with self._connect() as connection:
-            exists = self._step(
-                connection,
-                f"look for role {account.username}",
-                sql.SQL("SELECT 1 FROM pg_roles WHERE rolname = {}").format(
-                    sql.Literal(account.username)
-                ),
-                fetch=True,
+        name, username = self.environment.database_name, account.username
+        role, group = sql.Identifier(username), group_role(name, account.level)
+        if self._is_portal_database():
+            raise DriverError(self._portal_refusal())
+        with self._connect(name) as database:
+            if self._is_portal_database(database):
+                raise DriverError(self._portal_refusal())
+            revokes = self._step(
+                database, f"ask whether PUBLIC may create in {name}", PUBLIC_MAY_CREATE, fetch=True
             )
-            verb = "ALTER" if exists else "CREATE"
-            self._step(
-                connection,
-                f"{verb} ROLE {account.username} LOGIN PASSWORD '********' "
+            if revokes:
+                raise DriverError(
+                    f"PUBLIC may create objects in database {name}, so a login could leave a "
+                    "function there that runs with the rights of whoever calls it. Run "
+                    f"{' '.join(revokes)} in {name}, then request access again."
+                )
+            self._grant_to_group(database, group, account.level)
+            verb = "ALTER" if self._role_exists(database, username) else "CREATE"
+            self._step(  # NOLOGIN until it passes the check below
+                database,
+                f"{verb} ROLE {username} NOLOGIN PASSWORD '********' "
                 f"VALID UNTIL '{account.expires_at.isoformat()}'",
-                sql.SQL(verb + " ROLE {} " + ("WITH " if exists else "")).format(role)
-                + credentials,
+                verb + " ROLE {} NOLOGIN PASSWORD {} VALID UNTIL {} CONNECTION LIMIT 10",
+                role,
+                sql.Literal(scram_verifier(password)),
+                sql.Literal(account.expires_at.isoformat()),
+            )
+            self._admin_of(database, username)
+            self._step(
+                database,
+                f"GRANT CONNECT ON DATABASE {name} TO {username}",
+                "GRANT CONNECT ON DATABASE {} TO {}",
+                sql.Identifier(name),
+                role,
             )
             self._step(
-                connection,
-                f"GRANT CONNECT ON DATABASE {self.environment.database_name}",
-                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, role),
+                database,
+                f"GRANT {group} TO {username}",
+                "GRANT {} TO {}",
+                sql.Identifier(group),
+                role,
             )
-            roles = ["pg_read_all_data"]
-            if account.level == AccessLevel.READ_WRITE:
-                roles.append("pg_write_all_data")
-            for granted in roles:
-                self._step(
-                    connection,
-                    f"GRANT {granted} TO {account.username}",
-                    sql.SQL("GRANT {} TO {}").format(sql.Identifier(granted), role),
-                )
-            others = self._step(
-                connection,
-                f"list the other databases {account.username} can connect to",
-                sql.SQL(
-                    "SELECT string_agg(datname, ', ' ORDER BY datname) FROM pg_database "
-                    "WHERE datallowconn AND NOT datistemplate AND datname <> {} "
-                    "AND has_database_privilege({}, datname, 'CONNECT')"
-                ).format(
-                    sql.Literal(self.environment.database_name), sql.Literal(account.username)
-                ),
-                fetch=True,
-            )
-            if others:
-                self.log.write(
-                    f"WARNING: {account.username} can also connect to {others}, and "
-                    f"{' and '.join(roles)} reach every database of the server: revoke "
-                    "CONNECT from PUBLIC there, or give this database a server of its own."
-                )
+            findings = self._reach(username)
+            if not findings:
+                self._step(database, f"ALTER ROLE {username} LOGIN", "ALTER ROLE {} LOGIN", role)
+                return
+        for finding in findings:
+            self.log.write(f"{username} could {finding}")
+        self.drop_database_account(account)
+        more = len(findings) - FINDINGS_SHOWN
+        raise DriverError(
+            f"{username} could reach beyond {name}, so it was dropped again: it could "
+            + "; ".join(findings[:FINDINGS_SHOWN])
+            + (f"; and {more} more (see the log)" if more > 0 else "")
+            + ". Revoke what PUBLIC holds there, then request access again."
+        )
 
     def drop_database_account(self, account):
-        role = sql.Identifier(account.username)
-        name = sql.Literal(account.username)
+        username = account.username
+        role = sql.Identifier(username)
         with self._connect() as connection:
-            if not self._step(
-                connection,
-                f"look for role {account.username}",
-                sql.SQL("SELECT 1 FROM pg_roles WHERE rolname = {}").format(name),
-                fetch=True,
-            ):
-                self.log.write(f"role {account.username} is already gone")
+            if not self._role_exists(connection, username):
+                self.log.write(f"role {username} is already gone")
                 return
-            self._step(
-                connection,
-                f"ALTER ROLE {account.username} NOLOGIN",
-                sql.SQL("ALTER ROLE {} NOLOGIN").format(role),
-            )
+            self._admin_of(connection, username)
+            self._step(connection, f"ALTER ROLE {username} NOLOGIN", "ALTER ROLE {} NOLOGIN", role)
             ended = self._step(
                 connection,
-                f"end the open sessions of {account.username}",
-                sql.SQL(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE usename = {}"
-                ).format(name),
+                f"end the open sessions of {username}",
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = {}",
+                sql.Literal(username),
                 fetch=True,
             )
-            self.log.write(f"ended {ended} open session(s) of {account.username}")
-        # What the role created in the environment's database is kept (handed to the
-        # admin role); its privileges there and on the database itself go with it.
+            self.log.write(f"ended {ended} open session(s) of {username}")
+        # What the login made goes with it, and so do its privileges there and on the
+        # database itself. It could create nothing in other databases (see _reach).
         with self._connect(self.environment.database_name) as database:
-            self._step(
-                database,
-                f"REASSIGN OWNED BY {account.username}",
-                sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(role),
-            )
-            self._step(
-                database,
-                f"DROP OWNED BY {account.username}",
-                sql.SQL("DROP OWNED BY {}").format(role),
-            )
+            self._step(database, f"DROP OWNED BY {username}", "DROP OWNED BY {}", role)
         with self._connect() as connection:
+            self._step(connection, f"DROP ROLE {username}", "DROP ROLE IF EXISTS {}", role)
+
+    def _grant_to_group(self, database, group, level):
+        """Create the group role if need be, and grant it ``level`` on everything in the
+        database: again at each grant, so that what other roles made since is covered."""
+        name = sql.Identifier(group)
+        tables, sequences = PRIVILEGES[level]
+        if not self._role_exists(database, group):
+            self._step(database, f"CREATE ROLE {group} NOLOGIN", "CREATE ROLE {} NOLOGIN", name)
+        schemas = self._step(
+            database,
+            "list the schemas",
+            "SELECT array_agg(nspname::text ORDER BY nspname) FROM pg_namespace "
+            "WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'",
+            fetch=True,
+        )
+        if schemas:
+            listed = sql.SQL(", ").join(map(sql.Identifier, schemas))
+            for what, privileges in (
+                ("SCHEMA", "USAGE"),
+                ("ALL TABLES IN SCHEMA", tables),
+                ("ALL SEQUENCES IN SCHEMA", sequences),
+            ):
+                self._step(
+                    database,
+                    f"GRANT {privileges} ON {what} {', '.join(schemas)} TO {group}",
+                    f"GRANT {privileges} ON {what} {{}} TO {{}}",
+                    listed,
+                    name,
+                )
+        # For what the database's owner creates later. Objects another role creates are
+        # covered at the next grant, or by that role's own ALTER DEFAULT PRIVILEGES.
+        owner = self._step(
+            database,
+            "look up the owner of the database",
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()",
+            fetch=True,
+        )
+        for what, privileges in (
+            ("SCHEMAS", "USAGE"),
+            ("TABLES", tables),
+            ("SEQUENCES", sequences),
+        ):
             self._step(
-                connection,
-                f"DROP ROLE {account.username}",
-                sql.SQL("DROP ROLE IF EXISTS {}").format(role),
+                database,
+                f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} GRANT {privileges} "
+                f"ON {what} TO {group}",
+                f"ALTER DEFAULT PRIVILEGES FOR ROLE {{}} GRANT {privileges} ON {what} TO {{}}",
+                sql.Identifier(owner),
+                name,
             )
+
+    def _admin_of(self, connection, username):
+        """Make the admin role a member of the login: without superuser, that is what
+        lets it end the login's sessions and DROP OWNED BY it."""
+        self._step(
+            connection,
+            f"GRANT {username} TO CURRENT_USER",
+            "GRANT {} TO CURRENT_USER",
+            sql.Identifier(username),
+        )
+
+    def _role_exists(self, connection, name):
+        return self._step(
+            connection,
+            f"look for role {name}",
+            "SELECT 1 FROM pg_roles WHERE rolname = {}",
+            sql.Literal(name),
+            fetch=True,
+        )
+
+    def _reach(self, username):
+        """What the login may do beyond using its own database's tables, in every
+        database it can connect to: each finding is a reason to drop it."""
+        findings = []
+        with self._connect() as server:
+            databases = self._step(
+                server,
+                f"list the databases {username} can connect to",
+                "SELECT array_agg(datname::text ORDER BY datname) FROM pg_database "
+                "WHERE datallowconn AND has_database_privilege({}, oid, 'CONNECT')",
+                sql.Literal(username),
+                fetch=True,
+            )
+            for name in databases or []:
+                try:
+                    connection = self._connect(name)
+                except DriverError as exc:
+                    if self._step(
+                        server,
+                        f"look for database {name}",
+                        "SELECT 1 FROM pg_database WHERE datname = {}",
+                        sql.Literal(name),
+                        fetch=True,
+                    ):  # still there, and unchecked: fail closed
+                        findings.append(f"connect to {name}, which could not be checked ({exc})")
+                    continue  # dropped meanwhile
+                with connection:
+                    found = self._step(
+                        connection,
+                        f"check what {username} may do in {name}",
+                        REACH,
+                        sql.Literal(username),
+                        sql.Literal(name == self.environment.database_name),
+                        fetch=True,
+                    )
+                findings += [f"{finding} in database {name}" for finding in found]
+        return findings
+
+    def _is_portal_database(self, database=None):
+        """Whether the environment's database is the portal's own: by the settings, and,
+        given a connection to it, by the server's start time (the same server, named
+        otherwise)."""
+        portal = settings.DATABASES["default"]
+        if (
+            connections["default"].vendor != "postgresql"
+            or portal["NAME"] != self.environment.database_name
+        ):
+            return False  # a SQLite file, or another database
+        server = conninfo_to_dict(self.url)
+        if (_host(server.get("host")), int(server.get("port") or 5432)) == (
+            _host(portal.get("HOST")),
+            int(portal.get("PORT") or 5432),
+        ):
+            return True
+        if database is None:
+            return False
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_postmaster_start_time()")
+            (started,) = cursor.fetchone()
+        return started == self._step(
+            database, "ask when the server started", "SELECT pg_postmaster_start_time()", fetch=True
+        )
+
+    def _portal_refusal(self):
+        return (
+            f"Database {self.environment.database_name} on {self.environment.database_server} "
+            "is the portal's own database: a login there could read its sessions and password "
+            "hashes. Give the environment a database of its own."
+        )
 
     def _connect(self, database=None):
         """A connection to the server (or to one of its databases), retried."""
@@ -167,8 +340,10 @@ class PostgresDatabaseDriver:
             f"{_first_line(last)}"
         )
 
-    def _step(self, connection, description, statement, *, fetch=False):
-        """Run one statement, retrying it; the description (never the SQL) is logged."""
+    def _step(self, connection, description, statement, *parts, fetch=False):
+        """Run one statement (its {} filled with ``parts``), retrying it; the
+        description, never the SQL, is logged."""
+        statement = sql.SQL(statement).format(*parts)
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 with connection.cursor() as cursor:
@@ -184,6 +359,12 @@ class PostgresDatabaseDriver:
                     raise DriverError(f"{description} failed: {_first_line(exc)}") from None
                 time.sleep(BACKOFF_SECONDS * attempt)
         return None
+
+
+def _host(host):
+    """One spelling for this machine, so 127.0.0.1, localhost and a socket compare equal."""
+    host = (host or "").lower()
+    return "localhost" if host in ("", "localhost", "127.0.0.1", "::1") or "/" in host else host
 
 
 def _first_line(exc):

@@ -1,0 +1,146 @@
+"""The PostgreSQL cast of the database access tests, on this machine's real server.
+
+The driver connects as a role without superuser, set up as docs/drivers.md says:
+CREATEROLE, and membership of the role that owns the environment's database. Tests
+check what happened through the superuser connection. Every role and database made
+here is dropped afterwards, also when the test fails.
+"""
+
+import os
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from environments.drivers.postgres import group_role
+from environments.models import AccessLevel, DatabaseAccount
+from tests.conftest import make_environment
+
+SUPERUSER_URL = os.environ.get(
+    "PORTAL_TEST_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+)
+RUN = os.getpid()
+
+
+def url(database=None, user=None):
+    """The superuser's connection string, for another database or user."""
+    changes = {"dbname": database, "user": user}
+    return make_conninfo(SUPERUSER_URL, **{k: v for k, v in changes.items() if v})
+
+
+@contextmanager
+def as_superuser(database=None):
+    with psycopg.connect(url(database), autocommit=True) as connection:
+        yield connection
+
+
+def drop_database(name):
+    with as_superuser() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def drop_role(name):
+    """End the role's sessions, drop what it owns in any database, and drop it."""
+    with as_superuser() as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [name]
+        )
+        if not role_exists(name):
+            return
+        databases = admin.execute(
+            "SELECT DISTINCT d.datname FROM pg_shdepend s JOIN pg_database d ON d.oid = s.dbid "
+            "JOIN pg_roles r ON r.oid = s.refobjid WHERE r.rolname = %s",
+            [name],
+        ).fetchall()
+    for (database,) in databases:
+        with as_superuser(database) as db:
+            db.execute(f'DROP OWNED BY "{name}"')
+    with as_superuser() as admin:
+        admin.execute(f'DROP OWNED BY "{name}"')
+        admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
+def role_exists(name):
+    with as_superuser() as admin:
+        return bool(admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone())
+
+
+def is_superuser(name):
+    with as_superuser() as admin:
+        row = admin.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", [name]).fetchone()
+    return bool(row and row[0])
+
+
+@pytest.fixture
+def driver_role():
+    """The driver's own role: CREATEROLE, no superuser."""
+    name = f"jit_driver_{RUN}"
+    drop_role(name)
+    with as_superuser() as admin:
+        admin.execute(f'CREATE ROLE "{name}" LOGIN CREATEROLE')
+    try:
+        yield name
+    finally:
+        drop_role(name)
+
+
+@pytest.fixture
+def target_database(driver_role):
+    """The environment's database, owned by its application's role (of which the
+    driver's role is a member), with a table in it."""
+    name, owner = f"jit_target_{RUN}", f"jit_owner_{RUN}"
+    groups = [group_role(name, level) for level in AccessLevel.values]
+    try:
+        drop_database(name)
+        with as_superuser() as admin:
+            admin.execute(f'CREATE ROLE "{owner}" NOLOGIN')
+            admin.execute(f'GRANT "{owner}" TO "{driver_role}"')
+            admin.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
+        with as_owner(name) as db:
+            db.execute("CREATE TABLE orders (id serial PRIMARY KEY, item text)")
+            db.execute("INSERT INTO orders (item) VALUES ('widget'), ('gadget')")
+        yield name
+    finally:
+        drop_database(name)
+        for role in [*groups, owner]:
+            drop_role(role)
+
+
+@contextmanager
+def as_owner(database):
+    """The database's owner at work: the application creating its tables."""
+    with as_superuser(database) as db:
+        db.execute(f'SET ROLE "jit_owner_{RUN}"')
+        yield db
+
+
+@pytest.fixture
+def pg_environment(project, target_database, driver_role, settings, monkeypatch):
+    settings.PORTAL_DATABASE_DRIVER = "postgres"
+    monkeypatch.setenv("PORTAL_DB_SERVER_LOCAL_URL", url("postgres", user=driver_role))
+    return make_environment(project, database_server="local", database_name=target_database)
+
+
+@pytest.fixture
+def dropped_roles(db):
+    """Drop every login the test made, so none outlives it."""
+    yield
+    for username in DatabaseAccount.objects.values_list("username", flat=True):
+        drop_role(username)
+
+
+@pytest.fixture
+def other_database():
+    """Another database on the same server, with a secret table nobody was granted."""
+    name = f"jit_other_{RUN}"
+    drop_database(name)
+    try:
+        with as_superuser() as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        with as_superuser(name) as db:
+            db.execute("CREATE TABLE secret (token text)")
+            db.execute("INSERT INTO secret VALUES ('s3cr3t')")
+        yield name
+    finally:
+        drop_database(name)
