@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 PG_URL ?= postgres://postgres@127.0.0.1:5432/lcs_portal
 BIND ?= 127.0.0.1:8000
 
-.PHONY: screenshots run test test-sqlite test-postgres lint check system-deps postgres clean bench
+.PHONY: screenshots run test test-sqlite test-postgres lint check system-deps postgres clean bench \
+	cluster test-cluster
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +25,11 @@ run: $(STAMP) var/secret-key
 	SECRET_KEY=$$(cat var/secret-key) PORTAL_TLS=0 $(BIN)/python manage.py collectstatic --no-input -v0
 	SECRET_KEY=$$(cat var/secret-key) PORTAL_TLS=0 $(BIN)/python manage.py seed_demo
 	SECRET_KEY=$$(cat var/secret-key) PORTAL_TLS=0 exec $(BIN)/python manage.py run_portal --bind $(BIND)
+
+# Two portal hosts behind nginx on this machine's PostgreSQL and Redis (docs/deploy.md);
+# Ctrl-C stops everything. CLUSTER_ARGS="--help" shows the options.
+cluster: $(STAMP) system-deps postgres var/secret-key
+	SECRET_KEY=$$(cat var/secret-key) exec $(BIN)/python -m scripts.cluster $(CLUSTER_ARGS)
 
 system-deps:
 	scripts/ensure-system-packages
@@ -44,6 +50,10 @@ test-sqlite: $(STAMP) system-deps
 
 test-postgres: $(STAMP) system-deps postgres
 	DATABASE_URL=$(PG_URL) $(BIN)/pytest
+
+# The multi-host tests alone (tests/cluster/); test-postgres runs them too.
+test-cluster: $(STAMP) system-deps postgres
+	DATABASE_URL=$(PG_URL) $(BIN)/pytest tests/cluster
 
 test: lint check test-sqlite test-postgres
 
