@@ -397,7 +397,9 @@ worker_processes 1;
 error_log {directory}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-    access_log {directory}/access.log;
+    # Which host answered each request: the last address nginx tried.
+    log_format routed '$request_method $request_uri $status upstream=$upstream_addr';
+    access_log {directory}/access.log routed;
     client_body_temp_path {directory}/client_body;
     proxy_temp_path {directory}/proxy;
     fastcgi_temp_path {directory}/fastcgi;
@@ -436,6 +438,19 @@ http {{
     @property
     def environment_upstream_port(self):
         return self.upstream_port or self.environment_port + 1000
+
+    def routed(self, method, path):
+        """How many requests ``method path`` nginx has passed to each host, by number."""
+        log = self.state_dir / "nginx" / "access.log"
+        lines = log.read_text().splitlines() if log.exists() else []
+        numbers = {f"127.0.0.1:{host.port}": host.number for host in self.hosts}
+        served = dict.fromkeys(numbers.values(), 0)
+        for line in lines:
+            if line.startswith(f"{method} {path} "):
+                address = line.rsplit("upstream=", 1)[1].split(", ")[-1]
+                if address in numbers:
+                    served[numbers[address]] += 1
+        return served
 
     def forward_auth_conf(self):
         """docs/nginx-forward-auth.conf with its placeholders filled for this cluster."""

@@ -171,9 +171,3 @@ def sign_in(port, username, password=PASSWORD):
     assert page.status == 200, page.body[:500]
     session.csrf_token = re.search(r'"X-CSRFToken": "([^"]+)"', page.body).group(1)
     return session
-
-
-def requests_served(host, pattern):
-    """How many requests matching ``pattern`` (a regular expression over the request
-    line) the host's gunicorn has logged."""
-    return len(re.findall(rf'"{pattern} HTTP/1\.[01]"', host.log()))

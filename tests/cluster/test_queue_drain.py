@@ -7,6 +7,7 @@ The restarts are queued through environments.operations, as the views do, by a
 process of their own whose deadline is far off; the simulated driver takes no time.
 """
 
+import os
 from collections import Counter
 
 from tests.cluster.conftest import DRAIN_ENVIRONMENTS, DRAIN_PROJECT, OWNER, query, scalar
@@ -55,6 +56,18 @@ def drain(cluster, phase):
     return DRAIN_ENVIRONMENTS / seconds, seconds, Counter(r[2][0] for r in rows)
 
 
+def worker_cpu_seconds(cluster):
+    """User and system CPU time the hosts' task workers have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for host in cluster.hosts:
+        for pid in host.workers():
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 def test_a_thousand_queued_restarts_run_exactly_once_on_the_workers_of_both_hosts(running, capsys):
     host1, host2 = running.hosts
     try:
@@ -62,14 +75,18 @@ def test_a_thousand_queued_restarts_run_exactly_once_on_the_workers_of_both_host
         host1.pause_workers()
         host2.pause_workers()
         queue_restarts(running, "drain one host")
+        cpu = worker_cpu_seconds(running)
         host1.resume_workers()
         one_rate, one_seconds, one_workers = drain(running, "drain one host")
+        one_cpu = worker_cpu_seconds(running) - cpu
 
         host1.pause_workers()
         queue_restarts(running, "drain two hosts")
+        cpu = worker_cpu_seconds(running)
         host1.resume_workers()
         host2.resume_workers()
         two_rate, two_seconds, two_workers = drain(running, "drain two hosts")
+        two_cpu = worker_cpu_seconds(running) - cpu
     finally:
         host1.resume_workers()
         host2.resume_workers()
@@ -110,5 +127,8 @@ def test_a_thousand_queued_restarts_run_exactly_once_on_the_workers_of_both_host
             f"\ncluster queue drain: {DRAIN_ENVIRONMENTS} restarts across "
             f"{DRAIN_ENVIRONMENTS} environments, each run once; one host's worker "
             f"{one_rate:.0f}/s ({one_seconds:.1f} s), both hosts' workers {two_rate:.0f}/s "
-            f"({two_seconds:.1f} s, host 2 ran {share:.0%}): x{two_rate / one_rate:.2f}"
+            f"({two_seconds:.1f} s, host 2 ran {share:.0%}): x{two_rate / one_rate:.2f}; "
+            f"worker CPU per task {one_cpu / DRAIN_ENVIRONMENTS * 1000:.1f} and "
+            f"{two_cpu / DRAIN_ENVIRONMENTS * 1000:.1f} ms; load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         )

@@ -18,7 +18,6 @@ from tests.cluster.conftest import (
     OWNER,
     RACE,
     active_operations,
-    requests_served,
     scalar,
     sign_in,
     status,
@@ -66,11 +65,9 @@ def burst(port, sessions, round_number):
 
 
 def confirms_since(cluster, before):
-    """How many Confirms each host has answered since it had answered ``before``."""
-    return [
-        requests_served(host, f"POST {CONFIRM}") - count
-        for host, count in zip(cluster.hosts, before, strict=True)
-    ]
+    """How many Confirms nginx has passed to each host since it had passed ``before``."""
+    served = cluster.routed("POST", CONFIRM)
+    return [served[host.number] - count for host, count in zip(cluster.hosts, before, strict=True)]
 
 
 def test_fifty_confirms_through_nginx_start_exactly_one_restart_in_each_round(running, capsys):
@@ -110,7 +107,7 @@ def test_fifty_confirms_through_nginx_start_exactly_one_restart_in_each_round(ru
             for code, body, _ in answers:
                 if code == 409:
                     assert "Another operation is in progress" in body, body[:500]
-            # gunicorn logs a request once it has answered it: the last lines may lag.
+            # nginx logs a request once it has answered it: the last lines may lag.
             wait_for(lambda b=before: sum(confirms_since(running, b)) == REQUESTS, timeout=10)
             share = confirms_since(running, before)
             assert sum(share) == REQUESTS, f"round {round_number}: {share}"
