@@ -38,6 +38,14 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lcs_portal_cluster"
 # it (SET NX), so that two clusters (a developer's and a test run) never share one.
 REDIS_OWNER_KEY = "lcs-portal-cluster:owner"
 REDIS_DATABASES = range(15, 1, -1)
+# The caller's variables the hosts do not inherit: a developer's or the test run's files
+# and switches must not steer them.
+NOT_INHERITED = (
+    "PORTAL_DRIVERS_FILE",
+    "SIMULATED_DRIVER_FAIL_FILE",
+    "DEBUG",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+)
 # What the stand-in environment behind forward auth answers: who reached it.
 ENVIRONMENT_ANSWER = (
     r"environment reached\nuser=$http_x_portal_user\nroles=$http_x_portal_roles"
@@ -307,12 +315,7 @@ class Cluster:
 
     def env(self, var_dir):
         """The environment of a process of the portal whose state lives in ``var_dir``."""
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            # A developer's or the test run's files must not steer the hosts.
-            if key not in ("PORTAL_DRIVERS_FILE", "SIMULATED_DRIVER_FAIL_FILE", "DEBUG")
-        }
+        env = {key: value for key, value in os.environ.items() if key not in NOT_INHERITED}
         env.update(
             DJANGO_SETTINGS_MODULE="lcs_portal.settings",
             DATABASE_URL=self.database_url,
@@ -560,6 +563,7 @@ def main(argv=None):
             f"Environment {args.environment} behind forward auth: "
             f"http://127.0.0.1:{args.environment_port}/"
         )
+        print(f"  nginx's log, with the host that answered: {cluster.state_dir}/nginx/access.log")
         print(f"PostgreSQL {args.database_url}, Redis {cluster.redis_url}")
         print("Ctrl-C stops everything.", flush=True)
         while not stopping:

@@ -173,5 +173,7 @@ def test_both_hosts_recover_from_a_ten_second_database_cut_without_losing_an_ope
             f"on both hosts during it, 200 again after "
             f"{', '.join(f'host {n} {s:.1f} s' for n, s in back_after.items())}; "
             f"{len(rows)} restarts started: {dict(outcomes)}, "
-            f"{len(started_anyway)} of them answered with an error, none lost or doubled"
+            f"{len(started_anyway)} of them answered with an error (then "
+            f"{dict(Counter(o for r, o, _ in rows if r in started_anyway))}), "
+            f"none lost or doubled"
         )

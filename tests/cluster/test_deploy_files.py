@@ -209,11 +209,8 @@ def test_the_environment_file_passes_djangos_deployment_checks(tmp_path):
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=settings.BASE_DIR,
-        env=dict(
-            {k: v for k, v in os.environ.items() if k not in ("DEBUG", "PORTAL_TLS")},
-            DJANGO_SETTINGS_MODULE="lcs_portal.settings",
-            **env,
-        ),
+        # Nothing of the test run's own environment (it sets DEBUG, PORTAL_TLS, ...).
+        env=dict(env, PATH=os.environ["PATH"], DJANGO_SETTINGS_MODULE="lcs_portal.settings"),
         capture_output=True,
         text=True,
         timeout=120,

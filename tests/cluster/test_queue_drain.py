@@ -91,8 +91,8 @@ def test_a_thousand_queued_restarts_run_exactly_once_on_the_workers_of_both_host
         host1.resume_workers()
         host2.resume_workers()
 
-    # One host: its worker ran them all. Two: host 2's worker took its share.
-    assert len(one_workers) == 1
+    # One host: its worker(s) ran them all. Two: host 2's took their share.
+    assert one_workers
     host2_workers = set(two_workers) - set(one_workers)
     assert host2_workers and set(one_workers) & set(two_workers), two_workers
 
