@@ -24,7 +24,14 @@ def main(argv=None):
     parser.add_argument("--duration", type=int, default=10, help="seconds per URL")
     parser.add_argument("--warmup", type=int, default=3, help="seconds per URL before measuring")
     parser.add_argument("--rounds", type=int, default=3, help="each URL keeps its best round")
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=None, help="8; 16 with --sqlite")
+    parser.add_argument("--wrk-threads", type=int, default=None, help="1; 2 with --sqlite")
+    parser.add_argument(
+        "--sqlite",
+        action="store_true",
+        help="pages: the embedded default instead, `manage.py run_portal` on SQLite with "
+        "the demo data, as the README's `make run` starts it",
+    )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--worker-class", default="sync")
     parser.add_argument("--threads", type=int, default=1)
@@ -38,6 +45,8 @@ def main(argv=None):
         "--no-write", action="store_true", help="print only; leave docs/performance.md alone"
     )
     args = parser.parse_args(argv)
+    args.connections = args.connections or (16 if args.sqlite else 8)
+    args.wrk_threads = args.wrk_threads or (2 if args.sqlite else 1)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
 
     results = {
@@ -48,7 +57,10 @@ def main(argv=None):
     if args.what in ("pages", "all"):
         from bench import http
 
-        results["pages"] = http.run(args)
+        if args.sqlite:
+            results["sqlite"] = http.run_sqlite(args)
+        else:
+            results["pages"] = http.run(args)
     if args.what == "sessions":
         from bench import http
 

@@ -151,6 +151,49 @@ def gunicorn(env, *, workers, worker_class="sync", threads=1, timeout=30):
             process.wait()
 
 
+@contextmanager
+def gunicorn_workers(env, **server):
+    """gunicorn alone; yields (base URL, its workers' pids)."""
+    with gunicorn(env, **server) as (base, master):
+        yield base, children(master.pid)
+
+
+@contextmanager
+def run_portal(env):
+    """`manage.py run_portal` as `make run` starts it (gunicorn, db_worker, watchdog);
+    yields (base URL, the pids of its gunicorn workers)."""
+    port = free_port()
+    command = [PYTHON, "manage.py", "run_portal", "--bind", f"127.0.0.1:{port}"]
+    process = subprocess.Popen(
+        command, cwd=BASE_DIR, env=env, start_new_session=True, stdout=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "/bench/bare/", timeout=2).read()  # noqa: S310
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("run_portal did not start") from None
+                time.sleep(0.2)
+        masters = [
+            pid
+            for pid in children(process.pid)
+            if "gunicorn" in Path(f"/proc/{pid}/cmdline").read_text()
+        ]
+        time.sleep(1)  # its workers are up
+        yield base, [worker for master in masters for worker in children(master)]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def children(pid):
     """The child processes of pid (gunicorn's workers)."""
     path = Path(f"/proc/{pid}/task/{pid}/children")

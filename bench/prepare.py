@@ -87,7 +87,6 @@ def main():
                 "list": reverse("environment-list"),
                 "details": reverse("environment-detail", args=[details.slug]),
                 "poll": reverse("environment-status", args=[busy.slug]),
-                "badge_poll": reverse("environment-status", args=[busy.slug]) + "?part=badge",
                 "history_1": reverse("history"),
                 "history_10000": reverse("history") + "?" + urlencode({"before": deep_cursor}),
                 "forward_auth": reverse("environment-auth", args=[details.slug]),

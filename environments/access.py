@@ -7,8 +7,9 @@ exists) and 403 to members who may see but not act.
 
 from dataclasses import dataclass
 
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Subquery
+from django.db.models import Count, Max, Sum
 from django.http import Http404
 
 from environments.models import (
@@ -26,40 +27,55 @@ from environments.models import (
 VIEW = "view"
 MAINTAIN = "maintain"
 
+#: How long a user's role on an environment is kept in the cache, under its revision.
+ROLE_SECONDS = 600
+
 #: How a portal superuser appears among a user's roles (X-Portal-Roles, cache keys).
 SUPERUSER_ROLE = "superuser"
 
 
-def with_viewer_role(queryset, user):
-    """Annotate each environment with the user's role in its project (``viewer_role``),
-    so that the permission checks of a page cost no further query."""
-    # No ordering: the models' default ordering would join more tables into the subquery.
-    role = ProjectMembership.objects.filter(project=OuterRef("project_id"), user=user)
-    return queryset.annotate(viewer_role=Subquery(role.order_by().values("role")[:1]))
-
-
 def visible_environments(user):
-    """The environments the user may see, with their project and the user's role in it:
-    those of their projects; superusers see all."""
+    """The environments the user may see: those of their projects; superusers see all."""
     if not user.is_authenticated:
         return Environment.objects.none()
-    queryset = with_viewer_role(Environment.objects.select_related("project"), user)
     if user.is_superuser:
-        return queryset
-    return queryset.filter(project__memberships__user=user)
+        return Environment.objects.all()
+    return Environment.objects.filter(project__memberships__user=user)
+
+
+def visible_version(user):
+    """The version of everything the user may see across environments: how many there
+    are, the newest, and the sum of their revisions, which only go up. Any change to
+    any of them, or to which they are, changes it (one aggregate query)."""
+    version = visible_environments(user).aggregate(
+        count=Count("pk"), newest=Max("pk"), revisions=Sum("revision")
+    )
+    return "{count}.{newest}.{revisions}".format(**version)
 
 
 def project_role(user, environment):
-    """The user's role in the environment's project (a ProjectRole value), or None."""
+    """The user's role in the environment's project (a ProjectRole value), or None.
+
+    Kept in the cache under the environment's revision, which every membership change
+    moves on: a page asks for it on every request, and it changes seldom."""
     if not user.is_authenticated:
         return None
     if not hasattr(environment, "viewer_role"):
-        environment.viewer_role = (
-            ProjectMembership.objects.filter(project_id=environment.project_id, user=user)
-            .values_list("role", flat=True)
-            .first()
+        memberships = ProjectMembership.objects.filter(
+            project_id=environment.project_id, user=user
+        ).order_by()
+        environment.viewer_role = _kept(
+            "project-role", environment, user, lambda: memberships.values_list("role", flat=True)
         )
     return environment.viewer_role
+
+
+def _kept(name, environment, user, roles):
+    """The first of ``roles`` (a queryset of role values), or None, from the cache under
+    the environment's revision."""
+    key = f"{name}:{environment.pk}:{environment.revision}:{user.pk}"
+    # The cache keeps "" for "no role": None would read as a miss.
+    return cache.get_or_set(key, lambda: roles().first() or "", ROLE_SECONDS) or None
 
 
 def viewer_role(user, environment):
@@ -91,22 +107,26 @@ def get_environment_for_user(request, slug, action=VIEW):
     Raises Http404 when the user may not see it, PermissionDenied when they may see
     it but not act on it.
     """
-    environment = visible_environments(request.user).filter(slug=slug).first()
-    if environment is None:
+    user = request.user
+    try:
+        environment = Environment.objects.get(slug=slug)
+    except Environment.DoesNotExist:
+        raise Http404("No such environment.") from None
+    if not viewer_role(user, environment):
         raise Http404("No such environment.")
-    if action == MAINTAIN and not can_maintain(request.user, environment):
-        raise PermissionDenied(maintain_refusal(request.user, environment))
+    if action == MAINTAIN and not can_maintain(user, environment):
+        raise PermissionDenied(maintain_refusal(user, environment))
     return environment
 
 
 def environment_role(user, environment):
-    """The user's role on the environment (an EnvironmentRoleKind value), or None."""
+    """The user's role on the environment (an EnvironmentRoleKind value), or None; kept
+    in the cache under the environment's revision, like project_role."""
     if not user.is_authenticated:
         return None
-    return (
-        EnvironmentRole.objects.filter(environment=environment, user=user)
-        .values_list("role", flat=True)
-        .first()
+    roles = EnvironmentRole.objects.filter(environment=environment, user=user).order_by()
+    return _kept(
+        "environment-role", environment, user, lambda: roles.values_list("role", flat=True)
     )
 
 
@@ -195,9 +215,10 @@ def get_environment_for_sign_in(request, slug):
     but no project membership get their answer.
     """
     user = request.user
-    environment = with_viewer_role(Environment.objects.all(), user).filter(slug=slug).first()
-    if environment is None:
-        raise Http404("No such environment.")
+    try:
+        environment = Environment.objects.get(slug=slug)
+    except Environment.DoesNotExist:
+        raise Http404("No such environment.") from None
     decision = sign_in_decision(user, environment, environment_role(user, environment))
     if not decision.roles and not viewer_role(user, environment):
         raise Http404("No such environment.")
@@ -205,7 +226,8 @@ def get_environment_for_sign_in(request, slug):
 
 
 def forward_auth_decision(request, slug):
-    """The sign-in decision for a reverse proxy, in one query beyond the user's.
+    """The sign-in decision for a reverse proxy: one query beyond the user's, the
+    user's role coming from the cache.
 
     An unknown environment is refused like a known one, so the answer tells nothing
     about what exists.
@@ -213,13 +235,8 @@ def forward_auth_decision(request, slug):
     user = request.user
     if not user.is_authenticated:
         return SIGN_IN_FIRST
-    role = EnvironmentRole.objects.filter(environment=OuterRef("pk"), user=user).order_by()
-    environment = (
-        Environment.objects.only("name", "status", "maintenance_mode")
-        .annotate(sign_in_role=Subquery(role.values("role")[:1]))
-        .filter(slug=slug)
-        .first()
-    )
+    fields = ("name", "status", "maintenance_mode", "revision")
+    environment = Environment.objects.only(*fields).filter(slug=slug).order_by().first()
     if environment is None:
         return SignInDecision(False, "No such environment.")
-    return sign_in_decision(user, environment, environment.sign_in_role)
+    return sign_in_decision(user, environment, environment_role(user, environment))

@@ -6,6 +6,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.db import models, transaction
 
 from environments.models import (
+    AccessEnd,
     DatabaseAccount,
     Environment,
     EnvironmentRole,
@@ -114,6 +115,13 @@ class EnvironmentRoleInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
+class UserProjectMembershipInline(admin.TabularInline):
+    model = ProjectMembership
+    extra = 1
+    autocomplete_fields = ["project"]
+    verbose_name = "project membership"
+
+
 class UserEnvironmentRoleInline(admin.TabularInline):
     model = EnvironmentRole
     extra = 1
@@ -173,16 +181,20 @@ admin.site.unregister(User)
 
 @admin.register(User)
 class PortalUserAdmin(RoleHistoryFormsetMixin, UserAdmin):
-    """The user page also assigns environment roles."""
+    """The user page also assigns project memberships and environment roles."""
 
-    inlines = [*UserAdmin.inlines, UserEnvironmentRoleInline]
+    inlines = [*UserAdmin.inlines, UserProjectMembershipInline, UserEnvironmentRoleInline]
     list_filter = [*UserAdmin.list_filter, "environment_roles__role"]
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        if change and "is_active" in form.changed_data and not obj.is_active:
-            # A deactivated user keeps no database account or firewall rule.
-            end_access_of(obj)
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            if change and "is_active" in form.changed_data and not obj.is_active:
+                # A deactivated user keeps no database account or firewall rule.
+                end_access_of(obj, AccessEnd.DEACTIVATED)
+            elif change and "is_superuser" in form.changed_data and not obj.is_superuser:
+                # Nor a former superuser, where nothing else lets them maintain.
+                end_access_of(obj, AccessEnd.ROLE_REMOVED)
 
     def delete_model(self, request, obj):
         with transaction.atomic():

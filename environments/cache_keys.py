@@ -1,9 +1,11 @@
 """Cache keys and ETags of the pages that are asked for most.
 
-A page's key is made of the revision of what it shows (Environment.revision, which
-goes up in the transaction of every change its pages show), who is looking, the time
-zone its times are shown in, and the templates' own version. When any of them changes,
-so does the key, and the old entry is never asked for again.
+A page's key is made of the version of what it shows (Environment.revision, which
+goes up in the transaction of every change its pages show, or access.visible_version
+for pages across environments), who is looking, the time zone its times are shown in
+and the templates' own version. When any of them changes, so does the key, and the
+old entry is never asked for again. The pages keep nothing of one request under it:
+no CSRF token, no password.
 """
 
 import functools
@@ -24,26 +26,19 @@ def templates_version():
     return digest.hexdigest()[:12]
 
 
+def shared_key(*parts):
+    """The key of what ``parts`` name, the same for everyone who may see it."""
+    parts = (*parts, timezone.get_current_timezone_name(), templates_version())
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:40]
+
+
+def viewer_key(request, *parts):
+    """The key of what ``parts`` name as this viewer sees it."""
+    return shared_key(*parts, request.user.pk, request.user.is_superuser)
+
+
 def live_region_key(request, environment):
     """The key of an environment's live region for this viewer: its cache key and the
-    status poll's ETag. The region shows nothing of one request but what is here (no
-    CSRF token, no password), so one viewer's responses under one key are the same."""
-    user = request.user
-    return ".".join(
-        str(part)
-        for part in (
-            environment.pk,
-            environment.revision,
-            user.pk,
-            viewer_role(user, environment),
-            timezone.get_current_timezone_name(),
-            templates_version(),
-        )
-    )
-
-
-def rows_key(environments):
-    """The key of a list of environments' rows: who they are and their revisions."""
-    parts = [timezone.get_current_timezone_name(), templates_version()]
-    parts += [f"{environment.pk}.{environment.revision}" for environment in environments]
-    return hashlib.sha256(" ".join(parts).encode()).hexdigest()
+    status poll's ETag."""
+    role = viewer_role(request.user, environment)
+    return viewer_key(request, "live", environment.pk, environment.revision, role)

@@ -4,9 +4,17 @@ import ipaddress
 from django import forms
 from django.conf import settings
 from django.core.validators import RegexValidator
+from django.db.models import Q
 from django.utils import timezone
 
-from environments.models import AccessLevel, OperationKind, Outcome
+from environments.models import (
+    ACCESS_KINDS,
+    MAINTAIN_KINDS,
+    ROLE_KINDS,
+    AccessLevel,
+    OperationKind,
+    Outcome,
+)
 
 REASON_MAX_LENGTH = 500
 
@@ -43,16 +51,38 @@ class RestartServiceForm(MaintainForm):
         self.fields["service"].choices = [(s.kind, s.get_kind_display()) for s in services]
 
 
+#: What the history pages show, by the Type column: the global page shows Maintain
+#: operations unless asked for more, so that role changes do not bury them.
+HISTORY_TYPES = {
+    "maintain": ("Maintain operations", MAINTAIN_KINDS),
+    "access": ("Access", ACCESS_KINDS),
+    "roles": ("Roles", ROLE_KINDS),
+    "all": ("All activity", None),
+}
+
+
 class HistoryFilterForm(forms.Form):
-    kind = forms.ChoiceField(required=False, choices=[("", "Any activity")] + OperationKind.choices)
+    """The history pages' filters. The template writes their inputs itself (no widget
+    templates: the history page is asked for often)."""
+
+    type = forms.ChoiceField(
+        required=False, label="Show", choices=[(k, v[0]) for k, v in HISTORY_TYPES.items()]
+    )
+    kind = forms.ChoiceField(
+        required=False, label="Activity", choices=[("", "Any activity")] + OperationKind.choices
+    )
     outcome = forms.ChoiceField(required=False, choices=[("", "Any outcome")] + Outcome.choices)
     user = forms.CharField(required=False, max_length=150, label="Requested by")
-    since = forms.DateField(
-        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
-    )
-    until = forms.DateField(
-        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
-    )
+    environment = forms.CharField(required=False, max_length=100)
+    since = forms.DateField(required=False, label="From")
+    until = forms.DateField(required=False, label="To")
+
+    def __init__(self, data, *, default_type="all"):
+        if not data.get("type"):
+            data = data.copy()
+            data["type"] = default_type
+        super().__init__(data)
+        self.default_type = default_type
 
     def clean(self):
         cleaned = super().clean()
@@ -65,16 +95,32 @@ class HistoryFilterForm(forms.Form):
             raise forms.ValidationError("The From date must not be after the To date.")
         return cleaned
 
+    @property
+    def narrowed(self):
+        """Whether any filter narrows the history beyond the page's default."""
+        data = self.cleaned_data
+        return data["type"] != self.default_type or any(
+            data[name] for name in ("kind", "outcome", "user", "environment", "since", "until")
+        )
+
     def filter(self, queryset):
         """The operations matching the filters; call only when the form is valid."""
         data = self.cleaned_data
+        kinds = HISTORY_TYPES[data["type"]][1]
+        if kinds is not None:
+            queryset = queryset.filter(kind__in=kinds)
         if data["kind"]:
             queryset = queryset.filter(kind=data["kind"])
         if data["outcome"]:
             queryset = queryset.filter(outcome=data["outcome"])
-        if data["user"]:
-            queryset = queryset.filter(requested_by__username=data["user"])
-        # Whole days in the portal's time zone, as bounds the started_at index can use.
+        if data["user"]:  # part of a name, in any case
+            queryset = queryset.filter(requested_by__username__icontains=data["user"])
+        if data["environment"]:
+            name = data["environment"]
+            queryset = queryset.filter(
+                Q(environment__name__icontains=name) | Q(environment__slug__icontains=name)
+            )
+        # Whole days in the viewer's time zone, as bounds the started_at index can use.
         if data["since"]:
             queryset = queryset.filter(started_at__gte=_start_of(data["since"]))
         if data["until"]:

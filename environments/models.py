@@ -10,7 +10,7 @@ import uuid
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django_fsm import RETURN_VALUE, FSMField, FSMModelMixin, transition
@@ -120,15 +120,28 @@ ACTIONS = (
     OperationKind.ENABLE_MAINTENANCE,
     OperationKind.DISABLE_MAINTENANCE,
 )
+RECOVERY_KINDS = (OperationKind.RESUME, OperationKind.ROLLBACK, OperationKind.ABORT)
 #: The operations that move the environment's status: the actions and their recovery.
 #: The latest of these is the one a Failed environment failed in; access grants and role
 #: changes, which leave the status alone, never stand in for it.
-MAINTAIN_KINDS = (
-    *ACTIONS,
-    OperationKind.RESUME,
-    OperationKind.ROLLBACK,
-    OperationKind.ABORT,
+MAINTAIN_KINDS = (*ACTIONS, *RECOVERY_KINDS)
+#: Just-in-time access and environment roles: operations that leave the status alone.
+ACCESS_KINDS = (
+    OperationKind.ENABLE_ACCESS,
+    OperationKind.REMOVE_ACCESS,
+    OperationKind.REQUEST_ACCESS,
+    OperationKind.REVOKE_ACCESS,
 )
+ROLE_KINDS = (OperationKind.GRANT_ROLE, OperationKind.REMOVE_ROLE)
+#: The History pages' Type column, as Lifecycle Services' History has one.
+KIND_TYPE = {
+    **dict.fromkeys(ACTIONS, "Maintenance"),
+    **dict.fromkeys(
+        (OperationKind.RESUME, OperationKind.ROLLBACK, OperationKind.ABORT), "Recovery"
+    ),
+    **dict.fromkeys(ACCESS_KINDS, "Access"),
+    **dict.fromkeys(ROLE_KINDS, "Role"),
+}
 #: Ending just-in-time access is never held up by a running operation.
 END_GRANT_KINDS = (OperationKind.REMOVE_ACCESS, OperationKind.REVOKE_ACCESS)
 #: The status an environment shows while an action runs, and the one it reaches when done.
@@ -184,6 +197,8 @@ class AccessEnd(models.TextChoices):
     REMOVED = "removed", "Removed"
     REVOKED = "revoked", "Revoked"
     FAILED = "failed", "Could not be applied"
+    ROLE_REMOVED = "role_removed", "Role removed"
+    DEACTIVATED = "deactivated", "User deactivated"
 
 
 # --- Projects and roles ------------------------------------------------------------
@@ -239,9 +254,27 @@ class ProjectMembership(ShownOnEnvironmentPages):
     def __str__(self):
         return f"{self.user} - {self.get_role_display()} of {self.project}"
 
+    def save(self, *args, **kwargs):
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            self._end_access_it_no_longer_allows()
+
+    def delete(self, *args, **kwargs):
+        with transaction.atomic():
+            deleted = super().delete(*args, **kwargs)
+            self._end_access_it_no_longer_allows()
+            return deleted
+
     def shown_on(self):
         # Who may maintain is on every page of the project's environments.
         return Environment.objects.filter(project_id=self.project_id)
+
+    def _end_access_it_no_longer_allows(self):
+        """Access lasts no longer than the role that allowed it: a membership removed or
+        demoted below owner or manager ends the user's grants in the project."""
+        from environments.operations import end_access_of
+
+        end_access_of(self.user, AccessEnd.ROLE_REMOVED)
 
 
 # --- Environments --------------------------------------------------------------------
@@ -357,8 +390,10 @@ class Environment(FSMModelMixin, models.Model):
             .order_by("role", "user__username")
         )
 
-    def restart_refusal_reason(self):
-        """Why Restart service is not offered here, or None when it is."""
+    def sandbox_refusal_reason(self):
+        """Why Restart service and database access are not offered here (the source
+        document allows them on Tier 2 to 5 sandboxes deployed through self-service in
+        a Microsoft subscription), or None when they are."""
         reasons = []
         if not 2 <= self.tier <= 5:
             reasons.append(f"it is Tier {self.tier}, not Tier 2 to 5")
@@ -371,12 +406,13 @@ class Environment(FSMModelMixin, models.Model):
         if not reasons:
             return None
         return (
-            "Restart service is available only for Tier 2 to 5 sandbox environments deployed "
-            "through self-service in a Microsoft subscription: " + "; ".join(reasons) + "."
+            "Restart service and database access (Enable access, Request access) are "
+            "available only for Tier 2 to 5 sandbox environments deployed through "
+            "self-service in a Microsoft subscription: " + "; ".join(reasons) + "."
         )
 
-    def is_restart_eligible(self):
-        return self.restart_refusal_reason() is None
+    def is_sandbox_eligible(self):
+        return self.sandbox_refusal_reason() is None
 
     def _mark_status_change(self):
         self.status_changed_at = timezone.now()
@@ -387,7 +423,7 @@ class Environment(FSMModelMixin, models.Model):
         field=status,
         source=Status.DEPLOYED,
         target=Status.RESTARTING_SERVICE,
-        conditions=[is_restart_eligible],
+        conditions=[is_sandbox_eligible],
         permission=_may_maintain,
         custom={"label": "Restart service"},
     )
@@ -455,6 +491,7 @@ class Environment(FSMModelMixin, models.Model):
         field=status,
         source=[Status.DEPLOYED, Status.IN_MAINTENANCE, Status.FAILED],
         target=None,
+        conditions=[is_sandbox_eligible],
         permission=_may_maintain,
         custom={"label": "Enable access"},
     )
@@ -465,6 +502,7 @@ class Environment(FSMModelMixin, models.Model):
         field=status,
         source=[Status.DEPLOYED, Status.IN_MAINTENANCE, Status.FAILED],
         target=None,
+        conditions=[is_sandbox_eligible],
         permission=_may_maintain,
         custom={"label": "Request access", "menu": False},
     )
@@ -675,6 +713,15 @@ class Operation(models.Model):
     @property
     def badge(self):
         return OUTCOME_BADGE[self.outcome]
+
+    @property
+    def type(self):
+        return KIND_TYPE[self.kind]
+
+    @property
+    def short_id(self):
+        """The activity id's first group, enough to tell rows apart on a page."""
+        return str(self.activity_id).split("-")[0]
 
     @property
     def success_status(self):

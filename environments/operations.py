@@ -37,8 +37,6 @@ from environments.models import (
 
 logger = logging.getLogger(__name__)
 
-RECOVERY_KINDS = (OperationKind.RESUME, OperationKind.ROLLBACK, OperationKind.ABORT)
-
 
 class OperationRefused(Exception):
     """A Maintain action that may not start; ``message`` is for the user."""
@@ -81,7 +79,7 @@ def check_allowed(environment, user, kind):
             OperationRefused.NOT_ALLOWED,
         )
     if not can_proceed(transition):
-        raise OperationRefused(environment.restart_refusal_reason(), OperationRefused.INELIGIBLE)
+        raise OperationRefused(environment.sandbox_refusal_reason(), OperationRefused.INELIGIBLE)
 
 
 # --- Starting Maintain actions -------------------------------------------------------
@@ -450,15 +448,14 @@ def revoke_access(account, user):
     return _end_grant(account, user, AccessEnd.REVOKED)
 
 
-def end_access_of(user):
-    """End every grant ``user`` holds (they were deactivated): by the portal itself."""
+def end_access_of(user, end_reason):
+    """End the grants ``user`` holds where they may no longer maintain (everywhere once
+    they are inactive): by the portal itself, with ``end_reason`` in the history."""
     ended = []
-    for model, end_reason in (
-        (FirewallRule, AccessEnd.REMOVED),
-        (DatabaseAccount, AccessEnd.REVOKED),
-    ):
-        for grant in model.objects.filter(requested_by=user, ended_at__isnull=True):
-            if _end_grant(grant, None, end_reason):
+    for model in (FirewallRule, DatabaseAccount):
+        grants = model.objects.filter(requested_by=user, ended_at__isnull=True)
+        for grant in grants.select_related("environment"):
+            if not can_maintain(user, grant.environment) and _end_grant(grant, None, end_reason):
                 ended.append(grant)
     return ended
 
@@ -558,6 +555,11 @@ def _queue_removal(grant, user, now, *, retry=False):
         AccessEnd.REMOVED: "Removed before it expired.",
         AccessEnd.REVOKED: "Revoked before it expired.",
         AccessEnd.FAILED: "Could not be applied; cleaning up.",
+        AccessEnd.ROLE_REMOVED: (
+            "Ended by the portal: the requester's role no longer allows maintaining "
+            "this environment (role removed)."
+        ),
+        AccessEnd.DEACTIVATED: "Ended by the portal: the requester was deactivated.",
     }[grant.end_reason]
     if retry:
         why = "Retrying the removal, which had failed. " + why

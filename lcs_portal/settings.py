@@ -100,12 +100,12 @@ TEMPLATES = [
 # SQLite is the embedded default. gunicorn threads and the task worker write to it
 # at once, so transactions take the write lock up front (IMMEDIATE), wait for it
 # (timeout) and readers never block writers (WAL); otherwise "database is locked"
-# reaches users.
+# reaches users. Connections are kept (each thread has its own): opening one and
+# running its PRAGMAs cost more than a signed-in page's queries (docs/performance.md).
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,

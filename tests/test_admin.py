@@ -190,27 +190,34 @@ def test_deactivating_a_user_ends_their_access_grants(as_admin, environment, man
     with committing():
         request_access(environment, manager, level="read", reason="investigate")
     run_worker()
-    page = as_admin.get(reverse("admin:auth_user_change", args=[manager.pk]))
-    form = page.context["adminform"].form
-    data = {
-        key: value
-        for key, value in form.initial.items()
-        if key in form.fields
-        and value is not None
-        and key not in ("groups", "user_permissions", "password")
-    }
-    data.update({"last_login_0": "", "last_login_1": ""})
+    data = user_page_form(as_admin, manager)
     del data["is_active"]  # an unticked box is not sent
-    data["date_joined_0"], data["date_joined_1"] = manager.date_joined.strftime(
-        "%Y-%m-%d %H:%M:%S"
-    ).split()
-    for prefix in ("environment_roles",):
-        data.update({f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0})
     with committing():
         response = as_admin.post(reverse("admin:auth_user_change", args=[manager.pk]), data)
     assert response.status_code == 302, response.context["adminform"].form.errors
     run_worker()
 
     account = DatabaseAccount.objects.get()
-    assert account.end_reason == AccessEnd.REVOKED and account.removed_at is not None
+    assert account.end_reason == AccessEnd.DEACTIVATED and account.removed_at is not None
     assert Operation.objects.filter(kind=OperationKind.REVOKE_ACCESS, outcome="succeeded").exists()
+
+
+def user_page_form(as_admin, user):
+    """What the admin's user page posts back unchanged (its inlines empty)."""
+    page = as_admin.get(reverse("admin:auth_user_change", args=[user.pk]))
+    form = page.context["adminform"].form
+    data = {
+        key: value
+        for key, value in form.initial.items()
+        if key in form.fields
+        and value is not None
+        and value is not False
+        and key not in ("groups", "user_permissions", "password")
+    }
+    data.update({"last_login_0": "", "last_login_1": ""})
+    data["date_joined_0"], data["date_joined_1"] = user.date_joined.strftime(
+        "%Y-%m-%d %H:%M:%S"
+    ).split()
+    for prefix in ("project_memberships", "environment_roles"):
+        data.update({f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0})
+    return data

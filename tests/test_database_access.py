@@ -293,7 +293,7 @@ def test_history_records_who_why_level_and_how_it_ended(
     account = grant(pg_environment, manager, "read")
     revoke_and_drop(pg_environment, account, manager)
     client.force_login(manager)
-    response = client.get(reverse("history-csv"))
+    response = client.get(reverse("history-csv"), {"type": "access"})
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     activities = {row[2]: row for row in rows[1:]}
     granted = activities[f"Request access: Read account {account.username}"]

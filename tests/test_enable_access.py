@@ -194,7 +194,7 @@ def test_rules_expire_through_the_sweeper(as_manager, environment):
     removal = Operation.objects.get(kind=OperationKind.REMOVE_ACCESS)
     assert removal.requested_by is None and "Expired at" in removal.reason
     history = as_manager.get(reverse("environment-history", args=[environment.slug]))
-    assert "<td>system</td>" in history.content.decode()
+    assert '<td data-label="Requested by">system</td>' in history.content.decode()
     export = as_manager.get(reverse("environment-history-csv", args=[environment.slug]))
     assert ",system," in b"".join(export.streaming_content).decode()
 

@@ -108,19 +108,20 @@ def test_keyset_pagination_walks_every_row_once_both_ways(as_member, environment
     params = {}
     while True:
         response = as_member.get(url, params)
-        page = response.context["operations"]
+        history = response.context["history"].page
+        page = history["operations"]
         seen += [op.pk for op in page]
         pages += 1
-        if not response.context["older"]:
+        if not history["older"]:
             break
-        params = {"before": response.context["older"]}
+        params = {"before": history["older"]}
     assert pages == 3
     assert len(seen) == len(set(seen)) == PAGE_SIZE * 2 + 7
     assert seen == sorted(seen, reverse=True)
 
     # and back: "Newer" from the last page returns the page before it
-    newer = response.context["newer"]
-    back = as_member.get(url, {"after": newer}).context["operations"]
+    newer = history["newer"]
+    back = as_member.get(url, {"after": newer}).context["history"].page["operations"]
     assert [op.pk for op in back] == seen[PAGE_SIZE : PAGE_SIZE * 2]
 
 
@@ -196,3 +197,68 @@ def test_free_text_is_escaped_in_history(as_member, environment, manager):
     body = as_member.get(url).content.decode()
     assert "<script>alert(1)</script>" not in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+
+
+def test_an_environments_own_history_has_no_environment_column(as_member, environment, manager):
+    add_history(environment, manager, 1)
+    own = as_member.get(history_url(environment)).content.decode()
+    everywhere = as_member.get(history_url()).content.decode()
+    assert "<th>Environment</th>" not in own
+    assert "<th>Environment</th>" in everywhere
+
+
+def test_rows_show_type_times_with_their_zone_and_a_short_activity_id_to_copy(
+    as_member, environment, manager
+):
+    (operation,) = add_history(environment, manager, 1)
+    body = as_member.get(history_url(environment)).content.decode()
+    assert '<td data-label="Type">Maintenance</td>' in body
+    assert operation.started_at.strftime("%Y-%m-%d %H:%M:%S UTC") in body
+    short = str(operation.activity_id).split("-")[0]
+    assert f">{short}</a>" in body
+    assert f'data-copy="{operation.activity_id}"' in body
+
+
+def test_requested_by_matches_part_of_a_name_in_any_case(as_member, environment, manager, owner):
+    add_history(environment, manager, 2)  # mona
+    add_history(environment, owner, 1)  # alice
+    body = as_member.get(history_url(environment), {"user": "ON"}).content.decode()
+    assert body.count('data-testid="history-row"') == 2
+    assert '<option value="mona">' in body  # the names are offered
+
+
+def test_an_empty_filtered_page_says_so_and_offers_to_clear(as_member, environment, manager):
+    add_history(environment, manager, 1)
+    body = as_member.get(history_url(environment), {"user": "nobody"}).content.decode()
+    assert "No history matches these filters" in body and 'href="?">Clear the filters' in body
+    assert "No history yet" not in body
+
+
+def test_filter_errors_stand_above_the_filters(as_member, environment):
+    body = as_member.get(history_url(environment), {"since": "yesterday"}).content.decode()
+    assert body.index('data-testid="filter-errors"') < body.index('data-testid="history-filters"')
+    assert "From: Enter a valid date." in body
+
+
+def test_all_history_shows_maintain_operations_unless_asked_for_more(
+    as_member, environment, manager
+):
+    add_history(environment, manager, 2)
+    add_history(environment, manager, 3, kind=OperationKind.GRANT_ROLE)
+
+    def rows(**params):
+        body = as_member.get(history_url(), params).content.decode()
+        return body.count('data-testid="history-row"')
+
+    assert rows() == 2
+    assert rows(type="all") == 5
+    assert rows(type="roles") == 3
+    assert as_member.get(history_url(environment)).content.decode().count("history-row") == 5
+
+
+def test_all_history_filters_by_environment(as_member, project, environment, manager):
+    other = make_environment(project, name="UAT sandbox", slug="uat")
+    add_history(environment, manager, 2)
+    add_history(other, manager, 1)
+    body = as_member.get(history_url(), {"environment": "uat"}).content.decode()
+    assert body.count('data-testid="history-row"') == 1

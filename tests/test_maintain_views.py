@@ -237,3 +237,37 @@ def test_a_poll_after_the_session_ended_sends_the_whole_page_to_sign_in(client, 
 def test_a_plain_request_after_the_session_ended_is_redirected_as_usual(client, environment):
     response = client.get(environment.get_absolute_url())
     assert response.status_code == 302 and response.url.startswith(reverse("login"))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"tier": 1}, {"type": "production", "tier": 5}, {"deployment": "legacy"}],
+    ids=["Tier 1", "production", "legacy"],
+)
+@pytest.mark.parametrize("action", ["enable_access", "request_access"])
+def test_database_access_asked_for_directly_on_an_ineligible_environment_gets_409(
+    client, project, manager, fields, action
+):
+    from environments.models import DatabaseAccount, FirewallRule
+    from tests.conftest import make_environment
+
+    environment = make_environment(project, **fields)
+    client.force_login(manager)
+    data = {"name": "office", "address": "203.0.113.7", "reason": "x", "level": "read"}
+
+    response = client.post(maintain_url(environment, action), data, **HTMX)
+
+    assert response.status_code == 409
+    assert "available only for Tier 2 to 5 sandbox environments" in response.content.decode()
+    assert not FirewallRule.objects.exists() and not DatabaseAccount.objects.exists()
+    assert not Operation.objects.exists()
+
+
+def test_an_ineligible_environment_says_why_access_is_not_offered(client, project, manager):
+    from tests.conftest import make_environment
+
+    environment = make_environment(project, tier=1)
+    client.force_login(manager)
+    body = client.get(environment.get_absolute_url()).content.decode()
+    assert 'data-testid="access-refusal"' in body and "it is Tier 1, not Tier 2 to 5" in body
+    assert ">Request access</a>" not in body and ">Enable access</a>" not in body

@@ -62,16 +62,20 @@ def queries(client, url, **extra):
 
 
 PAGES = {
-    # The session, the user, the page of environments, their count.
-    "list": (lambda env: reverse("environment-list"), {}, 4),
-    # The session, the user, the environment with the viewer's role; then what the live
-    # region shows (kept in the cache for the next request).
-    "details": (lambda env: env.get_absolute_url(), {}, 10),
-    "poll": (lambda env: reverse("environment-status", args=[env.slug]), HTMX, 10),
-    "history": (lambda env: reverse("environment-history", args=[env.slug]), {}, 4),
-    "all history": (lambda env: reverse("history"), {}, 3),
-    # The reverse proxy's question before every request to the environment.
-    "forward auth": (lambda env: reverse("environment-auth", args=[env.slug]), {}, 3),
+    # The session, the user, the version of what they may see, the page of
+    # environments, their count.
+    "list": (lambda env: reverse("environment-list"), {}, 5),
+    # The session, the user, the environment, the viewer's role (kept in the cache for
+    # the next request, as is all that the page shows), the project's name.
+    "details": (lambda env: env.get_absolute_url(), {}, 12),
+    "poll": (lambda env: reverse("environment-status", args=[env.slug]), HTMX, 11),
+    # The session, the user, the environment, the viewer's role, the rows, the names
+    # the filter offers.
+    "history": (lambda env: reverse("environment-history", args=[env.slug]), {}, 6),
+    "all history": (lambda env: reverse("history"), {}, 5),
+    # The reverse proxy's question before every request to the environment: the
+    # session, the user, the environment, the user's role on it (then from the cache).
+    "forward auth": (lambda env: reverse("environment-auth", args=[env.slug]), {}, 4),
 }
 
 
@@ -97,17 +101,13 @@ def test_hot_pages_run_a_fixed_number_of_queries_as_data_grows_tenfold(
 
 
 @pytest.mark.parametrize(
-    "page, budget",
-    [
-        # The session, the user, the environment with the viewer's role.
-        ("details", 3),
-        ("poll", 3),
-        # The session, the user, the page of environments, their count.
-        ("list", 4),
-    ],
+    "page",
+    # The session, the user, and the environment or the version of what the user may
+    # see: the rest comes from the cache.
+    ["details", "poll", "list", "history", "all history", "forward auth"],
 )
 def test_a_page_whose_environment_has_not_changed_comes_from_the_cache(
-    client, project, environment, manager, owner, start, page, budget, django_assert_num_queries
+    client, project, environment, manager, owner, start, page, django_assert_num_queries
 ):
     start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
     url_for, extra, _ = PAGES[page]
@@ -116,8 +116,8 @@ def test_a_page_whose_environment_has_not_changed_comes_from_the_cache(
     grow(project, environment, manager, 11)
     client.get(url, **extra)
 
-    with django_assert_num_queries(budget):
-        assert client.get(url, **extra).status_code == 200
+    with django_assert_num_queries(3):
+        assert client.get(url, **extra).status_code in (200, 204, 403)
 
 
 def test_a_poll_that_finds_nothing_changed_stays_at_three_queries_as_data_grows(
@@ -129,7 +129,7 @@ def test_a_poll_that_finds_nothing_changed_stays_at_three_queries_as_data_grows(
     grow(project, environment, manager, 11)
     etag = client.get(url, **HTMX)["ETag"]
 
-    # The session; the user; the environment with the viewer's role.
+    # The session; the user; the environment (the viewer's role comes from the cache).
     with django_assert_num_queries(3):
         response = client.get(url, HTTP_IF_NONE_MATCH=etag, **HTMX)
 

@@ -69,8 +69,8 @@ def test_demo_password_comes_from_the_environment(monkeypatch, tmp_path):
 
 def test_demo_has_eligible_and_ineligible_environments(monkeypatch, tmp_path):
     seed(monkeypatch, tmp_path)
-    eligible = {e.slug for e in Environment.objects.all() if e.is_restart_eligible()}
-    ineligible = {e.slug for e in Environment.objects.all() if not e.is_restart_eligible()}
+    eligible = {e.slug for e in Environment.objects.all() if e.is_sandbox_eligible()}
+    ineligible = {e.slug for e in Environment.objects.all() if not e.is_sandbox_eligible()}
     assert {"demo-sandbox", "uat-sandbox", "local-sandbox"} <= eligible
     assert {"dev-box", "contoso-prod", "legacy-sandbox"} <= ineligible
 

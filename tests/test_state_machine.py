@@ -89,22 +89,25 @@ def test_failed_offers_resume_rollback_and_abort(environment, manager):
         ),
     ],
 )
-def test_restart_is_refused_on_ineligible_environments_with_the_reason(
+def test_restart_and_database_access_are_refused_on_ineligible_environments_with_the_reason(
     project, manager, fields, reason
 ):
     environment = make_environment(project, **fields)
-    assert "restart_service" not in available(environment, manager)
-    assert reason in environment.restart_refusal_reason()
-    assert environment.restart_refusal_reason().startswith(
-        "Restart service is available only for Tier 2 to 5 sandbox environments"
+    assert not {"restart_service", "enable_access", "request_access"} & available(
+        environment, manager
+    )
+    assert reason in environment.sandbox_refusal_reason()
+    assert environment.sandbox_refusal_reason().startswith(
+        "Restart service and database access (Enable access, Request access) are available "
+        "only for Tier 2 to 5 sandbox environments"
     )
 
 
 @pytest.mark.parametrize("tier", [2, 3, 4, 5])
 def test_restart_is_offered_on_tier_2_to_5_sandboxes(project, tier):
-    assert make_environment(project, tier=tier).restart_refusal_reason() is None
+    assert make_environment(project, tier=tier).sandbox_refusal_reason() is None
 
 
 def test_maintenance_mode_is_offered_on_production_environments(project, manager):
     environment = make_environment(project, tier=5, type=EnvironmentType.PRODUCTION)
-    assert available(environment, manager) == {"enable_maintenance"} | ACCESS
+    assert available(environment, manager) == {"enable_maintenance"}

@@ -1,47 +1,58 @@
-"""The environment list, whose table asks for news every few seconds."""
+"""The environment list, whose table asks for news every few seconds.
+
+The table is kept in the cache, and its poll answered 304, under the version of what
+the user may see (access.visible_version): one aggregate query instead of the page's
+rows and their count.
+"""
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import render
 from django.utils.cache import patch_cache_control
+from django.utils.functional import cached_property
 from django.utils.http import quote_etag
 from django.views.decorators.http import condition, require_GET
 
-from environments.access import visible_environments
-from environments.cache_keys import rows_key
+from environments.access import visible_environments, visible_version
+from environments.cache_keys import viewer_key
 
 ENVIRONMENTS_PER_PAGE = 50
 
 
-def _page(request):
-    """The page of environments asked for, read once for both the ETag and the view."""
-    if getattr(request, "environments_page", None) is None:
+class Listing:
+    """The page of environments asked for, read only if the template shows it (not
+    when the table comes from the cache)."""
+
+    def __init__(self, request):
+        self.user = request.user
+        self.number = request.GET.get("page")
+
+    @cached_property
+    def page(self):
         # The id last: environments of one project may share a name, and a page must
         # not show one of them twice or never.
-        environments = visible_environments(request.user).order_by("project__name", "name", "pk")
-        paginator = Paginator(environments, ENVIRONMENTS_PER_PAGE)
-        request.environments_page = paginator.get_page(request.GET.get("page"))
-    return request.environments_page
+        environments = visible_environments(self.user).select_related("project")
+        environments = environments.order_by("project__name", "name", "pk")
+        return Paginator(environments, ENVIRONMENTS_PER_PAGE).get_page(self.number)
+
+    @cached_property
+    def busy(self):
+        return any(environment.is_busy for environment in self.page)
 
 
-def _rows_etag(request):
-    page = _page(request)
-    return quote_etag(f"{page.number}.{page.paginator.count}.{rows_key(page)}")
+def _list_key(request):
+    if getattr(request, "list_key", None) is None:
+        page = request.GET.get("page", "1")
+        request.list_key = viewer_key(request, "list", page, visible_version(request.user))
+    return request.list_key
 
 
 @login_required
 @require_GET
-@condition(etag_func=_rows_etag)
+@condition(etag_func=lambda request: quote_etag(_list_key(request)))
 def environment_list(request):
-    page = _page(request)
-    context = {
-        "page": page,
-        "rows_key": rows_key(page),
-        "busy": any(environment.is_busy for environment in page),
-    }
-    if request.htmx:  # the table's poll
-        response = render(request, "environments/list.html#table", context)
-    else:
-        response = render(request, "environments/list.html", context)
+    context = {"listing": Listing(request), "list_key": _list_key(request)}
+    template = "environments/list.html#table" if request.htmx else "environments/list.html"
+    response = render(request, template, context)
     patch_cache_control(response, private=True, no_cache=True)
     return response

@@ -3,13 +3,17 @@
 import csv
 import datetime
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
+from django.utils.functional import cached_property
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from environments.access import get_environment_for_user, visible_operations
+from environments.access import get_environment_for_user, visible_operations, visible_version
+from environments.cache_keys import shared_key, viewer_key
 from environments.forms import HistoryFilterForm
 
 PAGE_SIZE = 50
@@ -42,6 +46,7 @@ CSV_RELATED = [
 
 
 @login_required
+@never_cache
 @require_GET
 def environment_history(request, slug):
     environment = get_environment_for_user(request, slug)
@@ -49,25 +54,29 @@ def environment_history(request, slug):
 
 
 @login_required
+@never_cache
 @require_GET
 def all_history(request):
     return _history_page(request, visible_operations(request.user), environment=None)
 
 
 @login_required
+@never_cache
 @require_GET
 def environment_history_csv(request, slug):
     environment = get_environment_for_user(request, slug)
-    return _history_csv(request, environment.operations.all(), f"history-{environment.slug}")
+    return _history_csv(request, environment.operations.all(), environment=environment)
 
 
 @login_required
+@never_cache
 @require_GET
 def all_history_csv(request):
-    return _history_csv(request, visible_operations(request.user), "history")
+    return _history_csv(request, visible_operations(request.user), environment=None)
 
 
 @login_required
+@never_cache
 @require_GET
 def operation_detail(request, slug, activity_id):
     environment = get_environment_for_user(request, slug)
@@ -110,35 +119,101 @@ def decode_cursor(value):
         raise BadCursor(value) from None
 
 
+def _history_filters(request, environment):
+    # An environment's own history shows everything; across environments, the Maintain
+    # operations unless asked for more.
+    return HistoryFilterForm(request.GET, default_type="all" if environment else "maintain")
+
+
 def _history_page(request, queryset, *, environment):
-    form = HistoryFilterForm(request.GET)
-    context = {"environment": environment, "form": form, "operations": [], "query": ""}
+    """The page is kept in the cache under the version of what it shows: the
+    environment's revision, or across environments access.visible_version."""
+    form = _history_filters(request, environment)
+    history = History(request, queryset, form, environment)
+    context = {"environment": environment, "form": form, "history": history}
     template = "environments/history.html"
     if not form.is_valid():
         return render(request, template, context, status=400)
-    queryset = form.filter(queryset).select_related("environment", "service", "requested_by")
     try:
-        page = keyset_page(
-            queryset, before=request.GET.get("before"), after=request.GET.get("after")
-        )
+        history.cursor = {
+            key: decode_cursor(request.GET[key])
+            for key in ("before", "after")
+            if request.GET.get(key)
+        }
     except BadCursor:
         context["cursor_error"] = "That page link is not valid; showing the newest entries."
         return render(request, template, context, status=400)
-    filters = request.GET.copy()
-    for key in ("before", "after"):
-        filters.pop(key, None)
-    context.update(page, query=filters.urlencode())
+    query = sorted(request.GET.lists())
+    if environment is None:
+        key = viewer_key(request, "history", visible_version(request.user), query)
+    else:
+        key = shared_key("history", environment.pk, environment.revision, query)
+    context["history_key"] = key
     return render(request, template, context)
 
 
+class History:
+    """One page of history, read only if the template shows it (not when the page
+    comes from the cache)."""
+
+    def __init__(self, request, queryset, form, environment):
+        self.user = request.user
+        self.queryset = queryset
+        self.form = form
+        self.environment = environment
+        self.show_environment = environment is None
+        self.cursor = {}
+        filters = request.GET.copy()
+        for key in ("before", "after"):
+            filters.pop(key, None)
+        self.query = filters.urlencode()
+
+    @cached_property
+    def page(self):
+        queryset = self.form.filter(self.queryset)
+        # The columns a row shows: never the driver log or the error, which can be long.
+        queryset = queryset.select_related("environment", "service", "requested_by")
+        return keyset_page(queryset.only(*ROW_FIELDS), **self.cursor)
+
+    @cached_property
+    def requesters(self):
+        """The names the Requested by filter offers: the people of the viewer's projects."""
+        users = get_user_model().objects.filter(is_active=True)
+        if self.environment is not None:
+            users = users.filter(project_memberships__project_id=self.environment.project_id)
+        elif not self.user.is_superuser:
+            projects = self.user.project_memberships.values("project_id")
+            users = users.filter(project_memberships__project_id__in=projects)
+        return users.order_by("username").values_list("username", flat=True).distinct()[:200]
+
+
+#: What a history row reads.
+ROW_FIELDS = [
+    "activity_id",
+    "environment__slug",
+    "environment__name",
+    "kind",
+    "action",
+    "target",
+    "service__kind",
+    "requested_by__username",
+    "started_at",
+    "finished_at",
+    "outcome",
+    "status_before",
+    "status_after",
+]
+
+
 def keyset_page(queryset, *, before=None, after=None, size=PAGE_SIZE):
-    """One page of history, newest first, found by the (started_at, id) of its edge.
+    """One page of history, newest first, found by the (started_at, id) of its edge
+    (``before`` or ``after``, decoded cursors).
 
     Keyset pagination costs the same on page 1 and page 10,000: the index on
     (started_at, id) is entered at the cursor instead of counting past OFFSET rows.
     """
     if after:
-        started, pk = decode_cursor(after)
+        started, pk = after
         rows = list(
             queryset.filter(started_at__gte=started)
             .exclude(started_at=started, id__lte=pk)
@@ -149,7 +224,7 @@ def keyset_page(queryset, *, before=None, after=None, size=PAGE_SIZE):
         has_older = True
     else:
         if before:
-            started, pk = decode_cursor(before)
+            started, pk = before
             queryset = queryset.filter(started_at__lte=started).exclude(
                 started_at=started, id__gte=pk
             )
@@ -178,8 +253,9 @@ def csv_safe(value):
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def _history_csv(request, queryset, name):
-    form = HistoryFilterForm(request.GET)
+def _history_csv(request, queryset, *, environment):
+    name = f"history-{environment.slug}" if environment else "history"
+    form = _history_filters(request, environment)
     if not form.is_valid():
         return render(
             request,

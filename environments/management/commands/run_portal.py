@@ -31,13 +31,18 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=2)
         parser.add_argument("--threads", type=int, default=4)
         parser.add_argument(
+            "--access-log",
+            action="store_true",
+            help="Print a line for every request (the status polls make many).",
+        )
+        parser.add_argument(
             "--no-local-sandbox",
             action="store_false",
             dest="local_sandbox",
             help="Do not start the Local sandbox's supervisord (PORTAL_LOCAL_SANDBOX=0 too).",
         )
 
-    def handle(self, *args, bind, workers, threads, local_sandbox, **options):
+    def handle(self, *args, bind, workers, threads, access_log, local_sandbox, **options):
         python = sys.executable
         manage = str(settings.BASE_DIR / "manage.py")
         commands = {
@@ -52,8 +57,7 @@ class Command(BaseCommand):
                 str(workers),
                 "--threads",
                 str(threads),
-                "--access-logfile",
-                "-",
+                *(["--access-logfile", "-"] if access_log else []),
                 "--graceful-timeout",
                 "5",
             ],

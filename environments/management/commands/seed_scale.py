@@ -290,7 +290,7 @@ class Command(BaseCommand):
     def _walk(self, environment_id, count, first, now, services, requesters, rnd):
         """One environment's history, oldest first: a walk of the state machine."""
         staff, environment = requesters
-        restartable = environment.is_restart_eligible()
+        restartable = environment.is_sandbox_eligible()
         span = (now - first).total_seconds() - 3600
         offsets = sorted(rnd.random() * span for _ in range(count))
         status = Status.DEPLOYED
