@@ -87,15 +87,13 @@ def test_a_host_killed_mid_restart_leaves_nothing_stuck_and_nginx_routes_around_
     host1, host2 = running.hosts
     release = running.state_dir / "crash-release"
     # The restart goes on until released, as a slow service would; the release also
-    # ends the command that host 1's death leaves behind (it runs in a group of its own).
+    # ends the command that host 1's death leaves behind (it runs in a group of its
+    # own), and so does its bound (two minutes) if the test itself dies.
+    wait = (
+        f"i=0; until [ -e '{release}' ]; do i=$((i+1)); [ $i -gt 1200 ] && exit 1; sleep 0.1; done"
+    )
     running.write_drivers(
-        {
-            CRASH: {
-                "driver": "command",
-                "restart": ["sh", "-c", f"until [ -e '{release}' ]; do sleep 0.1; done"],
-                "health": ["true"],
-            }
-        }
+        {CRASH: {"driver": "command", "restart": ["sh", "-c", wait], "health": ["true"]}}
     )
     session = sign_in(running.nginx_port, OWNER)
     stop, results, threads = threading.Event(), [], []
