@@ -220,12 +220,13 @@ def _write(environment, user, kind, now, *, enqueue=True, **fields):
 def _enqueue(operation):
     from environments.tasks import enforce_deadline, run_operation
 
-    run_operation.enqueue(operation.pk)
+    # Ending access waits for nothing: it has a queue (and a worker) of its own.
+    queue = settings.ACCESS_QUEUE if operation.ends_grant else run_operation.queue_name
+    run_operation.using(queue_name=queue).enqueue(operation.pk)
     # A second task wakes at the deadline, so a worker that died mid-operation never
     # leaves the environment stuck.
-    enforce_deadline.using(run_after=operation.deadline + timedelta(seconds=1)).enqueue(
-        operation.pk
-    )
+    deadline = operation.deadline + timedelta(seconds=1)
+    enforce_deadline.using(queue_name=queue, run_after=deadline).enqueue(operation.pk)
 
 
 # --- Progress and finishing (the worker and the watchdog) ------------------------

@@ -2,6 +2,7 @@
 
 import logging
 
+from django.conf import settings
 from django_tasks import task
 
 from environments import crypto, operations
@@ -73,7 +74,7 @@ def enforce_deadline(operation_id):
     operations.fail_overdue_operation(operation_id)
 
 
-@task()
+@task(queue_name=settings.ACCESS_QUEUE)
 def expire_access_grant(model_name, grant_id):
     """End a firewall rule or database account at its expiry time."""
     operations.expire_grant(model_name, grant_id)

@@ -35,3 +35,16 @@ def locked_out(request, original_response=None, credentials=None):
     )
     context = {"form": form, "lockout": message, "next": request.POST.get("next", "")}
     return render(request, "registration/login.html", context, status=429)
+
+
+def client_address(request):
+    """The client's address: REMOTE_ADDR, or behind PORTAL_PROXY_COUNT reverse proxies
+    the address the outermost of them saw (X-Forwarded-For, counted from the right,
+    where a client cannot write)."""
+    from django.conf import settings
+
+    count = settings.PORTAL_PROXY_COUNT
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    if count and len(forwarded) >= count and forwarded[-count]:
+        return forwarded[-count]
+    return request.META.get("REMOTE_ADDR")

@@ -121,6 +121,12 @@ else:
         DATABASES["default"].setdefault("OPTIONS", {}).update(
             server_side_binding=True, prepare_threshold=5
         )
+    else:
+        # Behind a transaction-pooling PgBouncer nothing may outlive a transaction on a
+        # server connection: neither prepared statements nor the server-side cursor the
+        # history CSV export reads through (Django: "Transaction pooling and server-side
+        # cursors").
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -163,6 +169,8 @@ SECURE_TLS = env_bool("PORTAL_TLS", not DEBUG)
 SESSION_COOKIE_SECURE = SECURE_TLS
 CSRF_COOKIE_SECURE = SECURE_TLS
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", SECURE_TLS)
+# Load balancers and monitoring ask each host's /healthz over plain HTTP (docs/deploy.md).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE_TLS else None
 SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 31536000 if SECURE_TLS else 0))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_TLS
@@ -210,25 +218,35 @@ if ADMIN_PATH == "/":
     raise ImproperlyConfigured("ADMIN_PATH must not be empty: the portal itself is at /.")
 
 # Sign-in throttling (django-axes): after AXES_FAILURE_LIMIT failed sign-ins to one
-# account it is locked for AXES_COOLOFF_MINUTES, whatever address the guesses come from
-# (behind a reverse proxy every client has the proxy's address, so a lockout by address
-# would lock everyone out). `manage.py axes_reset_username NAME` lifts a lockout early.
+# account from one client address, that pair is locked for AXES_COOLOFF_MINUTES. By the
+# pair: a lockout by account alone would let anyone lock out `admin` from anywhere.
+# Behind reverse proxies, PORTAL_PROXY_COUNT says how many set X-Forwarded-For, so that
+# the client's own address counts (lcs_portal.auth.client_address). An administrator
+# lifts a lockout early with `manage.py axes_reset_username NAME` (every address) or
+# `manage.py axes_reset_ip_username ADDRESS NAME`; `manage.py axes_list_attempts` lists
+# them (docs/reliability.md).
 AUTHENTICATION_BACKENDS = [
     "lcs_portal.auth.SignInThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", 5))
 AXES_COOLOFF_TIME = timedelta(minutes=env_float("AXES_COOLOFF_MINUTES", 15))
-AXES_LOCKOUT_PARAMETERS = ["username"]
-# axes.W006 warns that a lockout without the address can be dodged by changing user
-# agent or cookies; that holds for a lockout by a combination of them, not for one by
-# account, which counts every failed sign-in to the account wherever it comes from.
-SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "lcs_portal.auth.client_address"
+PORTAL_PROXY_COUNT = int(os.environ.get("PORTAL_PROXY_COUNT", 0))
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "lcs_portal.auth.locked_out"
 
 # --- Background tasks ---------------------------------------------------------
-TASKS = {"default": {"BACKEND": os.environ.get("TASK_BACKEND", "django_tasks_db.DatabaseBackend")}}
+# Ending access (expiry, Remove, Revoke) has a queue and a worker of its own, so that a
+# grant never outlives its expiry while a restart keeps the other worker busy.
+ACCESS_QUEUE = "access"
+TASKS = {
+    "default": {
+        "BACKEND": os.environ.get("TASK_BACKEND", "django_tasks_db.DatabaseBackend"),
+        "QUEUES": ["default", ACCESS_QUEUE],
+    }
+}
 
 # --- Sessions and cache -----------------------------------------------------------
 # Every signed-in request reads its session, so where it lives sets the floor of every

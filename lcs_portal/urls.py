@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from environments.views.health import healthz
@@ -7,6 +8,19 @@ from environments.views.health import healthz
 urlpatterns = [
     path("", include("environments.urls")),
     path(settings.ADMIN_PATH, admin.site.urls),
-    path("accounts/", include("django.contrib.auth.urls")),
+    # Signing in and out and changing one's password; no password reset until there is
+    # a mail set-up to send it (and a throttle in front of it).
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "accounts/password_change/",
+        auth_views.PasswordChangeView.as_view(),
+        name="password_change",
+    ),
+    path(
+        "accounts/password_change/done/",
+        auth_views.PasswordChangeDoneView.as_view(),
+        name="password_change_done",
+    ),
     path("healthz", healthz, name="healthz"),
 ]

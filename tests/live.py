@@ -243,6 +243,7 @@ def held_drivers(directory, slug):
     """Drivers for ``slug`` whose work goes on until the file ``release`` exists: the
     command driver (restart, maintenance mode) waits for it in its health check, the
     firewall command in a loop. Returns the file and the settings to pass to processes.
+    A test touches ``release`` in its ``finally`` too, so nothing keeps waiting.
     """
     import json
 
@@ -269,7 +270,13 @@ def held_drivers(directory, slug):
         "PORTAL_DRIVERS_FILE": drivers,
         "PORTAL_FIREWALL_DRIVER": "command",
         "PORTAL_FIREWALL_APPLY": json.dumps(
-            ["sh", "-c", f"until [ -e '{release}' ]; do sleep 0.05; done"]
+            # Bounded (two minutes), so that a test that fails never leaves it behind.
+            [
+                "sh",
+                "-c",
+                f"i=0; until [ -e '{release}' ]; do i=$((i+1)); [ $i -gt 2400 ] && exit 1; "
+                "sleep 0.05; done",
+            ]
         ),
         "PORTAL_FIREWALL_REMOVE": '["true"]',
     }

@@ -385,3 +385,77 @@ def test_a_forged_csrf_token_gets_a_plain_403_page(environment, manager):
     )
     assert response.status_code == 403
     assert "security token was missing or did not match" in response.content.decode()
+
+
+# --- Security review 2026-12 ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/environments/",
+        "/environments/{slug}/",
+        "/environments/{slug}/history/",
+        "/environments/{slug}/history.csv",
+        "/history/",
+        "/history.csv",
+        "/environments/{slug}/history/{activity}/",
+    ],
+)
+def test_private_pages_are_never_kept_by_the_browser(client, environment, manager, start, path):
+    from environments.models import OperationKind
+
+    operation = start(OperationKind.ENABLE_MAINTENANCE, environment, manager)
+    client.force_login(manager)
+    response = client.get(path.format(slug=environment.slug, activity=operation.activity_id))
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"] and "private" in response["Cache-Control"]
+
+
+@pytest.mark.parametrize("path", ["/accounts/password_reset/", "/accounts/reset/x/y/"])
+def test_password_reset_is_not_served(client, path):
+    assert client.get(path).status_code == 404
+    assert client.post(path, {"email": "a@example.com"}).status_code == 404
+
+
+def test_signing_in_and_changing_ones_password_are_served(client, member):
+    assert client.get("/accounts/login/").status_code == 200
+    client.force_login(member)
+    assert client.get("/accounts/password_change/").status_code == 200
+
+
+def test_nobody_can_lock_an_account_out_from_another_address(client, member):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        Client(REMOTE_ADDR="198.51.100.9").post(
+            "/accounts/login/", {"username": "tom", "password": "wrong"}
+        )
+    attacker = Client(REMOTE_ADDR="198.51.100.9")
+    assert sign_in(attacker, "tom", PASSWORD).status_code == 429
+    # tom, from his own address, is not locked out.
+    assert sign_in(Client(REMOTE_ADDR="203.0.113.20"), "tom", PASSWORD).status_code == 302
+
+
+def test_behind_a_proxy_the_clients_own_address_counts(settings, member):
+    settings.PORTAL_PROXY_COUNT = 1
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        Client(**proxy, HTTP_X_FORWARDED_FOR="198.51.100.9").post(
+            "/accounts/login/", {"username": "tom", "password": "wrong"}
+        )
+    locked = Client(**proxy, HTTP_X_FORWARDED_FOR="198.51.100.9")
+    assert sign_in(locked, "tom", PASSWORD).status_code == 429
+    # A client cannot choose its address by writing its own X-Forwarded-For in front.
+    forged = Client(**proxy, HTTP_X_FORWARDED_FOR="203.0.113.20, 198.51.100.9")
+    assert sign_in(forged, "tom", PASSWORD).status_code == 429
+    other = Client(**proxy, HTTP_X_FORWARDED_FOR="203.0.113.20")
+    assert sign_in(other, "tom", PASSWORD).status_code == 302
+
+
+def test_an_administrator_lifts_a_lockout_with_axes_reset_username(client, member):
+    from django.core.management import call_command
+
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        sign_in(client, "tom", "wrong password")
+    assert sign_in(client, "tom", PASSWORD).status_code == 429
+    call_command("axes_reset_username", "tom")
+    assert sign_in(client, "tom", PASSWORD).status_code == 302

@@ -8,7 +8,7 @@ rows and their count.
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import render
-from django.utils.cache import patch_cache_control
+from django.utils.cache import add_never_cache_headers, patch_cache_control
 from django.utils.functional import cached_property
 from django.utils.http import quote_etag
 from django.views.decorators.http import condition, require_GET
@@ -52,7 +52,11 @@ def _list_key(request):
 @condition(etag_func=lambda request: quote_etag(_list_key(request)))
 def environment_list(request):
     context = {"listing": Listing(request), "list_key": _list_key(request)}
-    template = "environments/list.html#table" if request.htmx else "environments/list.html"
-    response = render(request, template, context)
+    if not request.htmx:  # the page: never kept by the browser
+        response = render(request, "environments/list.html", context)
+        add_never_cache_headers(response)
+        return response
+    # The table's poll: kept by this browser only, which asks again on every poll.
+    response = render(request, "environments/list.html#table", context)
     patch_cache_control(response, private=True, no_cache=True)
     return response

@@ -1,5 +1,5 @@
-"""Run the portal: gunicorn, the task worker and the local sandbox's supervisord together,
-stopped together."""
+"""Run the portal: gunicorn, the task workers, the watchdog and the local sandbox's
+supervisord together, stopped together."""
 
 import os
 import signal
@@ -16,14 +16,15 @@ from environments.models import Environment
 
 #: The task worker and the watchdog exit when they lose the database (django-tasks-db's
 #: worker does not wait for it); they are started again, and work again once it is back.
-RESTARTED = ("db_worker", "watchdog")
+RESTARTED = ("db_worker", "access_worker", "watchdog")
 RESTART_DELAY = 2.0
 
 
 class Command(BaseCommand):
     help = (
-        "Serve the portal with gunicorn and run the db_worker beside it, and supervisord "
-        "with the Local sandbox's services when that environment exists; Ctrl-C stops all."
+        "Serve the portal with gunicorn and run the task workers (one for access) and the "
+        "watchdog beside it, and supervisord with the Local sandbox's services when that "
+        "environment exists; Ctrl-C stops all."
     )
 
     def add_arguments(self, parser):
@@ -61,16 +62,9 @@ class Command(BaseCommand):
                 "--graceful-timeout",
                 "5",
             ],
-            "db_worker": [
-                python,
-                manage,
-                "db_worker",
-                "--no-reload",
-                "--interval",
-                "0.5",
-                "--queue-name",
-                "*",
-            ],
+            "db_worker": self._worker(manage, "default"),
+            # Ending access never waits behind a restart (settings.ACCESS_QUEUE).
+            "access_worker": self._worker(manage, settings.ACCESS_QUEUE),
             # The backstop for lost tasks: fails operations past their deadline and
             # ends access past its expiry, once a minute.
             "watchdog": [python, manage, "watchdog", "--loop", "60"],
@@ -127,6 +121,10 @@ class Command(BaseCommand):
                     child.kill()
                     child.wait()
         self.stdout.write(f"Stopped {', '.join(children)}.")
+
+    def _worker(self, manage, queue):
+        worker = [sys.executable, manage, "db_worker", "--no-reload", "--interval", "0.5"]
+        return [*worker, "--queue-name", queue]
 
     def _local_sandbox(self):
         """The Local sandbox to run, with its files written; None when there is none."""
