@@ -85,7 +85,7 @@ def check_allowed(environment, user, kind):
 # --- Starting Maintain actions -------------------------------------------------------
 
 
-def restart_service(environment, user, service_kind, reason=""):
+def restart_service(environment, user, service_kind, reason="", via=""):
     if service_kind not in ServiceKind.values:
         raise OperationRefused(
             "Choose a service to restart: AOS, DIXF or MR.", OperationRefused.INVALID
@@ -110,44 +110,45 @@ def restart_service(environment, user, service_kind, reason=""):
             reason=reason,
             service=service,
             status_before=status_before,
+            via=via,
         )
 
     return _start(environment, user, OperationKind.RESTART_SERVICE, start)
 
 
-def enable_maintenance(environment, user, reason=""):
-    return _start_action(environment, user, OperationKind.ENABLE_MAINTENANCE, reason)
+def enable_maintenance(environment, user, reason="", via=""):
+    return _start_action(environment, user, OperationKind.ENABLE_MAINTENANCE, reason, via)
 
 
-def disable_maintenance(environment, user, reason=""):
-    return _start_action(environment, user, OperationKind.DISABLE_MAINTENANCE, reason)
+def disable_maintenance(environment, user, reason="", via=""):
+    return _start_action(environment, user, OperationKind.DISABLE_MAINTENANCE, reason, via)
 
 
-def resume(environment, user, reason=""):
+def resume(environment, user, reason="", via=""):
     """Run the failed operation again."""
-    return _start_recovery(environment, user, OperationKind.RESUME, reason)
+    return _start_recovery(environment, user, OperationKind.RESUME, reason, via)
 
 
-def rollback(environment, user, reason=""):
+def rollback(environment, user, reason="", via=""):
     """Undo the failed operation and return to the status before it."""
-    return _start_recovery(environment, user, OperationKind.ROLLBACK, reason)
+    return _start_recovery(environment, user, OperationKind.ROLLBACK, reason, via)
 
 
-def abort(environment, user, reason=""):
+def abort(environment, user, reason="", via=""):
     """Return to the status before the failed operation without acting."""
-    return _start_recovery(environment, user, OperationKind.ABORT, reason)
+    return _start_recovery(environment, user, OperationKind.ABORT, reason, via)
 
 
-def _start_action(environment, user, kind, reason):
+def _start_action(environment, user, kind, reason, via=""):
     def start(locked, now):
         status_before = locked.status
         getattr(locked, kind)()
-        return _write(locked, user, kind, now, reason=reason, status_before=status_before)
+        return _write(locked, user, kind, now, reason=reason, status_before=status_before, via=via)
 
     return _start(environment, user, kind, start)
 
 
-def _start_recovery(environment, user, kind, reason):
+def _start_recovery(environment, user, kind, reason, via=""):
     def start(locked, now):
         failed = locked.failed_operation()
         status_before = locked.status
@@ -165,6 +166,7 @@ def _start_recovery(environment, user, kind, reason):
             status_before=status_before,
             return_status=failed.return_status,
             enqueue=kind != OperationKind.ABORT,
+            via=via,
         )
         if kind == OperationKind.ABORT:
             # Abort acts on nothing: it is done as soon as it is written.
@@ -346,7 +348,7 @@ def access_lifetime(hours=None):
     return timedelta(hours=hours)
 
 
-def enable_access(environment, user, *, name, cidr, reason, lifetime=None):
+def enable_access(environment, user, *, name, cidr, reason, lifetime=None, via=""):
     """Add a firewall rule for an IP address or range (``cidr`` already validated)."""
     lifetime = lifetime or access_lifetime()
 
@@ -382,6 +384,7 @@ def enable_access(environment, user, *, name, cidr, reason, lifetime=None):
             reason=reason,
             firewall_rule=rule,
             target=grant_target(rule),
+            via=via,
         )
 
     return _start(environment, user, OperationKind.ENABLE_ACCESS, start)
@@ -397,7 +400,7 @@ def _covering_rule(cidr, rules):
     return None
 
 
-def request_access(environment, user, *, level, reason, lifetime=None):
+def request_access(environment, user, *, level, reason, lifetime=None, via=""):
     """Create a database account for the requester, approved at once."""
     if level not in AccessLevel.values:
         raise OperationRefused("Choose Read or Read-write access.", OperationRefused.INVALID)
@@ -427,6 +430,7 @@ def request_access(environment, user, *, level, reason, lifetime=None):
             reason=reason,
             database_account=account,
             target=grant_target(account),
+            via=via,
         )
 
     return _start(environment, user, OperationKind.REQUEST_ACCESS, start)
@@ -439,14 +443,14 @@ def grant_target(grant):
     return f"{grant.get_level_display()} account {grant.username}"
 
 
-def remove_access(rule, user):
+def remove_access(rule, user, via=""):
     """End a firewall rule early (Remove). False if it had ended already."""
-    return _end_grant(rule, user, AccessEnd.REMOVED)
+    return _end_grant(rule, user, AccessEnd.REMOVED, via=via)
 
 
-def revoke_access(account, user):
+def revoke_access(account, user, via=""):
     """End a database account early (Revoke). False if it had ended already."""
-    return _end_grant(account, user, AccessEnd.REVOKED)
+    return _end_grant(account, user, AccessEnd.REVOKED, via=via)
 
 
 def end_access_of(user, end_reason):
@@ -505,7 +509,7 @@ def _account_username(user):
     return f"jit_{name}_{secrets.token_hex(4)}"
 
 
-def _end_grant(grant, user, end_reason, now=None):
+def _end_grant(grant, user, end_reason, now=None, via=""):
     """Mark a grant ended and queue its removal. False if it had ended already.
 
     A grant still being applied is removed as soon as its apply settles (see
@@ -531,7 +535,7 @@ def _end_grant(grant, user, end_reason, now=None):
         locked.save()
         Environment.objects.filter(pk=locked.environment_id).bump_revision()
         if locked.applied_at is not None:
-            _queue_removal(locked, user, now)
+            _queue_removal(locked, user, now, via=via)
         return True
 
 
@@ -546,7 +550,7 @@ def _removal_due(grant, now):
     return failures.first().finished_at + wait <= now
 
 
-def _queue_removal(grant, user, now, *, retry=False):
+def _queue_removal(grant, user, now, *, retry=False, via=""):
     if isinstance(grant, FirewallRule):
         kind, fields = OperationKind.REMOVE_ACCESS, {"firewall_rule": grant}
     else:
@@ -565,7 +569,14 @@ def _queue_removal(grant, user, now, *, retry=False):
     if retry:
         why = "Retrying the removal, which had failed. " + why
     return _write(
-        grant.environment, user, kind, now, reason=why, target=grant_target(grant), **fields
+        grant.environment,
+        user,
+        kind,
+        now,
+        reason=why,
+        target=grant_target(grant),
+        via=via,
+        **fields,
     )
 
 
