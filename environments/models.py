@@ -109,8 +109,9 @@ class OperationKind(models.TextChoices):
     REMOVE_ACCESS = "remove_access", "Remove access"
     REQUEST_ACCESS = "request_access", "Request access"
     REVOKE_ACCESS = "revoke_access", "Revoke access"
-    GRANT_ROLE = "grant_role", "Grant environment role"
-    REMOVE_ROLE = "remove_role", "Remove environment role"
+    GRANT_ROLE = "grant_role", "Environment role given"
+    CHANGE_ROLE = "change_role", "Environment role changed"
+    REMOVE_ROLE = "remove_role", "Environment role removed"
 
 
 #: The Maintain actions that move the environment's status; Resume, Rollback and Abort
@@ -132,7 +133,7 @@ ACCESS_KINDS = (
     OperationKind.REQUEST_ACCESS,
     OperationKind.REVOKE_ACCESS,
 )
-ROLE_KINDS = (OperationKind.GRANT_ROLE, OperationKind.REMOVE_ROLE)
+ROLE_KINDS = (OperationKind.GRANT_ROLE, OperationKind.CHANGE_ROLE, OperationKind.REMOVE_ROLE)
 #: The History pages' Type column, as Lifecycle Services' History has one.
 KIND_TYPE = {
     **dict.fromkeys(ACTIONS, "Maintenance"),
