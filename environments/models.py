@@ -5,6 +5,7 @@ the transitions below, and only ``environments.operations`` calls them, inside t
 transaction that locks the environment row and writes the Operation (history) row.
 """
 
+import secrets
 import threading
 import uuid
 
@@ -331,6 +332,11 @@ class Environment(FSMModelMixin, models.Model):
     maintenance_mode = models.BooleanField(default=False, editable=False)
     # Goes up in the transaction of every change its pages show (bump_revision).
     revision = models.PositiveBigIntegerField(default=1, editable=False)
+    # The next maintenance window, scheduled or active, kept by environments.windows in
+    # the transaction that changes any window here: the forward-auth answer and the list
+    # read it from this row instead of asking the windows.
+    window_starts_at = models.DateTimeField(null=True, blank=True, editable=False)
+    window_ends_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = EnvironmentQuerySet.as_manager()
 
@@ -379,6 +385,10 @@ class Environment(FSMModelMixin, models.Model):
 
     def active_firewall_rules(self):
         return self.firewallrules.filter(ended_at=None).select_related("requested_by")
+
+    def open_maintenance_windows(self):
+        """Scheduled and active maintenance windows, soonest first."""
+        return self.maintenance_windows.open().select_related("scheduled_by")
 
     def active_database_accounts(self):
         return self.databaseaccounts.filter(ended_at=None).select_related("requested_by")
@@ -633,6 +643,14 @@ class Operation(models.Model):
     # How the request came, when not through the pages: "API (deploy-bot)", the name of
     # the API token it came with.
     via = models.CharField(max_length=120, blank=True)
+    # The maintenance window this operation started or ended (environments.windows).
+    window = models.ForeignKey(
+        "MaintenanceWindow",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="operations",
+    )
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField()
@@ -909,3 +927,310 @@ class ApiToken(models.Model):
     @property
     def may_maintain(self):
         return self.scope == TokenScope.MAINTAIN
+
+
+# --- Scheduled maintenance windows (environments/windows.py) -------------------------
+
+
+class WindowState(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    ACTIVE = "active", "Active"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+    MISSED = "missed", "Missed"
+
+
+WINDOW_BADGE = {
+    WindowState.SCHEDULED: "blue",
+    WindowState.ACTIVE: "amber",
+    WindowState.COMPLETED: "green",
+    WindowState.CANCELLED: "grey",
+    WindowState.MISSED: "red",
+}
+
+#: Windows that still hold their time: no other window of the environment may overlap them.
+OPEN_WINDOW_STATES = (WindowState.SCHEDULED, WindowState.ACTIVE)
+
+
+class MaintenanceWindowQuerySet(models.QuerySet):
+    def open(self):
+        return self.filter(state__in=OPEN_WINDOW_STATES)
+
+    def overlapping(self, starts_at, ends_at):
+        """Open windows that share a moment with [starts_at, ends_at)."""
+        return self.open().filter(starts_at__lt=ends_at, ends_at__gt=starts_at)
+
+
+class MaintenanceWindow(models.Model):
+    """Maintenance mode planned for a time: it turns on at ``starts_at`` and off at
+    ``ends_at`` through the same operations as Enable and Disable Maintenance mode.
+
+    Scheduled -> Active -> Completed, or Cancelled before it starts, or Missed when it
+    could not start. Only environments.windows changes it, under the environment's lock.
+    """
+
+    environment = models.ForeignKey(
+        Environment, on_delete=models.PROTECT, related_name="maintenance_windows"
+    )
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    reason = models.TextField()
+    # The environment's users (their environment roles) are told; the project's owners
+    # and environment managers always are.
+    notify_users = models.BooleanField(default=True)
+    scheduled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="scheduled_windows"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    changed_at = models.DateTimeField(default=timezone.now)
+    state = models.CharField(
+        max_length=20, choices=WindowState.choices, default=WindowState.SCHEDULED
+    )
+    # When maintenance mode was turned on, and when the window ended (completed,
+    # cancelled or missed).
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # Who cancelled it or ended it early; empty when it ended by itself.
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # Why it waits, was missed or ended early, for people.
+    note = models.TextField(blank=True)
+    # The shortest lead time (seconds before the start) whose reminder went out.
+    reminded_lead = models.PositiveIntegerField(null=True, blank=True)
+
+    objects = MaintenanceWindowQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["starts_at", "id"]
+        indexes = [
+            models.Index(fields=["environment", "state", "starts_at"], name="window_env_state"),
+            # The watchdog's sweep of windows that are due.
+            models.Index(
+                fields=["state", "starts_at"],
+                condition=models.Q(state__in=["scheduled", "active"]),
+                name="window_open",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_at__gt=models.F("starts_at")), name="window_ends_after_start"
+            )
+        ]
+
+    def __str__(self):
+        return f"Maintenance window {self.period_text} ({self.reason})"
+
+    @property
+    def period_text(self):
+        """ "2026-12-01 22:00 to 23:00 UTC", in the current time zone."""
+        starts = timezone.localtime(self.starts_at)
+        ends = timezone.localtime(self.ends_at)
+        end_format = "%H:%M %Z" if ends.date() == starts.date() else "%Y-%m-%d %H:%M %Z"
+        return f"{starts:%Y-%m-%d %H:%M} to {ends.strftime(end_format)}"
+
+    @property
+    def badge(self):
+        return WINDOW_BADGE[self.state]
+
+    @property
+    def is_open(self):
+        return self.state in OPEN_WINDOW_STATES
+
+
+# --- Notifications: who wants what, and what went out (environments/notifications.py) --
+
+
+class NotificationKind(models.TextChoices):
+    """The mails a user can opt out of, on their settings page."""
+
+    OPERATION_FINISHED = "operation_finished", "An operation I started finished"
+    OPERATION_FAILED = "operation_failed", "An operation I started failed"
+    ENVIRONMENT_FAILED = "environment_failed", "An operation failed on an environment I manage"
+    WINDOW_REMINDER = "window_reminder", "A maintenance window is coming up"
+    MAINTENANCE_ON = "maintenance_on", "Maintenance mode was turned on"
+    MAINTENANCE_OFF = "maintenance_off", "Maintenance mode was turned off"
+    WINDOW_CHANGED = "window_changed", "A maintenance window was cancelled or missed"
+    ACCESS_EXPIRING = "access_expiring", "My database account or firewall rule expires soon"
+
+
+def new_calendar_token():
+    return secrets.token_urlsafe(24)
+
+
+class UserSettings(models.Model):
+    """A user's own settings: their time zone and the secret address of their calendar
+    feeds. Made the first time it is needed."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="portal_settings"
+    )
+    # Empty: the time zone the browser reports.
+    time_zone = models.CharField(max_length=64, blank=True)
+    calendar_token = models.CharField(max_length=64, unique=True, default=new_calendar_token)
+
+    class Meta:
+        verbose_name = "user settings"
+        verbose_name_plural = "user settings"
+
+    def __str__(self):
+        return f"Settings of {self.user}"
+
+
+class NotificationOptOut(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_opt_outs"
+    )
+    kind = models.CharField(max_length=30, choices=NotificationKind.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "kind"], name="one_opt_out_per_kind")
+        ]
+
+    def __str__(self):
+        return f"{self.user}: no mail when {self.get_kind_display().lower()}"
+
+
+class DeliveryState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Gave up"
+
+
+class Outbox(models.Model):
+    """Something to send from the worker, written in the transaction of what caused it,
+    so it goes out exactly when that commits. Tried again with back-off until it is
+    delivered or gives up (environments/delivery.py)."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+    state = models.CharField(
+        max_length=20, choices=DeliveryState.choices, default=DeliveryState.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at", "-id"]
+
+
+class NotificationEvent(models.TextChoices):
+    OPERATION_FINISHED = "operation_finished", "Operation finished"
+    WINDOW_REMINDER = "window_reminder", "Maintenance window reminder"
+    WINDOW_CHANGED = "window_changed", "Maintenance window cancelled or missed"
+    WINDOW_NOT_ENDED = "window_not_ended", "Maintenance mode not turned off"
+    ACCESS_EXPIRING = "access_expiring", "Access expires soon"
+
+
+class Notification(Outbox):
+    """Mail about one event. ``key`` makes each event mail once, however many tasks and
+    sweeps find it due. Who gets it is decided when it is sent."""
+
+    key = models.CharField(max_length=200, unique=True)
+    event = models.CharField(max_length=30, choices=NotificationEvent.choices)
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="notifications"
+    )
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, null=True, blank=True)
+    window = models.ForeignKey(
+        MaintenanceWindow, on_delete=models.CASCADE, null=True, blank=True
+    )
+    firewall_rule = models.ForeignKey(
+        FirewallRule, on_delete=models.CASCADE, null=True, blank=True
+    )
+    database_account = models.ForeignKey(
+        DatabaseAccount, on_delete=models.CASCADE, null=True, blank=True
+    )
+    # Ids of the users it went to, so a retry sends only to the others.
+    sent_to = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta(Outbox.Meta):
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(state="pending"),
+                name="notification_pending",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.get_event_display()}: {self.key}"
+
+
+class Webhook(models.Model):
+    """A project's receiver of history events: every history row sends one when it
+    starts and one when it ends, signed with the secret (environments/webhooks.py)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="webhooks")
+    name = models.CharField(max_length=100)
+    url = models.URLField("URL", max_length=500)
+    secret = models.CharField(
+        max_length=200, help_text="Signs each event: X-Portal-Signature-256 (HMAC-SHA256)."
+    )
+    include_text = models.BooleanField(
+        "add a text field",
+        default=True,
+        help_text="A one-line summary in the event's text field, which Slack and Teams "
+        "incoming webhooks show.",
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["project", "name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.project})"
+
+
+class WebhookDelivery(Outbox):
+    """One event for one webhook. Its delivery id stays the same across retries and
+    resends, so a receiver can tell a replay."""
+
+    delivery_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    operation = models.ForeignKey(
+        Operation, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    event = models.CharField(max_length=40)
+    # The event as it happened; each attempt adds its delivery id and timestamp and signs it.
+    payload = models.JSONField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    class Meta(Outbox.Meta):
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(state="pending"),
+                name="delivery_pending",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.event} to {self.webhook.name} ({self.delivery_id})"
+
+
+class WebhookAttempt(models.Model):
+    delivery = models.ForeignKey(
+        WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log"
+    )
+    attempted_at = models.DateTimeField(default=timezone.now)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    seconds = models.FloatField(default=0)
+    # The first kilobyte of the answer, or why there was none.
+    response = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-attempted_at", "-id"]
+
+    def __str__(self):
+        return f"{self.status_code or self.error} at {self.attempted_at:%Y-%m-%d %H:%M:%S}"
