@@ -15,9 +15,10 @@ def main(argv=None):
         "what",
         nargs="?",
         default="all",
-        choices=["pages", "sessions", "workers", "all"],
+        choices=["pages", "sessions", "workers", "techniques", "all"],
         help="pages: the HTTP table; sessions: baseline B under each session set-up; "
-        "workers: db_worker throughput; all: pages and workers (default)",
+        "workers: db_worker throughput; techniques: what each cache buys, in one process; "
+        "all: pages, techniques and workers (default)",
     )
     parser.add_argument("--environments", type=int, default=1000)
     parser.add_argument("--history", type=int, default=1_000_000)
@@ -65,6 +66,10 @@ def main(argv=None):
         from bench import http
 
         results["sessions"] = http.run_sessions(args)
+    if args.what in ("techniques", "all"):
+        from bench import http
+
+        results["techniques"] = http.run_techniques(args)
     if args.what in ("workers", "all"):
         from bench import workers
 

@@ -5,6 +5,7 @@ import json
 import secrets
 import shutil
 import statistics
+import subprocess
 import time
 
 from bench import common, report
@@ -407,3 +408,24 @@ print(json.dumps({
     },
 }))
 """
+
+
+def run_techniques(args):
+    """bench/techniques.py on the seeded database: each cache with and without."""
+    url = setup_database(args.environments, args.history)
+    # The process's own cache and database sessions: clearing the cache must not
+    # touch anything shared.
+    env = common.portal_env(url)
+    common.prepare(env)  # keeps one environment in Restarting service
+    out = subprocess.run(
+        [common.PYTHON, "-m", "bench.techniques"],
+        cwd=common.BASE_DIR,
+        env=env,
+        check=True,
+        text=True,
+        stdout=subprocess.PIPE,
+    ).stdout
+    rows = json.loads(out.strip().splitlines()[-1])
+    for row in rows:
+        log(f"{row['technique']}: {row['without_ms']:.2f} -> {row['with_ms']:.2f} ms")
+    return rows
