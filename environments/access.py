@@ -107,7 +107,11 @@ def get_environment_for_user(request, slug, action=VIEW):
     Raises Http404 when the user may not see it, PermissionDenied when they may see
     it but not act on it.
     """
-    user = request.user
+    return environment_for(request.user, slug, action)
+
+
+def environment_for(user, slug, action=VIEW):
+    """get_environment_for_user for a user without a request: the API's token holder."""
     try:
         environment = Environment.objects.get(slug=slug)
     except Environment.DoesNotExist:

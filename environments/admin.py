@@ -4,9 +4,13 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.db import models, transaction
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 
 from environments.models import (
     AccessEnd,
+    ApiToken,
     DatabaseAccount,
     Environment,
     EnvironmentRole,
@@ -17,6 +21,8 @@ from environments.models import (
     Service,
 )
 from environments.operations import end_access_of, record_role_change
+from environments.tokens import AdminTokenForm
+from environments.tokens import set_secret as set_token_secret
 
 
 class DeleteOneByOne:
@@ -257,3 +263,65 @@ class DatabaseAccountAdmin(AccessGrantAdmin):
     list_display = ["username", "level", "environment", "requested_by", "expires_at", "end_reason"]
     search_fields = ["username", "environment__name", "requested_by__username"]
     exclude = ["password_encrypted"]
+
+
+# --- API tokens: made here for a user (the secret is shown once), revoked, never edited --
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    form = AdminTokenForm
+    list_display = [
+        "name",
+        "prefix",
+        "user",
+        "scope",
+        "expires_at",
+        "last_used_at",
+        "last_used_from",
+        "revoked_at",
+    ]
+    list_filter = ["scope"]
+    search_fields = ["name", "prefix", "user__username"]
+    list_select_related = ["user"]
+    autocomplete_fields = ["user"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return [
+            "user",
+            "name",
+            "scope",
+            "prefix",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+            "last_used_from",
+        ]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            request.new_token_secret = set_token_secret(obj)
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """The secret, once, on the answer to the POST that made it: never in a message,
+        which would keep it in a cookie or the session."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "token": obj,
+            "secret": request.new_token_secret,
+            "title": "API token made",
+        }
+        response = render(request, "tokens/admin_created.html", context)
+        add_never_cache_headers(response)
+        return response
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        count = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
+        self.message_user(request, f"{count} token(s) revoked.")

@@ -59,10 +59,14 @@ INSTALLED_APPS = [
     "django_tasks_db",
     "csp",
     "axes",
+    # The API (environments/api/): ninja's templates and bundled Swagger UI for its docs.
+    "ninja",
     "environments",
 ]
 
 MIDDLEWARE = [
+    # First, so that it sees every answer under /api/: errors become JSON problems there.
+    "environments.api.problems.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -339,6 +343,15 @@ PORTAL_DATABASE_DRIVER = os.environ.get("PORTAL_DATABASE_DRIVER", "simulated")
 # Which driver applies firewall rules: "simulated" or "command" (argument lists in
 # PORTAL_FIREWALL_APPLY / PORTAL_FIREWALL_REMOVE, JSON, with {name} {cidr} {environment}).
 PORTAL_FIREWALL_DRIVER = os.environ.get("PORTAL_FIREWALL_DRIVER", "simulated")
+
+# --- The API (environments/api/, docs/api.md) ---------------------------------------------
+# Personal access tokens last PORTAL_API_TOKEN_DAYS unless their maker chooses otherwise,
+# and never more than PORTAL_API_TOKEN_MAX_DAYS. Each token may make PORTAL_API_RATE_LIMIT
+# requests a minute, counted in Django's cache: per gunicorn process with the default
+# cache, across all of them with a shared PORTAL_CACHE_URL.
+API_TOKEN_DEFAULT_DAYS = int(os.environ.get("PORTAL_API_TOKEN_DAYS", 90))
+API_TOKEN_MAX_DAYS = int(os.environ.get("PORTAL_API_TOKEN_MAX_DAYS", 365))
+API_RATE_LIMIT = int(os.environ.get("PORTAL_API_RATE_LIMIT", 600))
 
 LOGGING = {
     "version": 1,

@@ -3,6 +3,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from environments.api import api
+from environments.views import tokens
 from environments.views.health import healthz
 
 urlpatterns = [
@@ -23,4 +25,8 @@ urlpatterns = [
         name="password_change_done",
     ),
     path("healthz", healthz, name="healthz"),
+    # The JSON API (environments/api/) and the tokens it takes (environments/tokens.py).
+    path("api/v1/", api.urls),
+    path("tokens/", tokens.token_list, name="api-tokens"),
+    path("tokens/<int:pk>/revoke/", tokens.revoke_token, name="api-token-revoke"),
 ]

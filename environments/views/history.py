@@ -33,6 +33,7 @@ CSV_COLUMNS = [
     "error",
     "access_expires",
     "access_ended",
+    "via",
 ]
 CSV_CHUNK_ROWS = 500
 # Joins the export needs: access grants and who ended them.
@@ -197,6 +198,7 @@ ROW_FIELDS = [
     "target",
     "service__kind",
     "requested_by__username",
+    "via",
     "started_at",
     "finished_at",
     "outcome",
@@ -285,6 +287,7 @@ def _history_csv(request, queryset, *, environment):
                 op.error,
                 grant.expires_at.isoformat() if grant else "",
                 grant.ending_text if grant and grant.ended_at else "",
+                op.via,
             )
         )
 

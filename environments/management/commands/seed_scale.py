@@ -273,7 +273,8 @@ class Command(BaseCommand):
 
     def _copy(self, rows, started, total):
         columns = [field.column for field in OPERATION_FIELDS]
-        names = [field.attname for field in OPERATION_FIELDS]
+        # A field the walk does not set gets its default, as bulk_create would give it.
+        defaults = {field.attname: field.get_default() for field in OPERATION_FIELDS}
         table = Operation._meta.db_table
         written = 0
         connection.ensure_connection()
@@ -281,7 +282,7 @@ class Command(BaseCommand):
             sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
             with cursor.copy(sql) as copy:
                 for row in rows:
-                    copy.write_row([row.get(name) for name in names])
+                    copy.write_row([row.get(name, default) for name, default in defaults.items()])
                     written += 1
                     if written % 200_000 == 0:
                         self._log(started, f"{written}/{total} history rows")

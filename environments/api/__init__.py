@@ -1,0 +1,35 @@
+"""The JSON API at /api/v1/ (django-ninja): the Maintain menu, history and database
+access for scripts and the `portal` command line, under the pages' rules
+(environments.access and environments.operations). docs/api.md describes it; the
+browsable docs are at /api/v1/docs, the OpenAPI document at /api/v1/openapi.json."""
+
+from ninja import NinjaAPI, Swagger
+
+from environments.api import access_grants, environments, history
+from environments.api.auth import TokenAuth, TokenRateLimit
+from environments.api.problems import install_handlers
+
+DESCRIPTION = """\
+The environment maintenance portal's API. Authenticate with a personal access token
+from the portal's **API tokens** page: `Authorization: Bearer lcsp_…`. Read tokens see
+what their user sees; Maintain tokens also act as their user may on the Maintain menu.
+
+Actions answer `202 Accepted` with the operation and its `Location`; poll it until
+`active` is false. Every failure is a JSON problem (`type`, `title`, `status`,
+`detail`): 400 bad input, 401 no valid token, 403 not allowed, 404 not found (or not
+yours to see), 409 busy or not possible now, 429 too many requests (`Retry-After`).
+"""
+
+api = NinjaAPI(
+    title="Environment maintenance portal",
+    version="1",
+    description=DESCRIPTION,
+    urls_namespace="api-1",
+    auth=TokenAuth(),
+    throttle=[TokenRateLimit()],
+    docs=Swagger(settings={"persistAuthorization": False, "tryItOutEnabled": False}),
+)
+install_handlers(api)
+api.add_router("", environments.router)
+api.add_router("", history.router)
+api.add_router("", access_grants.router)

@@ -1,0 +1,156 @@
+"""Just-in-time access: firewall rules (Enable access) and database accounts (Request
+access), made and ended through environments.operations with the pages' forms.
+
+A database account's password is in the answer that creates it, and nowhere else in
+the API."""
+
+import ninja
+from django.http import Http404, HttpResponse
+from ninja import Router
+
+from environments import operations
+from environments.access import MAINTAIN, environment_for
+from environments.api.auth import maintainer, via
+from environments.api.problems import FormInvalid
+from environments.api.schemas import (
+    DatabaseAccountEndedOut,
+    DatabaseAccountIn,
+    DatabaseAccountStartedOut,
+    FirewallRuleIn,
+    FirewallRuleStartedOut,
+    account_out,
+    answers,
+    api_url,
+    latest_operation,
+    operation_out,
+    rule_out,
+)
+from environments.forms import EnableAccessForm, RequestAccessForm
+from environments.models import DatabaseAccount, FirewallRule, OperationKind
+from environments.operations import OperationRefused
+
+router = Router(tags=["Database access"])
+
+
+@router.post(
+    "/environments/{slug}/firewall-rules",
+    response=answers(202, FirewallRuleStartedOut, 400, 403, 404, 409),
+    url_name="firewall_rules",
+)
+def enable_access(request, slug: str, payload: FirewallRuleIn, response: HttpResponse):
+    """Enable access: a firewall rule for an IP address or a small range, applied in the
+    background (poll the operation), removed when it expires."""
+    user = maintainer(request)
+    environment = environment_for(user, slug, MAINTAIN)
+    form = EnableAccessForm(_form_data(payload), environment=environment)
+    if not form.is_valid():
+        raise FormInvalid(form)
+    operation = operations.enable_access(
+        environment,
+        user,
+        name=form.cleaned_data["name"],
+        cidr=form.cleaned_data["address"],
+        reason=form.cleaned_data["reason"],
+        lifetime=operations.access_lifetime(form.cleaned_data["hours"]),
+        via=via(request),
+    )
+    response["Location"] = api_url("operation", operation.activity_id)
+    answer = {"operation": operation_out(operation), "firewall_rule": rule_out(operation.grant)}
+    return ninja.Status(202, answer)
+
+
+@router.delete(
+    "/firewall-rules/{rule_id}",
+    response=answers(202, FirewallRuleStartedOut, 403, 404, 409),
+    url_name="firewall_rule",
+)
+def remove_access(request, rule_id: int, response: HttpResponse):
+    """Remove a firewall rule before it expires."""
+    user = maintainer(request)
+    rule = _grant_for(user, FirewallRule, rule_id, "firewall rule")
+    _end(operations.remove_access, rule, user, request, "firewall rule")
+    operation = _removal(rule, OperationKind.REMOVE_ACCESS, response)
+    return ninja.Status(202, {"operation": operation, "firewall_rule": rule_out(rule)})
+
+
+@router.post(
+    "/environments/{slug}/database-accounts",
+    response=answers(202, DatabaseAccountStartedOut, 400, 403, 404, 409),
+    url_name="database_accounts",
+)
+def request_access(request, slug: str, payload: DatabaseAccountIn, response: HttpResponse):
+    """Request access: a database account for the token's user, Read or Read-write.
+    The password is in this answer only: keep it now. The account works once its
+    operation has succeeded."""
+    user = maintainer(request)
+    environment = environment_for(user, slug, MAINTAIN)
+    form = RequestAccessForm(_form_data(payload), environment=environment)
+    if not form.is_valid():
+        raise FormInvalid(form)
+    operation = operations.request_access(
+        environment,
+        user,
+        level=form.cleaned_data["level"],
+        reason=form.cleaned_data["reason"],
+        lifetime=operations.access_lifetime(form.cleaned_data["hours"]),
+        via=via(request),
+    )
+    account = operation.grant
+    password = operations.account_password(account, user)
+    response["Location"] = api_url("operation", operation.activity_id)
+    return ninja.Status(
+        202,
+        {
+            "operation": operation_out(operation),
+            "database_account": account_out(account, password=password),
+        },
+    )
+
+
+@router.delete(
+    "/database-accounts/{account_id}",
+    response=answers(202, DatabaseAccountEndedOut, 403, 404, 409),
+    url_name="database_account",
+)
+def revoke_access(request, account_id: int, response: HttpResponse):
+    """Revoke a database account before it expires: its sessions end and it is dropped."""
+    user = maintainer(request)
+    account = _grant_for(user, DatabaseAccount, account_id, "database account")
+    _end(operations.revoke_access, account, user, request, "database account")
+    operation = _removal(account, OperationKind.REVOKE_ACCESS, response)
+    return ninja.Status(202, {"operation": operation, "database_account": account_out(account)})
+
+
+def _form_data(payload):
+    data = payload.model_dump(exclude_none=True)
+    return {key: str(value) for key, value in data.items()}
+
+
+def _grant_for(user, model, pk, what):
+    """The grant, if the user may maintain its environment: 404 for whoever may not see
+    the environment (the same answer as for a grant that does not exist), 403 for
+    members who may not maintain it."""
+    grant = model.objects.select_related("environment", "requested_by").filter(pk=pk).first()
+    if grant is None:
+        raise Http404(f"No such {what}.")
+    try:
+        environment_for(user, grant.environment.slug, MAINTAIN)
+    except Http404:
+        raise Http404(f"No such {what}.") from None
+    return grant
+
+
+def _end(end, grant, user, request, what):
+    if not end(grant, user, via=via(request)):
+        raise OperationRefused(f"This {what} has already ended.", OperationRefused.NOT_ALLOWED)
+    grant.refresh_from_db()
+
+
+def _removal(grant, kind, response):
+    """The operation that removes the grant, when one was queued (a grant still being
+    applied is removed once its apply settles)."""
+    operation = latest_operation(grant)
+    if operation is None or operation.kind != kind:
+        return None
+    response["Location"] = api_url("operation", operation.activity_id)
+    return operation_out(operation)

@@ -1,0 +1,48 @@
+"""Who is calling: a personal access token in the Authorization header, and nothing
+else. Session cookies are ignored (so no CSRF token is needed or checked), and every
+token is held to PORTAL_API_RATE_LIMIT requests a minute."""
+
+from ninja.security import HttpBearer
+from ninja.throttling import BaseThrottle
+
+from environments import tokens
+from environments.api.problems import ScopeRefused
+from lcs_portal.auth import client_address
+
+
+class TokenAuth(HttpBearer):
+    """``Authorization: Bearer lcsp_…``: the request's ``auth`` is the ApiToken."""
+
+    def authenticate(self, request, token):
+        return tokens.authenticate(token, client_address(request))
+
+
+class TokenRateLimit(BaseThrottle):
+    """A fixed window a minute long per token, counted in Django's cache. Stateless,
+    so one instance serves every thread: the wait is the rest of the current window."""
+
+    def allow_request(self, request):
+        return tokens.take_request(request.auth)
+
+    def wait(self):
+        return tokens.seconds_to_next_window()
+
+
+def user_of(request):
+    return request.auth.user
+
+
+def maintainer(request):
+    """The token's user, for a request that changes something: its token must have the
+    Maintain scope (the user's own rights are checked next, as the pages check them)."""
+    if not request.auth.may_maintain:
+        raise ScopeRefused(
+            f"The token “{request.auth.name}” has the Read scope; make a token with the "
+            "Maintain scope to change anything."
+        )
+    return request.auth.user
+
+
+def via(request):
+    """How the history names the request's path: "API (token name)"."""
+    return f"API ({request.auth.name})"

@@ -1,0 +1,101 @@
+"""Environments: the list, one environment's details, and starting Maintain actions.
+
+Each endpoint fetches its environment through access.environment_for and starts work
+through environments.operations, exactly as the pages do, with the pages' own forms
+checking the values."""
+
+import ninja
+from django.http import HttpResponse
+from ninja import Router
+
+from environments import operations
+from environments.access import MAINTAIN, environment_for, visible_environments
+from environments.api.auth import maintainer, user_of, via
+from environments.api.problems import FormInvalid
+from environments.api.schemas import (
+    OPERATION_ACTIONS,
+    EnvironmentDetailOut,
+    EnvironmentOut,
+    OperationIn,
+    OperationOut,
+    answers,
+    api_url,
+    environment_detail_out,
+    environment_out,
+    operation_out,
+)
+from environments.forms import MaintainForm, RestartServiceForm
+from environments.models import OperationKind, Status
+from environments.operations import OperationRefused
+
+router = Router(tags=["Environments"])
+
+
+@router.get(
+    "/environments", response=answers(200, list[EnvironmentOut], 400), url_name="environments"
+)
+def list_environments(request, project: str | None = None, status: str | None = None):
+    """The environments the token's user may see, by project and name; filtered by
+    project slug and status value (deployed, restarting_service, servicing,
+    in_maintenance, failed)."""
+    environments = visible_environments(user_of(request)).select_related("project")
+    if project:
+        environments = environments.filter(project__slug=project)
+    if status:
+        if status not in Status.values:
+            raise OperationRefused(
+                f"Unknown status {status!r}: use one of {', '.join(Status.values)}.",
+                OperationRefused.INVALID,
+            )
+        environments = environments.filter(status=status)
+    return [environment_out(environment) for environment in environments]
+
+
+@router.get(
+    "/environments/{slug}", response=answers(200, EnvironmentDetailOut, 404), url_name="environment"
+)
+def environment_detail(request, slug: str):
+    """Status, services, the running or failed operation, active grants, maintenance
+    mode and who may sign in, and the actions this token may start now."""
+    user = user_of(request)
+    environment = environment_for(user, slug)
+    allowed = set()
+    if request.auth.may_maintain:
+        allowed = {t.name for t in environment.get_available_user_status_transitions(user)}
+    actions = [kind for kind in OperationKind.values if kind in allowed]
+    return environment_detail_out(environment, actions)
+
+
+@router.post(
+    "/environments/{slug}/operations",
+    response=answers(202, OperationOut, 400, 403, 404, 409),
+    url_name="environment_operations",
+)
+def start_operation(request, slug: str, payload: OperationIn, response: HttpResponse):
+    """Start a Maintain action: restart_service (with service), enable_maintenance,
+    disable_maintenance, resume, rollback or abort. Answers 202 with the operation;
+    poll its Location (GET /operations/{activity_id}) until it is no longer active."""
+    user = maintainer(request)
+    environment = environment_for(user, slug, MAINTAIN)
+    if payload.action not in OPERATION_ACTIONS:
+        raise OperationRefused(
+            f"There is no such Maintain action: use one of {', '.join(OPERATION_ACTIONS)} "
+            "(database access has endpoints of its own).",
+            OperationRefused.INVALID,
+        )
+    kind = OperationKind(payload.action)
+    data = {"reason": payload.reason, "service": payload.service or ""}
+    if kind == OperationKind.RESTART_SERVICE:
+        form = RestartServiceForm(
+            data, environment=environment, services=environment.services.all()
+        )
+    else:
+        form = MaintainForm(data, environment=environment)
+    if not form.is_valid():
+        raise FormInvalid(form)
+    arguments = {"reason": form.cleaned_data["reason"], "via": via(request)}
+    if kind == OperationKind.RESTART_SERVICE:
+        arguments["service_kind"] = form.cleaned_data["service"]
+    operation = operations.START_FUNCTIONS[kind](environment, user, **arguments)
+    response["Location"] = api_url("operation", operation.activity_id)
+    return ninja.Status(202, operation_out(operation))

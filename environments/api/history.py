@@ -1,0 +1,100 @@
+"""History: one operation (polled while it runs), and the history of an environment or
+of every environment the token's user may see, with the pages' filters and a cursor.
+
+The cursor is the (started_at, id) of the last row sent, as on the pages: each page is
+entered through the index at the cursor, so the last page of a million rows costs what
+the first does, and rows written meanwhile (always newer) never shift a page."""
+
+import datetime
+from urllib.parse import urlencode
+from uuid import UUID
+
+from django.http import Http404
+from ninja import Field, Query, Router, Schema
+
+from environments.access import environment_for, visible_operations
+from environments.api.auth import user_of
+from environments.api.problems import FormInvalid
+from environments.api.schemas import (
+    HistoryPageOut,
+    OperationOut,
+    answers,
+    history_entry_out,
+    operation_out,
+)
+from environments.forms import HistoryFilterForm
+from environments.operations import OperationRefused
+from environments.views.history import BadCursor, decode_cursor, keyset_page
+
+router = Router(tags=["History"])
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+class HistoryFilters(Schema):
+    type: str = Field(
+        "all",
+        description="all (the default, here and across environments), maintain, access or roles",
+    )
+    kind: str | None = Field(None, description="An operation kind, e.g. restart_service")
+    outcome: str | None = Field(None, description="queued, running, succeeded, failed, …")
+    user: str | None = Field(None, description="Part of the requester's user name")
+    environment: str | None = Field(None, description="Part of an environment's name or slug")
+    since: datetime.date | None = Field(None, description="From this day (in TIME_ZONE)")
+    until: datetime.date | None = Field(None, description="To this day, included")
+    cursor: str | None = Field(None, description="From the previous page's next link")
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+
+
+@router.get(
+    "/operations/{activity_id}", response=answers(200, OperationOut, 400, 404), url_name="operation"
+)
+def operation_detail(request, activity_id: UUID):
+    """One operation: outcome, statuses, times, error and driver log, and its
+    environment's status now."""
+    queryset = visible_operations(user_of(request)).select_related(
+        "environment", "service", "requested_by"
+    )
+    operation = queryset.filter(activity_id=activity_id).first()
+    if operation is None:
+        raise Http404("No such operation.")
+    return operation_out(operation)
+
+
+@router.get("/history", response=answers(200, HistoryPageOut, 400), url_name="history")
+def all_history(request, filters: Query[HistoryFilters]):
+    """The history of every environment the token's user may see, newest first."""
+    return _page(request, visible_operations(user_of(request)), filters)
+
+
+@router.get(
+    "/environments/{slug}/history",
+    response=answers(200, HistoryPageOut, 400, 404),
+    url_name="environment_history",
+)
+def environment_history(request, slug: str, filters: Query[HistoryFilters]):
+    """One environment's history, newest first."""
+    environment = environment_for(user_of(request), slug)
+    return _page(request, environment.operations.all(), filters)
+
+
+def _page(request, queryset, filters):
+    values = filters.model_dump(exclude={"cursor", "limit"}, exclude_none=True)
+    form = HistoryFilterForm({key: str(value) for key, value in values.items()})
+    if not form.is_valid():
+        raise FormInvalid(form)
+    try:
+        before = decode_cursor(filters.cursor) if filters.cursor else None
+    except BadCursor:
+        raise OperationRefused(
+            "That cursor is not valid: use the next link of the page before.",
+            OperationRefused.INVALID,
+        ) from None
+    rows = form.filter(queryset).select_related("environment", "service", "requested_by")
+    page = keyset_page(rows.defer("log"), before=before, size=filters.limit)
+    next_url = None
+    if page["older"]:
+        query = dict(values, cursor=page["older"], limit=filters.limit)
+        next_url = request.build_absolute_uri(f"{request.path}?{urlencode(query)}")
+    return {"items": [history_entry_out(op) for op in page["operations"]], "next": next_url}

@@ -1,0 +1,379 @@
+"""What the API answers, and how a model becomes that.
+
+The schemas type the answers and make the OpenAPI document; the functions below them
+build the answers from models, in one place, so that every endpoint shows an
+environment, an operation or a grant the same way.
+"""
+
+from datetime import datetime
+from uuid import UUID
+
+from django.urls import reverse
+from ninja import Field, Schema
+
+from environments.drivers.database import server_address
+from environments.models import DatabaseAccount, Environment, OperationKind, Status
+
+# --- Requests -----------------------------------------------------------------------
+
+#: The actions POST /environments/{slug}/operations starts.
+OPERATION_ACTIONS = [
+    OperationKind.RESTART_SERVICE,
+    OperationKind.ENABLE_MAINTENANCE,
+    OperationKind.DISABLE_MAINTENANCE,
+    OperationKind.RESUME,
+    OperationKind.ROLLBACK,
+    OperationKind.ABORT,
+]
+
+
+class OperationIn(Schema):
+    # Checked by the view, after the environment's access check, so that an outsider
+    # learns nothing from a bad request either (the pages do the same).
+    action: str = Field(
+        ...,
+        description="One of: " + ", ".join(OPERATION_ACTIONS),
+        json_schema_extra={"enum": [str(action) for action in OPERATION_ACTIONS]},
+    )
+    service: str | None = Field(
+        None, description="restart_service only: aos, dixf or mr", examples=["aos"]
+    )
+    reason: str = Field("", description="Kept in the environment history.")
+
+
+class FirewallRuleIn(Schema):
+    name: str = Field(..., examples=["office"])
+    address: str = Field(..., description="An IP address or CIDR range", examples=["203.0.113.7"])
+    reason: str
+    hours: float | None = Field(None, description="Default and maximum: ACCESS_*_HOURS")
+
+
+class DatabaseAccountIn(Schema):
+    level: str = Field(..., json_schema_extra={"enum": ["read", "read_write"]})
+    reason: str
+    hours: float | None = None
+
+
+# --- Answers ------------------------------------------------------------------------
+
+
+class Links(Schema):
+    self: str
+    history: str | None = None
+
+
+class EnvironmentOut(Schema):
+    slug: str
+    name: str
+    project: str
+    project_name: str
+    tier: int
+    type: str
+    subscription: str
+    deployment: str
+    url: str
+    status: str
+    status_label: str
+    maintenance_mode: bool
+    revision: int
+    links: Links
+
+
+class ServiceOut(Schema):
+    kind: str
+    code: str
+    name: str
+    state: str
+    last_restarted_at: datetime | None
+
+
+class SignInUser(Schema):
+    username: str
+    role: str
+    role_label: str
+
+
+class OperationBrief(Schema):
+    activity_id: UUID
+    activity: str
+    outcome: str
+    started_at: datetime
+    url: str
+
+
+class GrantOut(Schema):
+    id: int
+    environment: str
+    requested_by: str
+    reason: str
+    created_at: datetime
+    expires_at: datetime
+    active: bool
+    state: str
+    ended_at: datetime | None
+    end_reason: str
+
+
+class FirewallRuleOut(GrantOut):
+    name: str
+    cidr: str
+
+
+class DatabaseAccountOut(GrantOut):
+    username: str
+    level: str
+    host: str | None = Field(..., description="None when the portal does not know it.")
+    port: int
+    database: str
+
+
+class NewDatabaseAccountOut(DatabaseAccountOut):
+    password: str = Field(..., description="Shown in this answer only, never again.")
+
+
+class EnvironmentDetailOut(EnvironmentOut):
+    services: list[ServiceOut]
+    available_actions: list[str] = Field(
+        ..., description="What this token may start now (the Maintain menu)."
+    )
+    running_operation: OperationBrief | None
+    failed_operation: OperationBrief | None
+    who_may_sign_in: str
+    maintenance_users: list[SignInUser] = Field(
+        ..., description="Who may sign in while maintenance mode is on."
+    )
+    firewall_rules: list[FirewallRuleOut]
+    database_accounts: list[DatabaseAccountOut]
+
+
+class HistoryEntryOut(Schema):
+    activity_id: UUID
+    url: str
+    environment: str
+    environment_name: str
+    kind: str
+    action: str
+    activity: str
+    type: str
+    service: str | None
+    target: str
+    requested_by: str
+    via: str
+    reason: str
+    outcome: str
+    outcome_label: str
+    status_before: str
+    status_after: str
+    started_at: datetime
+    finished_at: datetime | None
+    duration_seconds: float | None
+    error: str
+
+
+class OperationOut(HistoryEntryOut):
+    active: bool
+    deadline: datetime
+    status_before_label: str
+    status_after_label: str
+    environment_status: str
+    environment_status_label: str
+    log: str
+
+
+class HistoryPageOut(Schema):
+    items: list[HistoryEntryOut]
+    next: str | None = Field(..., description="The next (older) page, or null on the last.")
+
+
+class OperationStartedOut(Schema):
+    operation: OperationOut
+
+
+class FirewallRuleStartedOut(Schema):
+    operation: OperationOut | None
+    firewall_rule: FirewallRuleOut
+
+
+class DatabaseAccountStartedOut(Schema):
+    operation: OperationOut
+    database_account: NewDatabaseAccountOut
+
+
+class DatabaseAccountEndedOut(Schema):
+    operation: OperationOut | None
+    database_account: DatabaseAccountOut
+
+
+class ProblemOut(Schema):
+    """Every failure (RFC 9457, sent as application/problem+json)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
+def answers(status, schema, *problems):
+    """The responses an endpoint documents: its answer, and the problems it may give
+    besides 401 (no valid token) and 429 (too many requests)."""
+    return {status: schema, frozenset({401, 429, *problems}): ProblemOut}
+
+
+# --- Models into answers ------------------------------------------------------------
+
+
+def api_url(name, *args):
+    return reverse(f"api-1:{name}", args=args)
+
+
+def environment_out(environment):
+    return {
+        "slug": environment.slug,
+        "name": environment.name,
+        "project": environment.project.slug,
+        "project_name": environment.project.name,
+        "tier": environment.tier,
+        "type": environment.type,
+        "subscription": environment.subscription,
+        "deployment": environment.deployment,
+        "url": environment.url,
+        "status": environment.status,
+        "status_label": environment.get_status_display(),
+        "maintenance_mode": environment.maintenance_mode,
+        "revision": environment.revision,
+        "links": {
+            "self": api_url("environment", environment.slug),
+            "history": api_url("environment_history", environment.slug),
+        },
+    }
+
+
+def environment_detail_out(environment, available_actions):
+    running = environment.running_operation()
+    failed = environment.failed_operation()
+    if environment.maintenance_mode:
+        who = "Only System administrators and Maintenance mode users (maintenance mode is on)."
+    else:
+        who = "Everyone with a role on the environment."
+    return {
+        **environment_out(environment),
+        "services": [
+            {
+                "kind": service.kind,
+                "code": service.code,
+                "name": service.get_kind_display(),
+                "state": service.state,
+                "last_restarted_at": service.last_restarted_at,
+            }
+            for service in environment.services.all()
+        ],
+        "available_actions": available_actions,
+        "running_operation": running and operation_brief(running),
+        "failed_operation": failed and operation_brief(failed),
+        "who_may_sign_in": who,
+        "maintenance_users": [
+            {
+                "username": role.user.get_username(),
+                "role": role.role,
+                "role_label": role.get_role_display(),
+            }
+            for role in environment.maintenance_sign_in_roles()
+        ],
+        "firewall_rules": [rule_out(rule) for rule in environment.active_firewall_rules()],
+        "database_accounts": [
+            account_out(account) for account in environment.active_database_accounts()
+        ],
+    }
+
+
+def operation_brief(operation):
+    return {
+        "activity_id": operation.activity_id,
+        "activity": operation.activity,
+        "outcome": operation.outcome,
+        "started_at": operation.started_at,
+        "url": api_url("operation", operation.activity_id),
+    }
+
+
+def history_entry_out(operation):
+    duration = operation.duration
+    return {
+        "activity_id": operation.activity_id,
+        "url": api_url("operation", operation.activity_id),
+        "environment": operation.environment.slug,
+        "environment_name": operation.environment.name,
+        "kind": operation.kind,
+        "action": operation.action,
+        "activity": operation.activity,
+        "type": operation.type,
+        "service": operation.service.kind if operation.service_id else None,
+        "target": operation.target,
+        "requested_by": operation.requester_name,
+        "via": operation.via,
+        "reason": operation.reason,
+        "outcome": operation.outcome,
+        "outcome_label": operation.get_outcome_display(),
+        "status_before": operation.status_before,
+        "status_after": operation.status_after,
+        "started_at": operation.started_at,
+        "finished_at": operation.finished_at,
+        "duration_seconds": duration.total_seconds() if duration is not None else None,
+        "error": operation.error,
+    }
+
+
+def operation_out(operation):
+    """An operation with its log and its environment's status now."""
+    environment = Environment.objects.only("status").get(pk=operation.environment_id)
+    return {
+        **history_entry_out(operation),
+        "active": operation.is_active,
+        "deadline": operation.deadline,
+        "status_before_label": Status(operation.status_before).label,
+        "status_after_label": (
+            Status(operation.status_after).label if operation.status_after else ""
+        ),
+        "environment_status": environment.status,
+        "environment_status_label": environment.get_status_display(),
+        "log": operation.log,
+    }
+
+
+def latest_operation(grant):
+    """The newest operation of a grant (its apply or its removal), or None."""
+    return grant.operations.select_related("environment", "service", "requested_by").first()
+
+
+def _grant_out(grant):
+    return {
+        "id": grant.pk,
+        "environment": grant.environment.slug,
+        "requested_by": grant.requested_by.get_username(),
+        "reason": grant.reason,
+        "created_at": grant.created_at,
+        "expires_at": grant.expires_at,
+        "active": grant.is_active,
+        "state": grant.state_text,
+        "ended_at": grant.ended_at,
+        "end_reason": grant.end_reason,
+    }
+
+
+def rule_out(rule):
+    return {**_grant_out(rule), "name": rule.name, "cidr": rule.cidr}
+
+
+def account_out(account: DatabaseAccount, password=None):
+    address = server_address(account.environment)
+    answer = {
+        **_grant_out(account),
+        "username": account.username,
+        "level": account.level,
+        "host": address["host"],
+        "port": address["port"],
+        "database": account.environment.database_name,
+    }
+    if password is not None:
+        answer["password"] = password
+    return answer

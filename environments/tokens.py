@@ -1,0 +1,178 @@
+"""Personal access tokens for the API: made, recognised, counted, revoked.
+
+A token is ``lcsp_`` and 40 random letters and digits (about 238 bits). Only its SHA-256
+digest is stored: a secret that cannot be guessed needs no slow hash, and the digest
+finds its row in one indexed query. Its first characters stay visible (``prefix``), so
+people, logs and secret scanners can tell a portal token and which one it is.
+"""
+
+import hashlib
+import ipaddress
+import secrets
+import string
+import time
+from datetime import timedelta
+
+from django import forms
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from environments.models import ApiToken, TokenScope
+
+PREFIX = "lcsp_"
+ALPHABET = string.ascii_letters + string.digits
+SECRET_LENGTH = 40
+#: How much of a token stays visible: "lcsp_" and six characters.
+SHOWN_LENGTH = len(PREFIX) + 6
+#: Last use (time and address) is written at most this often per token, not on every call.
+LAST_USE_EVERY = timedelta(minutes=1)
+#: The rate limit's window: PORTAL_API_RATE_LIMIT requests per token per minute.
+RATE_WINDOW_SECONDS = 60
+
+
+def digest(secret):
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def default_expiry():
+    return timezone.now() + timedelta(days=settings.API_TOKEN_DEFAULT_DAYS)
+
+
+def latest_expiry():
+    return timezone.now() + timedelta(days=settings.API_TOKEN_MAX_DAYS)
+
+
+def issue(user, *, name, scope, expires_at=None):
+    """Make a token for ``user``: returns the token and its secret, which is shown once
+    and kept nowhere."""
+    token = ApiToken(user=user, name=name, scope=scope, expires_at=expires_at or default_expiry())
+    secret = set_secret(token)
+    token.save()
+    return token, secret
+
+
+def set_secret(token):
+    """Give an unsaved token its secret: sets its prefix and digest, returns the secret."""
+    secret = PREFIX + "".join(secrets.choice(ALPHABET) for _ in range(SECRET_LENGTH))
+    token.prefix = secret[:SHOWN_LENGTH]
+    token.digest = digest(secret)
+    return secret
+
+
+def authenticate(secret, address=None):
+    """The usable token whose secret this is, or None: unknown, revoked and expired
+    tokens, and every token of a deactivated user, are refused on their next request."""
+    if not secret.startswith(PREFIX) or len(secret) != len(PREFIX) + SECRET_LENGTH:
+        return None
+    token = ApiToken.objects.select_related("user").filter(digest=digest(secret)).first()
+    if token is None or not token.is_usable:
+        return None
+    _note_use(token, address)
+    return token
+
+
+def _note_use(token, address):
+    try:
+        address = str(ipaddress.ip_address(address))
+    except ValueError:
+        address = None  # not an address: nothing worth keeping
+    now = timezone.now()
+    recent = token.last_used_at and now - token.last_used_at < LAST_USE_EVERY
+    if recent and token.last_used_from == address:
+        return
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=now, last_used_from=address)
+    token.last_used_at, token.last_used_from = now, address
+
+
+def revoke(token):
+    """Revoke a token (it stops at its next request). False if it was revoked already."""
+    return bool(
+        ApiToken.objects.filter(pk=token.pk, revoked_at=None).update(revoked_at=timezone.now())
+    )
+
+
+def take_request(token):
+    """Count one request of ``token`` in the current minute; False once it has made
+    PORTAL_API_RATE_LIMIT of them. Django's cache counts (add, then incr, both atomic in
+    Redis and in the per-process memory cache)."""
+    window = int(time.time() // RATE_WINDOW_SECONDS)
+    key = f"api-rate:{token.pk}:{window}"
+    cache.add(key, 0, RATE_WINDOW_SECONDS + 5)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.add(key, 1, RATE_WINDOW_SECONDS + 5)
+        count = 1
+    return count <= settings.API_RATE_LIMIT
+
+
+def seconds_to_next_window():
+    return RATE_WINDOW_SECONDS - time.time() % RATE_WINDOW_SECONDS
+
+
+# --- Forms: the "API tokens" page and Django admin ------------------------------------
+
+
+def check_expiry(expires_at):
+    if expires_at <= timezone.now():
+        raise forms.ValidationError("The expiry must be in the future.")
+    if expires_at > latest_expiry() + timedelta(minutes=1):
+        raise forms.ValidationError(f"A token lasts at most {settings.API_TOKEN_MAX_DAYS} days.")
+
+
+def lifetime_choices():
+    days = sorted({7, 30, settings.API_TOKEN_DEFAULT_DAYS, 180, settings.API_TOKEN_MAX_DAYS})
+    return [(str(n), f"{n} days") for n in days if n <= settings.API_TOKEN_MAX_DAYS]
+
+
+class NewTokenForm(forms.Form):
+    """A user makes a token of their own."""
+
+    name = forms.CharField(
+        max_length=100,
+        help_text="What it is for, e.g. “nightly restart script”. It appears in the history.",
+    )
+    scope = forms.ChoiceField(
+        choices=TokenScope.choices,
+        initial=TokenScope.READ,
+        widget=forms.RadioSelect,
+        help_text="Read sees what you see; Maintain also acts as you may on the Maintain menu.",
+    )
+    days = forms.TypedChoiceField(label="Expires in", coerce=int, choices=lifetime_choices)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["days"].initial = str(settings.API_TOKEN_DEFAULT_DAYS)
+
+    def clean_days(self):
+        days = self.cleaned_data["days"]
+        if not 0 < days <= settings.API_TOKEN_MAX_DAYS:
+            raise forms.ValidationError(
+                f"A token lasts at most {settings.API_TOKEN_MAX_DAYS} days."
+            )
+        return days
+
+    @property
+    def expires_at(self):
+        return timezone.now() + timedelta(days=self.cleaned_data["days"])
+
+
+class AdminTokenForm(forms.ModelForm):
+    """An admin makes a token for a user (its secret is shown once, in a message)."""
+
+    class Meta:
+        model = ApiToken
+        fields = ["user", "name", "scope", "expires_at"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        expires_at = self.fields.get("expires_at")  # read-only once the token exists
+        if expires_at is not None:
+            expires_at.initial = default_expiry
+            expires_at.help_text = f"At most {settings.API_TOKEN_MAX_DAYS} days from now."
+
+    def clean_expires_at(self):
+        expires_at = self.cleaned_data["expires_at"]
+        check_expiry(expires_at)
+        return expires_at

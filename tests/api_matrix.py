@@ -1,0 +1,99 @@
+"""Who gets what from the API: every endpoint for every role, in one table, as
+tests/authz_matrix.py has it for the pages.
+
+tests/test_api_authorization_matrix.py turns each cell into a test, and docs/api.md
+shows the same table (a test checks that it is this one). The cast is
+tests/conftest.py's; each user calls with a Maintain token of their own, and
+"anonymous" with no token. Read tokens are tested apart (tests/test_api_tokens.py):
+whatever they may not do is 403 before anything else is looked at.
+
+Answers are status codes. The firewall rule and the database account were granted to
+the owner (alice), and the operation is the rule's.
+"""
+
+ROLES = ("anonymous", "outsider", "member", "maint", "manager", "owner", "superuser")
+
+# (what, method, path; {slug} {rule} {account} {activity} are filled in, body), then one
+# answer per role in ROLES order.
+MATRIX = [
+    ("Environments", "GET", "/api/v1/environments", None, (401, 200, 200, 200, 200, 200, 200)),
+    (
+        "Environment",
+        "GET",
+        "/api/v1/environments/{slug}",
+        None,
+        (401, 404, 200, 200, 200, 200, 200),
+    ),
+    (
+        "Start an operation",
+        "POST",
+        "/api/v1/environments/{slug}/operations",
+        {"action": "enable_maintenance", "reason": "matrix"},
+        (401, 404, 403, 403, 202, 202, 202),
+    ),
+    (
+        "Start an unknown action",
+        "POST",
+        "/api/v1/environments/{slug}/operations",
+        {"action": "drop_database"},
+        (401, 404, 403, 403, 400, 400, 400),
+    ),
+    (
+        "Operation",
+        "GET",
+        "/api/v1/operations/{activity}",
+        None,
+        (401, 404, 200, 200, 200, 200, 200),
+    ),
+    (
+        "Environment history",
+        "GET",
+        "/api/v1/environments/{slug}/history",
+        None,
+        (401, 404, 200, 200, 200, 200, 200),
+    ),
+    ("History (all)", "GET", "/api/v1/history", None, (401, 200, 200, 200, 200, 200, 200)),
+    (
+        "Enable access (firewall rule)",
+        "POST",
+        "/api/v1/environments/{slug}/firewall-rules",
+        {"name": "matrix", "address": "198.51.100.7", "reason": "matrix"},
+        (401, 404, 403, 403, 202, 202, 202),
+    ),
+    (
+        "Remove a firewall rule",
+        "DELETE",
+        "/api/v1/firewall-rules/{rule}",
+        None,
+        (401, 404, 403, 403, 202, 202, 202),
+    ),
+    (
+        "Request access (database account)",
+        "POST",
+        "/api/v1/environments/{slug}/database-accounts",
+        {"level": "read", "reason": "matrix"},
+        (401, 404, 403, 403, 202, 202, 202),
+    ),
+    (
+        "Revoke a database account",
+        "DELETE",
+        "/api/v1/database-accounts/{account}",
+        None,
+        (401, 404, 403, 403, 202, 202, 202),
+    ),
+    ("OpenAPI document", "GET", "/api/v1/openapi.json", None, (200,) * 7),
+    ("Browsable docs", "GET", "/api/v1/docs", None, (200,) * 7),
+    ("No such endpoint", "GET", "/api/v1/no-such-thing", None, (404,) * 7),
+]
+
+
+def markdown_table():
+    """The matrix as docs/api.md shows it."""
+    lines = [
+        "| endpoint | method | " + " | ".join(ROLES) + " |",
+        "|---|---|" + "---|" * len(ROLES),
+    ]
+    for what, method, path, _, answers in MATRIX:
+        cells = " | ".join(str(answer) for answer in answers)
+        lines.append(f"| {what}: `{path.removeprefix('/api/v1')}` | {method} | {cells} |")
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""Every API endpoint x every role, generated from the table in tests/api_matrix.py."""
+
+import json
+import re
+
+import pytest
+from django.conf import settings
+
+from environments import operations
+from environments.api import api
+from environments.models import AccessLevel, DatabaseAccount, FirewallRule, Operation
+from tests.api_clients import api_client, send
+from tests.api_matrix import MATRIX, ROLES, markdown_table
+
+
+@pytest.fixture
+def world(environment, owner, manager, member, maint, outsider, superuser):
+    """The environment with some history, an active firewall rule and database account."""
+    rule_operation = operations.enable_access(
+        environment, owner, name="office", cidr="203.0.113.7/32", reason="support"
+    )
+    operations.complete_operation(rule_operation.pk)
+    account_operation = operations.request_access(
+        environment, owner, level=AccessLevel.READ, reason="support"
+    )
+    operations.complete_operation(account_operation.pk)
+    users = {
+        "anonymous": None,
+        "outsider": outsider,
+        "member": member,
+        "maint": maint,
+        "manager": manager,
+        "owner": owner,
+        "superuser": superuser,
+    }
+    return {
+        "environment": environment,
+        "users": users,
+        "values": {
+            "slug": environment.slug,
+            "rule": FirewallRule.objects.get().pk,
+            "account": DatabaseAccount.objects.get().pk,
+            "activity": rule_operation.activity_id,
+        },
+    }
+
+
+CASES = [
+    pytest.param(method, path, body, role, expected, id=f"{method} {path} as {role}")
+    for _, method, path, body, answers in MATRIX
+    for role, expected in zip(ROLES, answers, strict=True)
+]
+
+
+@pytest.mark.parametrize("method, path, body, role, expected", CASES)
+def test_api_authorization_matrix(world, method, path, body, role, expected):
+    client = api_client(world["users"][role])
+    before = Operation.objects.count()
+    response = send(client, method, path.format(**world["values"]), body)
+    assert response.status_code == expected, response.content[:500]
+    content_type = response["Content-Type"]
+    if path.endswith("/docs"):
+        assert content_type.startswith("text/html")
+    elif expected >= 400:
+        # Every failure is a problem, never a page.
+        assert content_type == "application/problem+json"
+        problem = json.loads(response.content)
+        assert problem["status"] == expected
+        assert {"type", "title", "detail"} <= problem.keys()
+        assert Operation.objects.count() == before  # a refusal changes nothing
+    else:
+        assert content_type.startswith("application/json")
+    if role == "outsider":
+        assert world["environment"].name not in response.content.decode()
+
+
+def test_the_matrix_covers_every_endpoint_of_the_api():
+    schema = api.get_openapi_schema(path_prefix="/api/v1")
+    covered = {(method, re.sub(r"\{\w+\}", "{}", path)) for _, method, path, _, _ in MATRIX}
+    for path, methods in schema["paths"].items():
+        for method in methods:
+            shape = re.sub(r"\{\w+\}", "{}", path)
+            assert (method.upper(), shape) in covered, f"no row for {method.upper()} {path}"
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [(m, p, b) for _, m, p, b, _ in MATRIX if "{slug}" in p or "{rule}" in p or "{account}" in p],
+)
+def test_an_outsider_cannot_tell_another_projects_things_from_none(world, method, path, body):
+    client = api_client(world["users"]["outsider"])
+    real = send(client, method, path.format(**world["values"]), body)
+    values = dict(world["values"], slug="no-such-environment", rule=999999, account=999999)
+    unknown = send(client, method, path.format(**values), body)
+    assert real.status_code == unknown.status_code == 404
+    assert real.content == unknown.content
+
+
+def test_the_documented_table_is_this_matrix():
+    docs = (settings.BASE_DIR / "docs" / "api.md").read_text()
+    assert markdown_table() in docs

@@ -1,0 +1,235 @@
+"""The `portal` command line, run as the installed script against a live gunicorn and a
+db_worker: every exit code (done, failed, refused, timed out), --wait's progress,
+--json, database access, history streaming and login. It never imports Django."""
+
+import csv
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django_tasks_db.models import DBTaskResult
+
+from environments.models import DatabaseAccount, Operation, Outcome, Status
+from tests.api_clients import token_for
+from tests.conftest import subprocess_env
+from tests.live import Gunicorn, start_worker, stop, wait_for
+from tests.test_history import add_history
+
+PORTAL = Path(sys.executable).parent / "portal"
+DRIVER_DELAY = 1.0
+
+
+@pytest.fixture(scope="module")
+def live(django_db_setup, django_db_blocker, tmp_path_factory):
+    """gunicorn and a db_worker on the test database for the whole module (each test's
+    data is its own: the tables are emptied between tests, the processes stay)."""
+    folder = tmp_path_factory.mktemp("cli")
+    failures = folder / "simulated-failures"
+    failures.write_text("")
+    with django_db_blocker.unblock():
+        env = subprocess_env(
+            SIMULATED_DRIVER_DELAY=DRIVER_DELAY, SIMULATED_DRIVER_FAIL_FILE=failures
+        )
+    server = Gunicorn(folder / "gunicorn.log", workers=2, threads=4, env=env)
+    worker = None
+    try:
+        server.start()
+        worker = start_worker(folder / "worker.log", env=env)
+        yield {"url": f"http://127.0.0.1:{server.port}", "failures": failures, "dir": folder}
+    finally:
+        stop(worker)
+        server.stop()
+        log = server.log()
+        assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.fixture
+def portal(live, transactional_db, manager, tmp_path):
+    """Run `portal ...` as the manager's Maintain token; returns (exit code, stdout,
+    stderr)."""
+    _, secret = token_for(manager, name="cli")
+    live["failures"].write_text("")
+
+    def run(*args, token=secret, timeout=60, **extra_env):
+        env = dict(
+            os.environ,
+            PORTAL_URL=live["url"],
+            PORTAL_TOKEN=token,
+            PORTAL_CONFIG=str(tmp_path / "config.json"),
+            COLUMNS="200",
+        )
+        env.update(extra_env)
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        result = subprocess.run(
+            [str(PORTAL), *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return result.returncode, result.stdout, result.stderr
+
+    yield run
+    # The worker finishes what the test started (an operation's task, its notification)
+    # before the tables are emptied for the next test: a task row emptied from under it
+    # would stop the worker the whole module shares.
+    assert wait_for(idle, timeout=30), list(DBTaskResult.objects.values("task_path", "status"))
+
+
+def idle():
+    return not (DBTaskResult.objects.ready().exists() or DBTaskResult.objects.running().exists())
+
+
+def settled(environment):
+    environment.refresh_from_db()
+    return not environment.operations.active().exists()
+
+
+def test_restart_with_wait_shows_the_status_change_and_exits_0(portal, environment):
+    code, out, err = portal("restart", environment.slug, "aos", "--reason", "cli", "--wait")
+    assert code == 0, out + err
+    assert err.index("Restarting service") < err.index("Deployed")
+    assert "Succeeded" in out and "Restart service: AOS" in out
+    operation = Operation.objects.get()
+    assert operation.via == "API (cli)" and operation.outcome == Outcome.SUCCEEDED
+
+
+def test_maintenance_on_and_off_with_wait(portal, environment):
+    code, out, err = portal("maintenance", environment.slug, "on", "--reason", "patch", "--wait")
+    assert code == 0, out + err
+    assert "Servicing" in err and "In Maintenance" in out
+    environment.refresh_from_db()
+    assert environment.status == Status.IN_MAINTENANCE
+    code, out, err = portal("maintenance", environment.slug, "off", "--reason", "done", "--wait")
+    assert code == 0, out + err
+    environment.refresh_from_db()
+    assert environment.status == Status.DEPLOYED
+
+
+def test_a_failure_exits_1_with_the_error_and_the_log_then_resume_exits_0(
+    portal, live, environment
+):
+    live["failures"].write_text(f"{environment.slug} restart_service\n")
+    code, out, err = portal("restart", environment.slug, "mr", "--reason", "cli", "--wait")
+    assert code == 1, out + err
+    assert "Failed" in out and "Simulated failure" in out
+    assert "Driver log" in out and "simulated: restarting MR" in out
+
+    code, out, err = portal("restart", environment.slug, "aos", "--reason", "again", "--wait")
+    assert code == 2, out + err  # refused while Failed: nothing was done
+    assert "not possible while" in err
+
+    live["failures"].write_text("")
+    code, out, err = portal("resume", environment.slug, "--reason", "fixed", "--wait")
+    assert code == 0, out + err
+    assert "Resume: Restart service: MR" in out
+    environment.refresh_from_db()
+    assert environment.status == Status.DEPLOYED
+
+
+def test_a_refusal_exits_2_with_the_reason(portal, environment, member):
+    code, out, err = portal("maintenance", environment.slug, "off", "--reason", "x", "--wait")
+    assert code == 2
+    assert "Disable Maintenance mode is not possible" in err
+    _, secret = token_for(member)
+    code, out, err = portal("abort", environment.slug, "--reason", "x", token=secret)
+    assert code == 2 and "403" in err
+    code, out, err = portal("maintenance", environment.slug, "on", "--wait", "--json")
+    assert code == 2  # the portal wants a reason, and a script gave none
+    assert json.loads(out)["errors"][0]["field"] == "reason"
+    assert not Operation.objects.exists()
+
+
+def test_a_timeout_exits_3_and_the_operation_goes_on(portal, environment):
+    code, out, err = portal(
+        "restart", environment.slug, "dixf", "--reason", "cli", "--wait", "--timeout", "0.2"
+    )
+    assert code == 3, out + err
+    operation = Operation.objects.get()
+    assert f"portal operation {operation.activity_id} --wait" in out
+    code, out, err = portal("operation", str(operation.activity_id), "--wait")
+    assert code == 0 and "Succeeded" in out
+
+
+def test_json_output_for_scripts(portal, environment):
+    code, out, _ = portal("envs", "--json")
+    assert code == 0 and json.loads(out)[0]["slug"] == environment.slug
+    code, out, _ = portal("status", environment.slug, "--json")
+    assert json.loads(out)["status"] == "deployed"
+    code, out, _ = portal("restart", environment.slug, "aos", "--reason", "cli", "--wait", "--json")
+    assert code == 0
+    operation = json.loads(out)
+    assert operation["outcome"] == "succeeded" and operation["log"]
+
+
+def test_database_access_prints_the_credentials_once(portal, environment):
+    code, out, err = portal("access", "db", environment.slug, "--read-write", "--reason", "debug")
+    assert code == 0, out + err
+    account = DatabaseAccount.objects.get()
+    assert account.level == "read_write" and account.applied_at is not None
+    assert account.username in out and environment.database_name in out
+    assert "password" in out and "shown this once" in out
+    code, out, _ = portal("status", environment.slug)
+    assert account.username in out
+    code, out, _ = portal("access", "revoke", str(account.pk))
+    assert code == 0 and "Revoked" in out
+
+
+def test_a_firewall_rule_from_the_command_line(portal, environment):
+    code, out, err = portal(
+        "access", "rule", environment.slug, "203.0.113.7", "--reason", "vpn", "--wait", "--json"
+    )
+    assert code == 0, out + err
+    answer = json.loads(out)
+    assert answer["firewall_rule"]["cidr"] == "203.0.113.7/32"
+    assert answer["operation"]["outcome"] == "succeeded"
+
+
+def test_history_streams_every_page(portal, environment, manager):
+    add_history(environment, manager, 2100)
+    code, out, _ = portal("history", environment.slug, "--csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 2100 == len({row["activity_id"] for row in rows})
+    code, out, _ = portal("history", "--json", "--kind", "restart_service", "--since", "2000-01-01")
+    assert len(json.loads(out)) == 2100
+    code, out, _ = portal("history", environment.slug, "--outcome", "failed")
+    assert code == 0 and out == ""
+
+
+def test_login_keeps_the_url_and_token_for_the_owner_only(portal, live, manager, environment):
+    _, secret = token_for(manager, name="laptop")
+    code, out, err = portal("login", "--url", live["url"], "--token", secret, PORTAL_TOKEN="")
+    assert code == 0, out + err
+    config = Path(out.split("Saved in ")[1].strip().rstrip("."))
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert json.loads(config.read_text()) == {"url": live["url"], "token": secret}
+    code, out, _ = portal("envs", PORTAL_URL="", PORTAL_TOKEN="")
+    assert code == 0 and environment.slug in out
+    code, out, err = portal("login", "--url", live["url"], "--token", "lcsp_wrong")
+    assert code == 2 and "401" in err
+
+
+def test_the_command_line_never_imports_django(live, portal):
+    script = (
+        "import sys\n"
+        "sys.argv = ['portal', 'envs', '--json']\n"
+        "import portal_cli.main\n"
+        "try:\n"
+        "    portal_cli.main.main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'django'], 'django imported'\n"
+    )
+    env = dict(os.environ, PORTAL_URL=live["url"], PORTAL_TOKEN="lcsp_x")
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
