@@ -233,3 +233,39 @@ def test_the_command_line_never_imports_django(live, portal):
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_command_line_waits_out_a_429_and_follows_next_links_through_its_own_url():
+    import httpx
+
+    from portal_cli.client import Api
+
+    seen = []
+
+    def portal_(request):
+        seen.append(str(request.url))
+        if len(seen) == 1:
+            return httpx.Response(429, headers={"Retry-After": "0"}, json={"status": 429})
+        if "cursor" not in request.url.params:
+            # The portal names itself by another host name than the one we were given.
+            next_ = "http://portal.internal/api/v1/history?type=all&cursor=c1&limit=2"
+            return httpx.Response(200, json={"items": [1, 2], "next": next_})
+        return httpx.Response(200, json={"items": [3], "next": None})
+
+    api = Api("http://127.0.0.1:9", "lcsp_x", transport=httpx.MockTransport(portal_))
+    assert list(api.pages("history", limit=2)) == [1, 2, 3]
+    assert seen[0] == seen[1] == "http://127.0.0.1:9/api/v1/history?limit=2"
+    assert seen[2] == "http://127.0.0.1:9/api/v1/history?type=all&cursor=c1&limit=2"
+
+
+def test_no_portal_to_talk_to_exits_2_and_an_unreachable_one_1(tmp_path):
+    from tests.live import free_port
+
+    env = dict(os.environ, PORTAL_CONFIG=str(tmp_path / "none.json"))
+    for name in ("PORTAL_URL", "PORTAL_TOKEN", "DJANGO_SETTINGS_MODULE"):
+        env.pop(name, None)
+    result = subprocess.run([str(PORTAL), "envs"], env=env, capture_output=True, text=True)
+    assert result.returncode == 2 and "portal login" in result.stderr
+    env.update(PORTAL_URL=f"http://127.0.0.1:{free_port()}", PORTAL_TOKEN="lcsp_x")
+    result = subprocess.run([str(PORTAL), "envs"], env=env, capture_output=True, text=True)
+    assert result.returncode == 1 and "Could not reach the portal" in result.stderr
