@@ -120,6 +120,8 @@ def test_restart_on_an_ineligible_environment_is_409_with_why(as_manager, projec
         ({"action": "restart_service", "service": "sql", "reason": "x"}, "service"),
         ({"action": "restart_service", "reason": "x"}, "service"),
         ({"action": "enable_maintenance", "reason": "x" * 501}, "reason"),
+        ({"action": 5, "reason": "x"}, "action"),
+        ({"reason": "x"}, "action"),
     ],
 )
 def test_bad_values_are_400_with_the_field_named(as_manager, environment, body, field):

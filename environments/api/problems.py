@@ -121,10 +121,7 @@ def install_handlers(api):
 
     @api.exception_handler(ValidationError)
     def invalid(request, exc):
-        errors = [
-            {"field": ".".join(str(part) for part in error["loc"][1:]), "message": error["msg"]}
-            for error in exc.errors
-        ]
+        errors = [{"field": _field(error["loc"]), "message": error["msg"]} for error in exc.errors]
         detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
         return problem(OperationRefused.INVALID, detail, errors=errors)
 
@@ -132,6 +129,15 @@ def install_handlers(api):
     def http_error(request, exc):
         code = STATUS_CODES.get(exc.status_code, "server_error")
         return problem(code, str(exc), status=exc.status_code)
+
+
+def _field(location):
+    """A value's name from ninja's location of it: ("body", "payload", "service") and
+    ("query", "since") name "service" and "since"."""
+    parts = [str(part) for part in location[1:]]
+    if parts[:1] == ["payload"]:
+        parts = parts[1:]
+    return ".".join(parts)
 
 
 class ApiProblemMiddleware:
