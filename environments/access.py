@@ -5,7 +5,8 @@ answers 404 to users outside the environment's project (they never learn that it
 exists) and 403 to members who may see but not act.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC
 
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
@@ -159,6 +160,9 @@ class SignInDecision:
     reason: str
     roles: tuple = ()
     maintenance: bool = False
+    # "<start>/<end>" of the environment's next or current maintenance window (forward
+    # auth's X-Portal-Maintenance-Window), or None.
+    window: str | None = None
 
 
 SIGN_IN_FIRST = SignInDecision(False, "Sign in to the portal first.")
@@ -239,8 +243,26 @@ def forward_auth_decision(request, slug):
     user = request.user
     if not user.is_authenticated:
         return SIGN_IN_FIRST
-    fields = ("name", "status", "maintenance_mode", "revision")
+    # The next maintenance window is kept on the environment's row (windows._changed):
+    # two more columns of the row this already reads, not a query of the windows.
+    fields = (
+        *("name", "status", "maintenance_mode", "revision"),
+        *("window_starts_at", "window_ends_at"),
+    )
     environment = Environment.objects.only(*fields).filter(slug=slug).order_by().first()
     if environment is None:
         return SignInDecision(False, "No such environment.")
-    return sign_in_decision(user, environment, environment_role(user, environment))
+    decision = sign_in_decision(user, environment, environment_role(user, environment))
+    return replace(decision, window=window_header(environment))
+
+
+def window_header(environment):
+    """ "<start>/<end>" (ISO 8601, UTC) of the environment's next or current maintenance
+    window, for the environment to show its own banner; None when there is none."""
+    if environment.window_starts_at is None:
+        return None
+    starts, ends = (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for moment in (environment.window_starts_at, environment.window_ends_at)
+    )
+    return f"{starts}/{ends}"

@@ -325,3 +325,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
         self.message_user(request, f"{count} token(s) revoked.")
+
+
+# Webhooks, their deliveries, maintenance windows and mails (issue #17).
+from environments import admin_notifications  # noqa: E402, F401

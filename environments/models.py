@@ -1018,7 +1018,8 @@ class MaintenanceWindow(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(ends_at__gt=models.F("starts_at")), name="window_ends_after_start"
+                condition=models.Q(ends_at__gt=models.F("starts_at")),
+                name="window_ends_after_start",
             )
         ]
 
@@ -1138,12 +1139,8 @@ class Notification(Outbox):
         Environment, on_delete=models.CASCADE, related_name="notifications"
     )
     operation = models.ForeignKey(Operation, on_delete=models.CASCADE, null=True, blank=True)
-    window = models.ForeignKey(
-        MaintenanceWindow, on_delete=models.CASCADE, null=True, blank=True
-    )
-    firewall_rule = models.ForeignKey(
-        FirewallRule, on_delete=models.CASCADE, null=True, blank=True
-    )
+    window = models.ForeignKey(MaintenanceWindow, on_delete=models.CASCADE, null=True, blank=True)
+    firewall_rule = models.ForeignKey(FirewallRule, on_delete=models.CASCADE, null=True, blank=True)
     database_account = models.ForeignKey(
         DatabaseAccount, on_delete=models.CASCADE, null=True, blank=True
     )

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_fsm import can_proceed
 
-from environments import crypto
+from environments import crypto, notifications
 from environments.access import can_maintain
 from environments.models import (
     END_GRANT_KINDS,
@@ -116,12 +116,17 @@ def restart_service(environment, user, service_kind, reason="", via=""):
     return _start(environment, user, OperationKind.RESTART_SERVICE, start)
 
 
-def enable_maintenance(environment, user, reason="", via=""):
-    return _start_action(environment, user, OperationKind.ENABLE_MAINTENANCE, reason, via)
+def enable_maintenance(environment, user, reason="", via="", window=None):
+    """``window``: the maintenance window that turns it on (environments.windows)."""
+    return _start_action(
+        environment, user, OperationKind.ENABLE_MAINTENANCE, reason, via, window=window
+    )
 
 
-def disable_maintenance(environment, user, reason="", via=""):
-    return _start_action(environment, user, OperationKind.DISABLE_MAINTENANCE, reason, via)
+def disable_maintenance(environment, user, reason="", via="", window=None):
+    return _start_action(
+        environment, user, OperationKind.DISABLE_MAINTENANCE, reason, via, window=window
+    )
 
 
 def resume(environment, user, reason="", via=""):
@@ -139,11 +144,26 @@ def abort(environment, user, reason="", via=""):
     return _start_recovery(environment, user, OperationKind.ABORT, reason, via)
 
 
-def _start_action(environment, user, kind, reason, via=""):
+def _start_action(environment, user, kind, reason, via="", window=None):
     def start(locked, now):
         status_before = locked.status
         getattr(locked, kind)()
-        return _write(locked, user, kind, now, reason=reason, status_before=status_before, via=via)
+        operation = _write(
+            locked,
+            user,
+            kind,
+            now,
+            reason=reason,
+            status_before=status_before,
+            via=via,
+            window=window,
+        )
+        if kind == OperationKind.DISABLE_MAINTENANCE:
+            # Turning maintenance mode off, by hand or at a window's end, ends the window.
+            from environments.windows import maintenance_mode_disabled
+
+            maintenance_mode_disabled(locked, operation, now)
+        return operation
 
     return _start(environment, user, kind, start)
 
@@ -174,6 +194,7 @@ def _start_recovery(environment, user, kind, reason, via=""):
             operation.finished_at = now
             operation.status_after = locked.status
             operation.save(update_fields=["outcome", "finished_at", "status_after"])
+            notifications.operation_finished(operation, locked)
         return operation
 
     return _start(environment, user, kind, start)
@@ -214,6 +235,8 @@ def _write(environment, user, kind, now, *, enqueue=True, **fields):
         environment=environment, kind=kind, requested_by=user, started_at=now, **values
     )
     Environment.objects.filter(pk=environment.pk).bump_revision()
+    # Webhook events and mails: written to the outbox here, sent by the worker.
+    notifications.operation_started(operation, environment)
     if enqueue:
         transaction.on_commit(lambda: _enqueue(operation))
     return operation
@@ -305,6 +328,7 @@ def _finish(operation_id, *, error, log):
             if not error:
                 service.last_restarted_at = now
             service.save(update_fields=["state", "last_restarted_at"])
+        notifications.operation_finished(operation, environment)
     return operation
 
 
@@ -609,6 +633,7 @@ def _enqueue_expiry(grant):
     from environments.tasks import expire_access_grant
 
     expire_access_grant.using(run_after=grant.expires_at).enqueue(grant._meta.model_name, grant.pk)
+    notifications.schedule_expiry_warning(grant)
 
 
 # --- Environment roles (assigned in Django admin) ------------------------------------

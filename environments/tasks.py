@@ -5,7 +5,7 @@ import logging
 from django.conf import settings
 from django_tasks import task
 
-from environments import crypto, operations
+from environments import crypto, notifications, operations, webhooks, windows
 from environments.drivers import DriverError, OperationLog, get_driver
 from environments.drivers.database import get_database_driver
 from environments.drivers.firewall import get_firewall_driver
@@ -78,3 +78,41 @@ def enforce_deadline(operation_id):
 def expire_access_grant(model_name, grant_id):
     """End a firewall rule or database account at its expiry time."""
     operations.expire_grant(model_name, grant_id)
+
+
+# --- Scheduled maintenance windows (environments/windows.py) ---------------------------
+# On the access queue, whose worker never waits behind a restart: a window starts and
+# ends on time.
+
+
+@task(queue_name=settings.ACCESS_QUEUE)
+def start_maintenance_window(window_id):
+    windows.start_window(window_id)
+
+
+@task(queue_name=settings.ACCESS_QUEUE)
+def end_maintenance_window(window_id):
+    windows.end_window(window_id)
+
+
+# --- Notifications: mail and webhooks, on a queue of their own ----------------------------
+
+
+@task(queue_name=settings.NOTIFY_QUEUE)
+def remind_maintenance_window(window_id):
+    windows.remind(window_id)
+
+
+@task(queue_name=settings.NOTIFY_QUEUE)
+def warn_access_expiring(model_name, grant_id):
+    notifications.warn_access_expiring(model_name, grant_id)
+
+
+@task(queue_name=settings.NOTIFY_QUEUE)
+def send_notification(notification_id):
+    notifications.send(notification_id)
+
+
+@task(queue_name=settings.NOTIFY_QUEUE)
+def deliver_webhook(delivery_id):
+    webhooks.deliver(delivery_id)

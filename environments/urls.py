@@ -1,7 +1,16 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from environments.views import access_grants, details, environment_list, gate, history, maintain
+from environments.views import (
+    access_grants,
+    details,
+    environment_list,
+    gate,
+    history,
+    maintain,
+    preferences,
+    windows,
+)
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="environment-list"), name="home"),
@@ -47,6 +56,25 @@ urlpatterns = [
         access_grants.revoke_account,
         name="database-account-revoke",
     ),
+    # Scheduled maintenance windows and the user's settings (issue #17).
+    path("environments/<slug:slug>/windows/", windows.window_list, name="window-list"),
+    path(
+        "environments/<slug:slug>/windows/schedule/",
+        windows.schedule_window,
+        name="window-schedule",
+    ),
+    path(
+        "environments/<slug:slug>/windows/<int:pk>/cancel/",
+        windows.cancel_window,
+        name="window-cancel",
+    ),
+    path(
+        "environments/<slug:slug>/windows/<int:pk>/end/",
+        windows.end_window,
+        name="window-end",
+    ),
+    path("calendar/<str:token>/<slug:slug>.ics", windows.calendar_feed, name="calendar-feed"),
+    path("settings/", preferences.user_settings, name="user-settings"),
     path("history/", history.all_history, name="history"),
     path("history.csv", history.all_history_csv, name="history-csv"),
 ]

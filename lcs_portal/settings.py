@@ -73,6 +73,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Times in the viewer's time zone: their setting, else their browser's (issue #17).
+    "environments.time_zones.ViewerTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "environments.middleware.ContentSecurityPolicyMiddleware",
@@ -244,11 +246,15 @@ AXES_LOCKOUT_CALLABLE = "lcs_portal.auth.locked_out"
 # --- Background tasks ---------------------------------------------------------
 # Ending access (expiry, Remove, Revoke) has a queue and a worker of its own, so that a
 # grant never outlives its expiry while a restart keeps the other worker busy.
+# Maintenance windows start and end from that queue too, for the same reason.
 ACCESS_QUEUE = "access"
+# Mails and webhook events go out from a queue and a worker of their own: a slow or
+# dead receiver never holds up an operation.
+NOTIFY_QUEUE = "notify"
 TASKS = {
     "default": {
         "BACKEND": os.environ.get("TASK_BACKEND", "django_tasks_db.DatabaseBackend"),
-        "QUEUES": ["default", ACCESS_QUEUE],
+        "QUEUES": ["default", ACCESS_QUEUE, NOTIFY_QUEUE],
     }
 }
 
@@ -352,6 +358,44 @@ PORTAL_FIREWALL_DRIVER = os.environ.get("PORTAL_FIREWALL_DRIVER", "simulated")
 API_TOKEN_DEFAULT_DAYS = int(os.environ.get("PORTAL_API_TOKEN_DAYS", 90))
 API_TOKEN_MAX_DAYS = int(os.environ.get("PORTAL_API_TOKEN_MAX_DAYS", 365))
 API_RATE_LIMIT = int(os.environ.get("PORTAL_API_RATE_LIMIT", 600))
+
+# --- Scheduled maintenance windows and notifications (issue #17) -----------------------
+# Mail goes through Django's email backend: SMTP when EMAIL_HOST is set, otherwise the
+# console, so that `make run` prints the demo's mails. Mails and webhook events are sent
+# by the worker of NOTIFY_QUEUE, never inside a request.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", 25))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Maintenance portal <portal@localhost>")
+# Where people reach the portal: the links in mails, webhook events and calendar feeds.
+PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# A window starts at most this many days ahead and lasts at most this many hours.
+WINDOW_MAX_DAYS_AHEAD = env_float("WINDOW_MAX_DAYS_AHEAD", 90.0)
+WINDOW_MAX_HOURS = env_float("WINDOW_MAX_HOURS", 24.0)
+# A window that cannot start (the environment is busy or Failed) tries again every
+# WINDOW_RETRY_SECONDS for this many minutes after its start, then it is Missed.
+WINDOW_START_RETRY_MINUTES = env_float("WINDOW_START_RETRY_MINUTES", 15.0)
+WINDOW_RETRY_SECONDS = env_float("WINDOW_RETRY_SECONDS", 30.0)
+# Everyone with a role on the environment is reminded this many hours before a window.
+WINDOW_REMINDER_HOURS = [float(hours) for hours in env_list("WINDOW_REMINDER_HOURS", "24,1")]
+# The requester is told this many minutes before their database account or firewall
+# rule expires.
+ACCESS_EXPIRY_WARNING_MINUTES = env_float("ACCESS_EXPIRY_WARNING_MINUTES", 30.0)
+# A webhook receiver has this long to answer. A failed mail or webhook delivery is
+# tried again after DELIVERY_RETRY_FIRST_SECONDS, doubling up to
+# DELIVERY_RETRY_MAX_SECONDS, DELIVERY_MAX_ATTEMPTS times in all (about a day).
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 5.0)
+DELIVERY_RETRY_FIRST_SECONDS = env_float("DELIVERY_RETRY_FIRST_SECONDS", 60.0)
+DELIVERY_RETRY_MAX_SECONDS = env_float("DELIVERY_RETRY_MAX_SECONDS", 6 * 3600.0)
+DELIVERY_MAX_ATTEMPTS = int(os.environ.get("DELIVERY_MAX_ATTEMPTS", 12))
 
 LOGGING = {
     "version": 1,

@@ -12,15 +12,16 @@ shows the same table (a test checks that it is this one). The cast is tests/conf
 - superuser: root
 
 Answers: a status code, or where a redirect goes: "→sign-in" (the portal's sign-in
-page), "→admin sign-in", "→list" (the environment list), "→environment" (the
-environment's own URL: the sign-in gate let the user through). POSTs are sent as htmx
-sends them, with a valid CSRF token. The firewall rule and the database account were
-granted to the owner (alice).
+page), "→admin sign-in", "→list" (the environment list), "→details" (the environment's
+details page), "→environment" (the environment's own URL: the sign-in gate let the user
+through). POSTs are sent as htmx sends them, with a valid CSRF token. The firewall rule
+and the database account were granted to the owner (alice), who also scheduled the
+maintenance window; the calendar feed is asked at the outsider's own secret address.
 """
 
 ROLES = ("anonymous", "outsider", "member", "maint", "manager", "owner", "superuser")
 
-S, A, L, E = "→sign-in", "→admin sign-in", "→list", "→environment"
+S, A, L, E, D = "→sign-in", "→admin sign-in", "→list", "→environment", "→details"
 
 # (what, method, path; {slug} {rule} {account} {activity} are filled in), then one
 # answer per role in ROLES order.
@@ -96,6 +97,55 @@ MATRIX = [
         "/environments/{slug}/history/{activity}/",
         (S, 404, 200, 200, 200, 200, 200),
     ),
+    (
+        "Maintenance windows",
+        "GET",
+        "/environments/{slug}/windows/",
+        (S, 404, 200, 200, 200, 200, 200),
+    ),
+    (
+        "Schedule maintenance mode: form",
+        "GET",
+        "/environments/{slug}/windows/schedule/",
+        (S, 404, 403, 403, 200, 200, 200),
+    ),
+    (
+        "Schedule maintenance mode (no times given)",
+        "POST",
+        "/environments/{slug}/windows/schedule/",
+        (S, 404, 403, 403, 400, 400, 400),
+    ),
+    (
+        "Cancel window: confirm step",
+        "GET",
+        "/environments/{slug}/windows/{window}/cancel/",
+        (S, 404, 403, 403, 200, 200, 200),
+    ),
+    (
+        "Cancel window",
+        "POST",
+        "/environments/{slug}/windows/{window}/cancel/",
+        (S, 404, 403, 403, D, D, D),
+    ),
+    (
+        "End window: confirm step",
+        "GET",
+        "/environments/{slug}/windows/{window}/end/",
+        (S, 404, 403, 403, 200, 200, 200),
+    ),
+    (
+        "End window (not started yet)",
+        "POST",
+        "/environments/{slug}/windows/{window}/end/",
+        (S, 404, 403, 403, 409, 409, 409),
+    ),
+    (
+        "Calendar feed (the outsider's address)",
+        "GET",
+        "/calendar/{calendar}/{slug}.ics",
+        (404, 404, 404, 404, 404, 404, 404),
+    ),
+    ("Settings", "GET", "/settings/", (S, 200, 200, 200, 200, 200, 200)),
     ("History (all)", "GET", "/history/", (S, 200, 200, 200, 200, 200, 200)),
     ("History CSV (all)", "GET", "/history.csv", (S, 200, 200, 200, 200, 200, 200)),
     ("Admin", "GET", "/{admin}", (A, A, A, A, A, A, 200)),

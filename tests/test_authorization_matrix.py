@@ -1,14 +1,22 @@
 """Every URL x every role, generated from the table in tests/authz_matrix.py."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from environments import operations
-from environments.models import AccessLevel, DatabaseAccount, FirewallRule, Operation
+from environments import operations, windows
+from environments.models import (
+    AccessLevel,
+    DatabaseAccount,
+    FirewallRule,
+    Operation,
+    UserSettings,
+)
 from tests.authz_matrix import MATRIX, ROLES, markdown_table
 
 
@@ -23,6 +31,10 @@ def world(environment, owner, manager, member, maint, outsider, superuser):
         environment, owner, level=AccessLevel.READ, reason="support"
     )
     operations.complete_operation(account_operation.pk)
+    starts = timezone.now() + timedelta(days=1)
+    window = windows.schedule(
+        environment, owner, starts_at=starts, ends_at=starts + timedelta(hours=1), reason="x"
+    )
     users = {
         "anonymous": None,
         "outsider": outsider,
@@ -41,6 +53,8 @@ def world(environment, owner, manager, member, maint, outsider, superuser):
             "account": DatabaseAccount.objects.get().pk,
             "activity": rule_operation.activity_id,
             "admin": settings.ADMIN_PATH,
+            "window": window.pk,
+            "calendar": UserSettings.objects.get_or_create(user=outsider)[0].calendar_token,
         },
     }
 
@@ -68,6 +82,8 @@ def describe(response, environment):
         return "→list"
     if location == environment.url:
         return "→environment"
+    if location == environment.get_absolute_url():
+        return "→details"
     return f"302 {location}"
 
 

@@ -11,17 +11,19 @@ import io
 import ipaddress
 import string
 from collections import Counter
+from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.test import Client
+from django.utils import timezone
 from django.utils.html import escape
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from environments import operations
+from environments import operations, windows
 from environments.models import (
     AccessLevel,
     DatabaseAccount,
@@ -29,6 +31,7 @@ from environments.models import (
     FirewallRule,
     Operation,
     Status,
+    UserSettings,
 )
 from tests.authz_matrix import MATRIX
 from tests.conftest import make_user
@@ -112,6 +115,8 @@ def test_unknown_environments_are_404_and_nothing_is_written(as_manager, environ
         "rule": 1,
         "account": 1,
         "activity": "00000000-0000-0000-0000-000000000000",
+        "window": 1,
+        "calendar": "no-such-calendar",
     }
     response = send(as_manager, method, path.format(**values), {"reason": "x"})
     # Forward auth refuses an unknown environment like a known one: it says nothing.
@@ -167,8 +172,9 @@ def test_unknown_services_are_refused_with_400(as_manager, environment, service)
 def test_wrong_methods_get_405_and_nothing_is_written(world, as_manager, target, method):
     allowed, path = target
     assume(method != allowed)
-    # These answer both: GET is the confirm step, POST does it.
-    assume(not (path.endswith(("/remove/", "/revoke/")) and method in ("GET", "POST")))
+    # These answer both: GET is the confirm step (or the form), POST does it.
+    both = ("/remove/", "/revoke/", "/cancel/", "/end/", "/windows/schedule/", "/settings/")
+    assume(not (path.endswith(both) and method in ("GET", "POST")))
     assume(not ("/maintain/" in path and method in ("GET", "POST")))
     CASES["wrong method"] += 1
     environment = world["environment"]
@@ -497,6 +503,10 @@ def world(environment, owner, manager):
     )
     operations.complete_operation(account_operation.pk)
     assert Environment.objects.get(pk=environment.pk).status == Status.DEPLOYED
+    starts = timezone.now() + timedelta(days=1)
+    window = windows.schedule(
+        environment, owner, starts_at=starts, ends_at=starts + timedelta(hours=1), reason="x"
+    )
     return {
         "environment": environment,
         "values": {
@@ -505,5 +515,7 @@ def world(environment, owner, manager):
             "account": DatabaseAccount.objects.get().pk,
             "activity": rule_operation.activity_id,
             "admin": django_settings.ADMIN_PATH,
+            "window": window.pk,
+            "calendar": UserSettings.objects.get_or_create(user=owner)[0].calendar_token,
         },
     }

@@ -8,6 +8,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from environments.access import forward_auth_decision, get_environment_for_sign_in
+from environments.windows import planned_end
 
 
 @never_cache
@@ -21,6 +22,8 @@ def environment_sign_in(request, slug):
             raise Http404(f"{environment.name} has no URL to sign in to.")
         return redirect(environment.url)
     context = {"environment": environment, "decision": decision}
+    # When the maintenance under way is planned to end (a scheduled window's end).
+    context["planned_end"] = planned_end(environment) if decision.maintenance else None
     return render(request, "environments/sign_in_refused.html", context, status=403)
 
 
@@ -33,8 +36,13 @@ def environment_auth(request, slug):
     queries: the session, the user, and the environment with the user's role on it."""
     decision = forward_auth_decision(request, slug)
     if not decision.allowed:
-        return HttpResponse(status=401 if not request.user.is_authenticated else 403)
-    response = HttpResponse(status=204)
-    response["X-Portal-User"] = request.user.get_username()
-    response["X-Portal-Roles"] = ",".join(decision.roles)
+        response = HttpResponse(status=401 if not request.user.is_authenticated else 403)
+    else:
+        response = HttpResponse(status=204)
+        response["X-Portal-User"] = request.user.get_username()
+        response["X-Portal-Roles"] = ",".join(decision.roles)
+    if decision.window:
+        # The next or current maintenance window, before and during it: the environment
+        # can show its own banner.
+        response["X-Portal-Maintenance-Window"] = decision.window
     return response

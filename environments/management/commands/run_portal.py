@@ -16,13 +16,14 @@ from environments.models import Environment
 
 #: The task worker and the watchdog exit when they lose the database (django-tasks-db's
 #: worker does not wait for it); they are started again, and work again once it is back.
-RESTARTED = ("db_worker", "access_worker", "watchdog")
+RESTARTED = ("db_worker", "access_worker", "notify_worker", "watchdog")
 RESTART_DELAY = 2.0
 
 
 class Command(BaseCommand):
     help = (
-        "Serve the portal with gunicorn and run the task workers (one for access) and the "
+        "Serve the portal with gunicorn and run the task workers (one for access and "
+        "maintenance windows, one for mails and webhooks) and the "
         "watchdog beside it, and supervisord with the Local sandbox's services when that "
         "environment exists; Ctrl-C stops all."
     )
@@ -65,6 +66,8 @@ class Command(BaseCommand):
             "db_worker": self._worker(manage, "default"),
             # Ending access never waits behind a restart (settings.ACCESS_QUEUE).
             "access_worker": self._worker(manage, settings.ACCESS_QUEUE),
+            # Mails and webhook events: a slow receiver never holds up an operation.
+            "notify_worker": self._worker(manage, settings.NOTIFY_QUEUE),
             # The backstop for lost tasks: fails operations past their deadline and
             # ends access past its expiry, once a minute.
             "watchdog": [python, manage, "watchdog", "--loop", "60"],

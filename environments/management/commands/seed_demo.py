@@ -102,7 +102,12 @@ class Command(BaseCommand):
         for username, (superuser, memberships, environment_role) in USERS.items():
             user, created = User.objects.get_or_create(
                 username=username,
-                defaults={"is_superuser": superuser, "is_staff": superuser},
+                # An address, so that the demo's mails show on the console (issue #17).
+                defaults={
+                    "is_superuser": superuser,
+                    "is_staff": superuser,
+                    "email": f"{username}@example.com",
+                },
             )
             if created or password:
                 if password is None:

@@ -1,0 +1,113 @@
+"""The iCalendar feed of an environment's maintenance windows, at a secret address per
+user."""
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from environments import windows
+from environments.calendar import escape, fold, ics
+from environments.models import UserSettings
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def planned(environment, manager):
+    now = timezone.now()
+    starts = (now + timedelta(days=1)).replace(hour=22, minute=0, second=0, microsecond=0)
+    return windows.schedule(
+        environment,
+        manager,
+        starts_at=starts,
+        ends_at=starts + timedelta(hours=2),
+        reason="Upgrade; then checks, and a reindex",
+        now=now,
+    )
+
+
+def feed_url(user, environment):
+    token = UserSettings.objects.get_or_create(user=user)[0].calendar_token
+    return reverse("calendar-feed", args=[token, environment.slug])
+
+
+def test_the_feed_lists_the_environments_windows_at_the_users_secret_address(
+    client, environment, member, planned
+):
+    response = client.get(feed_url(member, environment))  # no session: calendar apps send none
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/calendar; charset=utf-8"
+    body = response.content.decode()
+    assert body.startswith("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n")
+    assert body.endswith("END:VCALENDAR\r\n")
+    assert "\n" not in body.replace("\r\n", "")
+    assert f"DTSTART:{planned.starts_at:%Y%m%dT%H%M%S}Z\r\n" in body
+    assert f"DTEND:{planned.ends_at:%Y%m%dT%H%M%S}Z\r\n" in body
+    assert "SUMMARY:Maintenance mode: Demo sandbox\r\n" in body
+    assert "Upgrade\\; then checks\\, and a reindex" in body
+    assert "STATUS:CONFIRMED" in body
+    assert f"UID:maintenance-window-{planned.pk}@127.0.0.1:8000" in body
+
+
+def test_a_cancelled_window_stays_in_the_feed_as_cancelled(
+    client, environment, manager, member, planned
+):
+    windows.cancel(planned, manager)
+    body = client.get(feed_url(member, environment)).content.decode()
+    assert "STATUS:CANCELLED" in body
+
+
+@pytest.mark.parametrize("who", ["outsider", "nobody"])
+def test_the_feed_is_for_those_who_may_see_the_environment_and_a_token_that_exists(
+    client, environment, outsider, planned, who
+):
+    if who == "outsider":
+        url = feed_url(outsider, environment)
+    else:
+        url = reverse("calendar-feed", args=["not-a-token", environment.slug])
+    assert client.get(url).status_code == 404
+
+
+def test_an_inactive_users_feed_stops(client, environment, member, planned):
+    url = feed_url(member, environment)
+    member.is_active = False
+    member.save()
+    assert client.get(url).status_code == 404
+
+
+def test_a_new_address_ends_the_old_one(client, environment, member, planned):
+    old = feed_url(member, environment)
+    client.force_login(member)
+    response = client.post(reverse("user-settings"), {"new_calendar_address": "1"})
+    client.logout()
+
+    assert response.status_code == 302
+    assert client.get(old).status_code == 404
+    assert client.get(feed_url(member, environment)).status_code == 200
+
+
+def test_the_windows_page_shows_the_users_own_feed_address(client, environment, member, planned):
+    client.force_login(member)
+    page = client.get(reverse("window-list", args=[environment.slug])).content.decode()
+    token = UserSettings.objects.get(user=member).calendar_token
+    assert f"/calendar/{token}/demo-sandbox.ics" in page
+    assert "Upgrade; then checks, and a reindex" in page
+
+
+def test_text_is_escaped_and_long_lines_are_folded_at_75_octets_never_inside_a_character():
+    assert escape("a\\b;c,d\ne") == "a\\\\b\\;c\\,d\\ne"
+    line = "DESCRIPTION:" + "é" * 80
+    folded = fold(line)
+    parts = folded.split("\r\n")
+    assert all(len(part.encode()) <= 75 for part in parts)
+    assert all(part.startswith(" ") for part in parts[1:])
+    assert "".join(part[1:] if i else part for i, part in enumerate(parts)) == line
+
+
+def test_an_empty_feed_is_still_a_calendar(environment):
+    body = ics(environment, [])
+    assert body.count("BEGIN:VEVENT") == 0
+    assert "X-WR-CALNAME:Maintenance: Demo sandbox" in body

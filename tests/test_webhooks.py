@@ -1,0 +1,348 @@
+"""Signed webhook events over real HTTP: a receiver on 127.0.0.1 checks each signature,
+answers as the test tells it, and the retries, the attempts and the resends are seen."""
+
+# ruff: noqa: F811 (the receivers' fixtures are imported from tests.receivers)
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from environments import delivery, operations, webhooks
+from environments.models import (
+    DeliveryState,
+    EnvironmentRoleKind,
+    Operation,
+    OperationKind,
+    Outcome,
+    Status,
+    Webhook,
+    WebhookAttempt,
+    WebhookDelivery,
+)
+from tests.conftest import committing, run_worker, subprocess_env
+from tests.live import start_worker, stop, wait_for
+from tests.receivers import webhook_receiver  # noqa: F401
+
+
+def hook_for(project, receiver, **fields):
+    return Webhook.objects.create(
+        project=project, name="Ops channel", url=receiver.url, secret=receiver.secret, **fields
+    )
+
+
+@pytest.mark.django_db
+def test_every_history_row_sends_a_signed_event_when_it_starts_and_when_it_ends(
+    webhook_receiver, project, environment, manager, start
+):
+    receiver = webhook_receiver("s3cret")
+    hook_for(project, receiver)
+
+    operation = start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
+    run_worker()
+
+    assert [d.signature_ok for d in receiver.received] == [True, True]
+    started, finished = (d.event for d in receiver.received)
+    assert (started["event"], finished["event"]) == ("operation.started", "operation.finished")
+    for event in (started, finished):
+        assert event["kind"] == "restart_service"
+        assert event["activity_id"] == str(operation.activity_id)
+        assert event["environment"]["slug"] == "demo-sandbox"
+        assert event["project"] == {"slug": "contoso", "name": "Contoso"}
+        assert event["actor"] == "mona"
+        assert event["url"] == (
+            f"http://127.0.0.1:8000/environments/demo-sandbox/history/{operation.activity_id}/"
+        )
+    assert (started["status_before"], started["status_after"], started["outcome"]) == (
+        "deployed",
+        "restarting_service",
+        "queued",
+    )
+    assert (finished["status_before"], finished["status_after"], finished["outcome"]) == (
+        "deployed",
+        "deployed",
+        "succeeded",
+    )
+    assert started["text"] == (
+        "mona started Restart service: AOS on Demo sandbox (Deployed → Restarting service)."
+    )
+    assert finished["text"] == (
+        "Restart service: AOS on Demo sandbox: Succeeded (Deployed → Deployed)."
+    )
+
+
+@pytest.mark.django_db
+def test_each_event_carries_its_delivery_id_and_timestamp_inside_what_is_signed(
+    webhook_receiver, project, environment, manager, start
+):
+    receiver = webhook_receiver("s3cret")
+    hook_for(project, receiver)
+    before = int(time.time())
+
+    start(OperationKind.ENABLE_MAINTENANCE, environment, manager)
+    run_worker()
+
+    for received in receiver.received:
+        headers, event = received.headers, received.event
+        assert headers["X-Portal-Delivery"] == event["delivery_id"]
+        assert headers["X-Portal-Timestamp"] == str(event["timestamp"])
+        assert before <= event["timestamp"] <= int(time.time())
+        assert headers["X-Portal-Event"] == event["event"]
+        assert headers["Content-Type"] == "application/json"
+        expected = hmac.new(b"s3cret", received.body, hashlib.sha256).hexdigest()
+        assert headers["X-Portal-Signature-256"] == f"sha256={expected}"
+    ids = {d.event["delivery_id"] for d in receiver.received}
+    assert ids == {str(d) for d in WebhookDelivery.objects.values_list("delivery_id", flat=True)}
+
+
+@pytest.mark.django_db
+def test_a_role_change_sends_its_start_and_its_end_at_once(
+    webhook_receiver, project, environment, owner, member
+):
+    from environments.operations import record_role_change
+
+    receiver = webhook_receiver()
+    hook_for(project, receiver)
+    with committing():
+        record_role_change(environment, owner, member, EnvironmentRoleKind.USER, granted=True)
+    run_worker()
+    assert [d.event["event"] for d in receiver.received] == [
+        "operation.started",
+        "operation.finished",
+    ]
+    assert receiver.received[1].event["kind"] == "grant_role"
+
+
+@pytest.mark.django_db
+def test_only_the_projects_active_webhooks_get_its_events(
+    webhook_receiver, project, other_project, environment, manager, start
+):
+    ours, theirs, off = webhook_receiver(), webhook_receiver(), webhook_receiver()
+    hook_for(project, ours)
+    hook_for(other_project, theirs)
+    hook_for(project, off, active=False)
+
+    start(OperationKind.ENABLE_MAINTENANCE, environment, manager)
+    run_worker()
+
+    assert len(ours.received) == 2
+    assert theirs.received == [] and off.received == []
+
+
+@pytest.mark.django_db
+def test_the_text_field_is_there_for_slack_and_teams_and_can_be_left_out(
+    webhook_receiver, project, environment, manager, start
+):
+    chat, plain = webhook_receiver(), webhook_receiver()
+    hook_for(project, chat)
+    hook_for(project, plain, include_text=False)
+
+    start(OperationKind.ENABLE_MAINTENANCE, environment, manager)
+    run_worker()
+
+    assert all("text" in d.event for d in chat.received)
+    assert all("text" not in d.event for d in plain.received)
+
+
+def test_the_back_off_doubles_from_one_minute_up_to_six_hours(settings):
+    settings.DELIVERY_RETRY_FIRST_SECONDS = 60
+    settings.DELIVERY_RETRY_MAX_SECONDS = 6 * 3600
+    delays = [delivery.retry_delay(n).total_seconds() / 60 for n in range(1, 12)]
+    assert delays == [1, 2, 4, 8, 16, 32, 64, 128, 256, 360, 360]
+
+
+@pytest.mark.django_db
+def test_a_failed_delivery_waits_its_back_off_and_gives_up_after_the_last_attempt(
+    webhook_receiver, settings, project, environment, manager, start
+):
+    settings.DELIVERY_MAX_ATTEMPTS = 3
+    receiver = webhook_receiver(statuses=[500, 503, 502])
+    hook_for(project, receiver)
+    start(OperationKind.ENABLE_MAINTENANCE, environment, manager)
+    row = WebhookDelivery.objects.get()
+    now = timezone.now()
+
+    webhooks.deliver(row.pk, now=now)
+    row.refresh_from_db()
+    assert (row.state, row.attempts, row.status_code) == (DeliveryState.PENDING, 1, 500)
+    assert row.next_attempt_at == now + timedelta(minutes=1)
+    assert webhooks.deliver(row.pk, now=now + timedelta(seconds=59)) is None  # not due
+    webhooks.deliver(row.pk, now=now + timedelta(minutes=1))
+    row.refresh_from_db()
+    assert row.next_attempt_at == now + timedelta(minutes=3)
+    webhooks.deliver(row.pk, now=now + timedelta(minutes=3))
+
+    row.refresh_from_db()
+    assert (row.state, row.attempts, row.status_code) == (DeliveryState.FAILED, 3, 502)
+    assert [a.status_code for a in row.attempt_log.order_by("attempted_at")] == [500, 503, 502]
+    assert row.attempt_log.first().response == "answer 502"
+
+
+@pytest.mark.django_db
+def test_a_receiver_that_is_down_never_fails_the_operation(project, environment, manager, start):
+    from tests.live import free_port
+
+    Webhook.objects.create(
+        project=project, name="Down", url=f"http://127.0.0.1:{free_port()}/", secret="x"
+    )
+    operation = start(OperationKind.ENABLE_MAINTENANCE, environment, manager)
+    run_worker()
+
+    operation.refresh_from_db()
+    assert operation.outcome == Outcome.SUCCEEDED
+    attempts = WebhookAttempt.objects.all()
+    assert attempts.count() == 2
+    assert all(a.status_code is None and "Connection refused" in a.error for a in attempts)
+    assert set(WebhookDelivery.objects.values_list("state", flat=True)) == {"pending"}
+
+
+@pytest.mark.django_db
+def test_a_redirect_is_an_answer_not_a_place_to_post_again(
+    webhook_receiver, project, environment, manager, start
+):
+    receiver = webhook_receiver(statuses=[302])
+    hook_for(project, receiver)
+    start(OperationKind.ENABLE_MAINTENANCE, environment, manager)
+    webhooks.deliver(WebhookDelivery.objects.get().pk)
+    assert WebhookAttempt.objects.get().status_code == 302
+    assert WebhookDelivery.objects.get().state == DeliveryState.PENDING
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_each_attempt_and_resends_a_delivery(
+    webhook_receiver, admin_client, project, environment, manager, start
+):
+    receiver = webhook_receiver(statuses=[500])
+    hook_for(project, receiver)
+    start(OperationKind.ENABLE_MAINTENANCE, environment, manager)
+    row = WebhookDelivery.objects.get()
+    webhooks.deliver(row.pk)
+
+    page = admin_client.get(reverse("admin:environments_webhookdelivery_change", args=[row.pk]))
+    assert page.status_code == 200
+    assert "answer 500" in page.content.decode()
+    with committing():
+        answer = admin_client.post(
+            reverse("admin:environments_webhookdelivery_resend", args=[row.pk])
+        )
+    assert answer.status_code == 302
+    run_worker()
+
+    row.refresh_from_db()
+    assert row.state == DeliveryState.DELIVERED
+    assert [a.status_code for a in row.attempt_log.order_by("attempted_at")] == [500, 200]
+    # The same delivery id both times: a receiver can tell it already has it.
+    started = [d for d in receiver.received if d.event["event"] == "operation.started"]
+    assert len(started) == 2
+    assert {d.headers["X-Portal-Delivery"] for d in started} == {str(row.delivery_id)}
+
+
+@pytest.mark.django_db
+def test_the_watchdog_hands_out_a_delivery_whose_task_was_lost(
+    webhook_receiver, project, environment, manager
+):
+    receiver = webhook_receiver()
+    hook_for(project, receiver)
+    operations.enable_maintenance(environment, manager)  # its on-commit never runs
+    row = WebhookDelivery.objects.get()
+
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(minutes=1))
+    assert webhooks.hand_out_overdue() == []
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(minutes=3))
+    with committing():
+        assert webhooks.hand_out_overdue() == [row.pk]
+        assert webhooks.hand_out_overdue() == []
+    run_worker()
+
+    assert len(receiver.received) == 1
+
+
+# --- With real worker processes ----------------------------------------------------------------
+
+
+def queue_worker(log_path, env, queues):
+    """A db_worker for some queues only, as run_portal starts them."""
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    with open(log_path, "a") as log:
+        return subprocess.Popen(
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "db_worker", "--no-reload"]
+            + ["--no-startup-delay", "--interval", "0.1", "--queue-name", queues],
+            env=env,
+            cwd=settings.BASE_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_receiver_that_fails_twice_gets_the_event_on_the_third_try(
+    webhook_receiver, project, environment, manager, tmp_path
+):
+    receiver = webhook_receiver(statuses={"operation.started": [500, 500]})
+    hook_for(project, receiver)
+    worker = start_worker(
+        tmp_path / "worker.log",
+        env=subprocess_env(DELIVERY_RETRY_FIRST_SECONDS=0.3, SIMULATED_DRIVER_DELAY=0.2),
+    )
+    try:
+        operations.enable_maintenance(environment, manager)
+        # The started event three times (500, 500, 200), then the finished one.
+        assert receiver.wait_for(4, timeout=30), (tmp_path / "worker.log").read_text()
+    finally:
+        stop(worker)
+
+    first = WebhookDelivery.objects.get(event="operation.started")
+    assert first.state == DeliveryState.DELIVERED
+    attempts = list(first.attempt_log.order_by("attempted_at"))
+    assert [a.status_code for a in attempts] == [500, 500, 200]
+    times = [attempt.attempted_at for attempt in attempts]
+    assert (times[1] - times[0]).total_seconds() >= 0.3
+    assert (times[2] - times[1]).total_seconds() >= 0.6
+    started = [d for d in receiver.received if d.event["event"] == "operation.started"]
+    assert [d.signature_ok for d in started] == [True, True, True]
+    assert len({d.event["delivery_id"] for d in started}) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_receiver_does_not_delay_the_operation(
+    webhook_receiver, project, environment, manager, tmp_path
+):
+    """The receiver takes 10 s to answer; maintenance mode is on long before that, as
+    the workers run mail and webhooks on a queue of their own (as run_portal does)."""
+    receiver = webhook_receiver(delay=10)
+    hook_for(project, receiver)
+    env = subprocess_env(SIMULATED_DRIVER_DELAY=0.3)
+    log = tmp_path / "worker.log"
+    operations_worker = queue_worker(log, env, "default,access")
+    notify_worker = queue_worker(log, env, "notify")
+    try:
+        started = time.monotonic()
+        operation = operations.enable_maintenance(environment, manager)
+        asked = time.monotonic() - started
+
+        def settled():
+            return Operation.objects.get(pk=operation.pk).outcome == Outcome.SUCCEEDED
+
+        assert wait_for(settled, timeout=8), log.read_text()
+        took = time.monotonic() - started
+        assert receiver.wait_for(1, timeout=5)
+    finally:
+        notify_worker.kill()
+        operations_worker.kill()
+        notify_worker.wait()
+        operations_worker.wait()
+
+    assert asked < 1
+    assert took < 5, f"maintenance mode took {took:.1f} s with a 10 s receiver"
+    environment.refresh_from_db()
+    assert environment.status == Status.IN_MAINTENANCE
+    assert json.loads(receiver.received[0].body)["event"] == "operation.started"
