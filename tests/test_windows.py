@@ -469,3 +469,13 @@ def test_the_environment_row_keeps_the_next_open_window(environment, manager, t0
 
     environment = Environment.objects.get(pk=environment.pk)
     assert environment.window_starts_at == t0 + 5 * HOUR
+
+
+def test_the_history_marks_the_windows_rows_as_scheduled_by_their_scheduler(
+    client, environment, manager, member, t0
+):
+    window = schedule(environment, manager, t0)
+    start(window, t0)
+    client.force_login(member)
+    page = client.get(reverse("environment-history", args=[environment.slug])).content.decode()
+    assert 'mona <span class="hint">via Scheduled maintenance window</span>' in page
