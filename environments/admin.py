@@ -1,12 +1,15 @@
 """Django admin: where roles are assigned. History is read-only here."""
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.db import models, transaction
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html
 
 from environments.models import (
     AccessEnd,
@@ -163,8 +166,38 @@ class ServiceAdmin(DeleteOneByOne, admin.ModelAdmin):
     readonly_fields = ["state", "last_restarted_at"]
 
 
+class EnvironmentRoleForm(forms.ModelForm):
+    """A second role for a user on an environment is refused with a link to the one
+    they have, which is where a change belongs."""
+
+    class Meta:
+        model = EnvironmentRole
+        fields = ["user", "environment", "role"]
+
+    def validate_unique(self):
+        user, environment = self.cleaned_data.get("user"), self.cleaned_data.get("environment")
+        existing = (
+            EnvironmentRole.objects.filter(user=user, environment=environment)
+            .exclude(pk=self.instance.pk)
+            .first()
+        )
+        if existing is None:
+            return super().validate_unique()
+        url = reverse("admin:environments_environmentrole_change", args=[existing.pk])
+        message = format_html(
+            '{} already has a role on {}: {}. <a href="{}">Change that role</a> instead.',
+            user,
+            environment,
+            existing.get_role_display(),
+            url,
+        )
+        self.add_error(None, message)
+        return None
+
+
 @admin.register(EnvironmentRole)
 class EnvironmentRoleAdmin(admin.ModelAdmin):
+    form = EnvironmentRoleForm
     list_display = ["user", "environment", "role"]
     list_filter = ["role", "environment__project", "environment"]
     search_fields = ["user__username", "environment__name"]

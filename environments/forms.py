@@ -19,15 +19,21 @@ from environments.models import (
 REASON_MAX_LENGTH = 500
 
 
-class MaintainForm(forms.Form):
-    """Confirm step of a Maintain action: an optional reason for the history."""
-
-    reason = forms.CharField(
-        required=False,
+def reason_field():
+    """Everything a person starts (every Maintain action, every access request) says
+    why: the history is what staff review. Ending access early needs no reason."""
+    return forms.CharField(
         max_length=REASON_MAX_LENGTH,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="Optional; kept in the environment history.",
+        help_text="Why: kept in the environment history.",
+        error_messages={"required": "Give a reason: it is kept in the environment history."},
     )
+
+
+class MaintainForm(forms.Form):
+    """Confirm step of a Maintain action: the reason, for the history."""
+
+    reason = reason_field()
 
     def __init__(self, *args, environment, **kwargs):
         self.environment = environment
@@ -216,7 +222,7 @@ class EnableAccessForm(forms.Form):
         ],
     )
     address = forms.CharField(label="IP address or CIDR range", max_length=64)
-    reason = forms.CharField(max_length=REASON_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 2}))
+    reason = reason_field()
     hours = access_hours_field()
 
     def __init__(self, *args, environment, **kwargs):
@@ -234,7 +240,7 @@ class RequestAccessForm(forms.Form):
         widget=forms.RadioSelect,
         error_messages={"required": "Choose Read or Read-write access."},
     )
-    reason = forms.CharField(max_length=REASON_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 2}))
+    reason = reason_field()
     hours = access_hours_field()
 
     def __init__(self, *args, environment, **kwargs):

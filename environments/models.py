@@ -375,7 +375,8 @@ class Environment(FSMModelMixin, models.Model):
 
     def running_operation(self):
         """The operation in progress here (ending access aside), or None."""
-        return self.operations.active().exclude(kind__in=END_GRANT_KINDS).first()
+        running = self.operations.active().exclude(kind__in=END_GRANT_KINDS)
+        return running.select_related("requested_by", "service").first()
 
     def failed_operation(self):
         """The Maintain operation that left the environment Failed, or None."""
@@ -739,6 +740,14 @@ class Operation(models.Model):
     @property
     def type(self):
         return KIND_TYPE[self.kind]
+
+    @property
+    def turns_maintenance_mode(self):
+        """ "on" or "off" for an operation that turns maintenance mode on or off (a
+        rollback undoes its action), None for any other."""
+        if self.action not in MAINTENANCE_ACTIONS:
+            return None
+        return "on" if (self.action == OperationKind.ENABLE_MAINTENANCE) != self.undo else "off"
 
     @property
     def short_id(self):

@@ -647,11 +647,13 @@ def record_role_change(environment, actor, user, role, *, granted, previous_role
     """
     now = timezone.now()
     label = EnvironmentRoleKind(role).label
-    if previous_role and previous_role != role:
-        target = f"{user.get_username()}: {EnvironmentRoleKind(previous_role).label} → {label}"
+    if granted and previous_role and previous_role != role:
+        # "Environment role changed: tom, User → Maintenance mode user"
+        target = f"{user.get_username()}, {EnvironmentRoleKind(previous_role).label} → {label}"
+        kind = OperationKind.CHANGE_ROLE
     else:
-        target = f"{user.get_username()}: {label}"
-    kind = OperationKind.GRANT_ROLE if granted else OperationKind.REMOVE_ROLE
+        target = f"{user.get_username()}, {label}"
+        kind = OperationKind.GRANT_ROLE if granted else OperationKind.REMOVE_ROLE
     return _write(
         environment,
         actor,

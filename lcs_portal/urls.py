@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.urls import include, path
 
 from environments.api import api
@@ -29,4 +31,6 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("tokens/", tokens.token_list, name="api-tokens"),
     path("tokens/<int:pk>/revoke/", tokens.revoke_token, name="api-token-revoke"),
+    # Browsers ask for it whatever the page says.
+    path("favicon.ico", lambda request: redirect(static("favicon.svg"), permanent=True)),
 ]

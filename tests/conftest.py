@@ -50,7 +50,7 @@ def make_environment(project, **fields):
         type=EnvironmentType.SANDBOX,
         subscription=Subscription.MICROSOFT,
         deployment=Deployment.SELF_SERVICE,
-        url=f"https://sandbox-{n}.example.com/",
+        url=f"https://sandbox-{n}.erp.contoso.net/",
         database_server="local",
         database_name=f"sandbox_{n}",
     )

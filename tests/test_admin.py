@@ -23,7 +23,11 @@ def role_history(environment):
     return list(
         Operation.objects.filter(
             environment=environment,
-            kind__in=[OperationKind.GRANT_ROLE, OperationKind.REMOVE_ROLE],
+            kind__in=[
+                OperationKind.GRANT_ROLE,
+                OperationKind.CHANGE_ROLE,
+                OperationKind.REMOVE_ROLE,
+            ],
         )
         .order_by("started_at", "id")
         .values_list("kind", "target", "requested_by__username", "outcome")
@@ -38,7 +42,7 @@ def test_granting_a_role_in_admin_is_recorded_in_history(as_admin, environment):
     )
     assert response.status_code == 302
     assert role_history(environment) == [
-        (OperationKind.GRANT_ROLE, "maya: Maintenance mode user", "root", Outcome.SUCCEEDED)
+        (OperationKind.GRANT_ROLE, "maya, Maintenance mode user", "root", Outcome.SUCCEEDED)
     ]
 
 
@@ -56,8 +60,8 @@ def test_changing_and_removing_a_role_are_recorded(as_admin, environment):
     )
     assert not EnvironmentRole.objects.exists()
     assert role_history(environment) == [
-        (OperationKind.GRANT_ROLE, "maya: User → System administrator", "root", "succeeded"),
-        (OperationKind.REMOVE_ROLE, "maya: System administrator", "root", "succeeded"),
+        (OperationKind.CHANGE_ROLE, "maya, User → System administrator", "root", "succeeded"),
+        (OperationKind.REMOVE_ROLE, "maya, System administrator", "root", "succeeded"),
     ]
 
 
@@ -132,8 +136,8 @@ def test_roles_assigned_inline_on_the_environment_page_are_recorded(as_admin, en
     )
     assert not EnvironmentRole.objects.exists()
     assert [row[:2] for row in role_history(environment)] == [
-        (OperationKind.GRANT_ROLE, "maya: Maintenance mode user"),
-        (OperationKind.REMOVE_ROLE, "maya: Maintenance mode user"),
+        (OperationKind.GRANT_ROLE, "maya, Maintenance mode user"),
+        (OperationKind.REMOVE_ROLE, "maya, Maintenance mode user"),
     ]
 
 
@@ -178,7 +182,7 @@ def test_deleting_a_user_in_admin_records_the_removal_of_their_roles(as_admin, e
     assert response.status_code == 302
     assert not EnvironmentRole.objects.exists()
     assert role_history(environment) == [
-        (OperationKind.REMOVE_ROLE, "maya: Maintenance mode user", "root", "succeeded")
+        (OperationKind.REMOVE_ROLE, "maya, Maintenance mode user", "root", "succeeded")
     ]
 
 

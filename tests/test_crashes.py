@@ -40,7 +40,10 @@ def test_restarting_or_killing_gunicorn_mid_operation_loses_nothing(
         port, slug = server.port, environment.slug
         session = signed_in(port, manager)
         answer = post_form(
-            session, port, f"/environments/{slug}/maintain/restart_service/", {"service": "aos"}
+            session,
+            port,
+            f"/environments/{slug}/maintain/restart_service/",
+            {"service": "aos", "reason": "crash test"},
         )
         assert answer.status == 200, answer.body[:500]
         operation = Operation.objects.get()

@@ -40,8 +40,8 @@ def grant(environment, user, level, lifetime=None):
 
 
 def shown_credentials(client, environment):
-    """What the requester's page shows, read back from the HTML: on the details page,
-    or behind its Show credentials link."""
+    """What the requester sees behind the details page's Show credentials link, read
+    back from the HTML."""
     from html.parser import HTMLParser
 
     values = {}
@@ -71,10 +71,9 @@ def shown_credentials(client, environment):
 
 
 def connect_as(credentials):
-    host, port = credentials["server"].split(":")
     return psycopg.connect(
-        host=host,
-        port=port,
+        host=credentials["host"],
+        port=credentials["port"],
         dbname=credentials["database"],
         user=credentials["username"],
         password=credentials["password"],
@@ -317,7 +316,7 @@ def test_request_access_form_requires_a_level_and_a_reason(client, environment, 
     response = client.post(url, {"level": "", "reason": ""}, **HTMX)
     body = response.content.decode()
     assert response.status_code == 400
-    assert "Choose Read or Read-write access." in body and "This field is required" in body
+    assert "Choose Read or Read-write access." in body and "Give a reason" in body
     response = client.post(url, {"level": "superuser", "reason": "x"}, **HTMX)
     assert response.status_code == 400
     assert not DatabaseAccount.objects.exists()
@@ -398,7 +397,7 @@ def test_the_shown_password_logs_in_and_a_wrong_one_does_not(
     account = grant(environment, manager, "read")
     client.force_login(manager)
     credentials = shown_credentials(client, environment)
-    assert credentials["server"] == f"127.0.0.1:{password_server.port}"
+    assert (credentials["host"], credentials["port"]) == ("127.0.0.1", str(password_server.port))
 
     with connect_as(credentials) as connection:
         assert connection.execute("SELECT item FROM orders").fetchall() == [("widget",)]

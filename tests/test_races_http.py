@@ -151,7 +151,10 @@ def test_fifty_simultaneous_maintain_posts_start_exactly_one_operation_per_round
             assert Operation.objects.exclude(pk__in=before).count() == 1
             if environment.status == Status.IN_MAINTENANCE:
                 answer = post_form(
-                    sessions[0], port, f"/environments/{slug}/maintain/disable_maintenance/", {}
+                    sessions[0],
+                    port,
+                    f"/environments/{slug}/maintain/disable_maintenance/",
+                    {"reason": "next round"},
                 )
                 assert answer.status == 200, answer.body[:500]
                 assert wait_for(lambda: settled(environment), timeout=60)

@@ -57,7 +57,7 @@ def test_roles_the_seed_gives_are_in_the_history(monkeypatch, tmp_path):
     seed(monkeypatch, tmp_path)
     rows = Operation.objects.filter(kind="grant_role", requested_by__isnull=True)
     assert rows.count() == EnvironmentRole.objects.count()
-    assert rows.filter(target="maint: Maintenance mode user").exists()
+    assert rows.filter(target="maint, Maintenance mode user").exists()
 
 
 def test_demo_password_comes_from_the_environment(monkeypatch, tmp_path):

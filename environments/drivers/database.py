@@ -7,17 +7,22 @@ database or the UI: PORTAL_DB_SERVER_<NAME>_URL for Environment.database_server 
 
 import os
 import re
-from urllib.parse import urlsplit
 
+import psycopg
 from django.conf import settings
 from django.utils.module_loading import import_string
+from psycopg.conninfo import conninfo_to_dict
 
 from environments.drivers.base import DriverError
 
 
+def _variable(server_name, suffix):
+    return "PORTAL_DB_SERVER_" + re.sub(r"[^A-Z0-9]", "_", server_name.upper()) + suffix
+
+
 def admin_url(server_name):
     """The admin connection string of a database server, from the environment."""
-    variable = "PORTAL_DB_SERVER_" + re.sub(r"[^A-Z0-9]", "_", server_name.upper()) + "_URL"
+    variable = _variable(server_name, "_URL")
     url = os.environ.get(variable)
     if not url:
         raise DriverError(
@@ -28,12 +33,23 @@ def admin_url(server_name):
 
 
 def server_address(environment):
-    """Where the requester connects: host and port of the server, no credentials."""
+    """Where a requester connects, as people outside reach it: ``host`` (None when the
+    portal does not know), ``port``, and ``setting``, the variable that says so.
+
+    PORTAL_DB_SERVER_<NAME>_HOST ("db.example.com" or "db.example.com:6432") names it;
+    without it, the host and port of the admin connection, which may be an address
+    only the portal's hosts can reach."""
+    setting = _variable(environment.database_server, "_HOST")
+    public = os.environ.get(setting)
+    if public:
+        host, _, port = public.rpartition(":") if ":" in public else (public, "", "")
+        return {"host": host, "port": int(port or 5432), "setting": setting}
     try:
-        parts = urlsplit(admin_url(environment.database_server))
-    except DriverError:
-        return environment.database_server, None
-    return parts.hostname or "localhost", parts.port or 5432
+        parts = conninfo_to_dict(admin_url(environment.database_server))
+    except (DriverError, psycopg.ProgrammingError):
+        return {"host": None, "port": 5432, "setting": setting}
+    host = parts.get("host") or "localhost"
+    return {"host": host, "port": int(parts.get("port") or 5432), "setting": setting}
 
 
 class SimulatedDatabaseDriver:

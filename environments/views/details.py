@@ -10,20 +10,23 @@ version (environments/cache_keys.py).
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.utils.cache import patch_cache_control
+from django.utils.functional import SimpleLazyObject
 from django.utils.http import quote_etag
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import condition, require_GET
 
-from environments.access import can_maintain, get_environment_for_user, maintain_refusal
+from environments.access import (
+    can_maintain,
+    environment_role,
+    get_environment_for_user,
+    maintain_refusal,
+    project_role,
+)
 from environments.cache_keys import live_region_key
-from environments.models import OperationKind
+from environments.models import EnvironmentRoleKind, OperationKind, ProjectRole
 
 #: How many history rows the details page shows.
 LATEST_HISTORY = 5
-#: How often the live region asks for news: while an operation runs, and otherwise.
-POLL_BUSY_SECONDS = 1
-POLL_IDLE_SECONDS = 10
-
 #: The Maintain menu's order, as Lifecycle Services shows it.
 MENU_ORDER = [
     OperationKind.RESTART_SERVICE,
@@ -41,7 +44,31 @@ MENU_ORDER = [
 @require_GET
 def environment_detail(request, slug):
     environment = get_environment_for_user(request, slug)
-    return render(request, "environments/detail.html", live_context(request, environment))
+    context = live_context(request, environment, viewer=Viewer(request.user, environment))
+    return render(request, "environments/detail.html", context)
+
+
+class Viewer:
+    """The viewer's own roles of each kind, in their names: the project role decides who
+    may maintain, the environment role who may sign in. Read only when the page's head is
+    not in the cache."""
+
+    def __init__(self, user, environment):
+        self.user = user
+        self.environment = environment
+
+    @property
+    def project_role(self):
+        role = project_role(self.user, self.environment)
+        label = ProjectRole(role).label if role else None
+        if self.user.is_superuser:
+            return f"{label}, and superuser" if label else "Superuser"
+        return label
+
+    @property
+    def environment_role(self):
+        role = environment_role(self.user, self.environment)
+        return EnvironmentRoleKind(role).label if role else None
 
 
 def _environment(request, slug):
@@ -73,6 +100,7 @@ def live_context(request, environment, **extra):
     user = request.user
     # The state machine decides the menu: the transitions it allows this user now.
     allowed = {t.name for t in environment.get_available_user_status_transitions(user)}
+    history = environment.operations.select_related("service", "requested_by")
     context = {
         "environment": environment,
         "live_key": live_region_key(request, environment),
@@ -80,10 +108,9 @@ def live_context(request, environment, **extra):
         "maintain_refusal": maintain_refusal(user, environment),
         "actions": [OperationKind(name) for name in MENU_ORDER if name in allowed],
         "may_request_access": OperationKind.REQUEST_ACCESS in allowed,
-        "history": environment.operations.select_related("service", "requested_by")[
-            :LATEST_HISTORY
-        ],
-        "poll_seconds": POLL_BUSY_SECONDS if environment.is_busy else POLL_IDLE_SECONDS,
+        # Read only if the live region is not in the cache, once for all its uses.
+        "history": SimpleLazyObject(lambda: list(history[:LATEST_HISTORY])),
+        "services": environment.services.all(),
     }
     context.update(extra)
     return context

@@ -1,6 +1,8 @@
 """The environment sign-in gate: the page people reach, and the same decision for a
 reverse proxy (nginx ``auth_request``, Traefik ForwardAuth) in front of the environment."""
 
+from urllib.parse import urlsplit
+
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
@@ -10,6 +12,9 @@ from django.views.decorators.http import require_GET
 from environments.access import forward_auth_decision, get_environment_for_sign_in
 from environments.windows import planned_end
 
+#: Domains reserved for examples and documentation (RFC 2606, RFC 6761).
+EXAMPLE_DOMAINS = ("example.com", "example.net", "example.org", ".example", ".test", ".invalid")
+
 
 @never_cache
 @login_required
@@ -17,11 +22,15 @@ from environments.windows import planned_end
 def environment_sign_in(request, slug):
     """Send whoever may enter to the environment; tell everyone else why not (403)."""
     environment, decision = get_environment_for_sign_in(request, slug)
+    context = {"environment": environment, "decision": decision}
     if decision.allowed:
         if not environment.url:
             raise Http404(f"{environment.name} has no URL to sign in to.")
+        if urlsplit(environment.url).hostname.endswith(EXAMPLE_DOMAINS):
+            # The demo's environments live at example addresses that lead nowhere: say
+            # where the gate would send them instead of sending them there.
+            return render(request, "environments/sign_in_allowed.html", context)
         return redirect(environment.url)
-    context = {"environment": environment, "decision": decision}
     # When the maintenance under way is planned to end (a scheduled window's end).
     context["planned_end"] = planned_end(environment) if decision.maintenance else None
     return render(request, "environments/sign_in_refused.html", context, status=403)

@@ -73,13 +73,13 @@ def maintain(request, slug, action):
     kind = OperationKind(action)
     form = _maintain_form(kind, request, environment)
 
+    # Why it may not start now matters more than what the form lacks.
+    try:
+        operations.check_allowed(environment, request.user, kind)
+    except OperationRefused as refused:
+        return refused_response(request, environment, refused)
     if request.method == "GET":
-        try:
-            operations.check_allowed(environment, request.user, kind)
-        except OperationRefused as refused:
-            return refused_response(request, environment, refused)
         return _render_confirm(request, environment, kind, form)
-
     if not form.is_valid():
         return _render_confirm(request, environment, kind, form, partial="live", status=400)
     try:

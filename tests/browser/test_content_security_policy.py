@@ -34,13 +34,18 @@ def test_pages_and_htmx_work_under_the_policy_without_a_violation(
     page.click("[data-testid=maintain-menu] >> text=Restart service")
     expect(page.get_by_test_id("confirm")).to_be_visible()
     page.check("input[value=aos]")
+    page.fill("textarea[name=reason]", "under the policy")
     page.click("button:has-text('Confirm')")
     badge = page.get_by_test_id("live").get_by_test_id("status-badge")
     expect(badge).to_have_text("Restarting service")
     expect(badge).to_have_text("Deployed", timeout=20_000)
     violations.extend(page.evaluate("window.__cspViolations"))
 
-    for path in ["/environments/", "/history/", f"/environments/{environment.slug}/history/"]:
+    for path in [
+        "/environments/",
+        "/history/",
+        f"/environments/{environment.slug}/history/",
+    ]:
         visit(path)
     visit(reverse("admin:index"))
     visit(reverse("admin:environments_environment_changelist"))

@@ -23,6 +23,11 @@ def choose(page, action):
     expect(page.get_by_test_id("confirm")).to_be_visible()
 
 
+def confirm(page, reason="browser test"):
+    page.fill("#maintain-panel textarea[name=reason]", reason)
+    page.click("#maintain-panel button:has-text('Confirm')")
+
+
 def badge(page):
     return page.get_by_test_id("live").get_by_test_id("status-badge")
 
@@ -39,8 +44,7 @@ def test_manager_restarts_aos_and_sees_it_settle_without_reload(
 
     choose(page, "Restart service")
     page.check("input[value=aos]")
-    page.fill("textarea[name=reason]", "AOS is slow")
-    page.click("button:has-text('Confirm')")
+    confirm(page, "AOS is slow")
 
     expect(badge(page)).to_have_text("Restarting service")
     expect(page.get_by_test_id("in-progress")).to_contain_text("Restart service: AOS")
@@ -63,14 +67,14 @@ def test_manager_enables_then_disables_maintenance_mode_through_servicing(
 
     choose(page, "Enable Maintenance mode")
     expect(page.get_by_test_id("sign-in-allowed")).to_contain_text("maya")
-    page.click("button:has-text('Confirm')")
+    confirm(page)
     expect(badge(page)).to_have_text("Servicing")
     expect(badge(page)).to_have_text("In Maintenance", timeout=20_000)
     expect(page.get_by_test_id("maintenance-notice")).to_be_visible()
     screenshot(page, "in-maintenance.png")
 
     choose(page, "Disable Maintenance mode")
-    page.click("button:has-text('Confirm')")
+    confirm(page)
     expect(badge(page)).to_have_text("Servicing")
     expect(badge(page)).to_have_text("Deployed", timeout=20_000)
     assert_not_reloaded(page)
@@ -89,7 +93,7 @@ def fail_a_restart(page, failures_file, environment):
     failures_file.write_text(f"{environment.slug} restart_service\n")
     choose(page, "Restart service")
     page.check("input[value=dixf]")
-    page.click("button:has-text('Confirm')")
+    confirm(page)
     expect(badge(page)).to_have_text("Failed", timeout=20_000)
     expect(page.get_by_test_id("failure")).to_contain_text("Simulated failure")
     failures_file.write_text("")
@@ -105,13 +109,14 @@ def test_failed_restart_offers_resume_rollback_and_abort_and_each_works(
     page = sign_in("mona")
     open_details(page, live_server, environment)
     fail_a_restart(page, failures_file, environment)
+    page.click("summary:has-text('Maintain')")
     menu = page.get_by_test_id("maintain-menu")
     for label in ("Resume", "Rollback", "Abort"):
         expect(menu.get_by_text(label, exact=True)).to_be_visible()
 
     page.click(f"[data-testid=maintain-menu] >> text={recovery}")
     expect(page.get_by_test_id("confirm")).to_contain_text(recovery)
-    page.click("button:has-text('Confirm')")
+    confirm(page)
 
     expect(badge(page)).to_have_text("Deployed", timeout=20_000)
     row = page.get_by_test_id("history-row").first
@@ -129,6 +134,7 @@ def test_second_admins_confirm_is_refused_with_the_message(
         open_details(page, live_server, environment)
         choose(page, "Restart service")
         page.check("input[value=aos]")
+        page.fill("#maintain-panel textarea[name=reason]", "both at once")
 
     first.click("button:has-text('Confirm')")
     expect(badge(first)).to_have_text("Restarting service")

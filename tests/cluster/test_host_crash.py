@@ -100,7 +100,9 @@ def test_a_host_killed_mid_restart_leaves_nothing_stuck_and_nginx_routes_around_
     try:
         # Host 1's worker, and only it, can take the restart.
         host2.pause_workers()
-        answer = post_form(session, running.nginx_port, CONFIRM, {"service": "aos"})
+        answer = post_form(
+            session, running.nginx_port, CONFIRM, {"service": "aos", "reason": "crash"}
+        )
         assert answer.status == 200, answer.body[:500]
         assert wait_for(lambda: operation(running)[0] == "running", timeout=30)
         _, _, operation_id = operation(running)
@@ -150,7 +152,7 @@ def test_a_host_killed_mid_restart_leaves_nothing_stuck_and_nginx_routes_around_
             {CRASH: {"driver": "command", "restart": ["true"], "health": ["true"]}}
         )
         resume = f"/environments/{CRASH}/maintain/resume/"
-        answer = post_form(session, running.nginx_port, resume, {})
+        answer = post_form(session, running.nginx_port, resume, {"reason": "resume"})
         assert answer.status == 200, answer.body[:500]
         assert wait_for(lambda: active_operations(running, CRASH) == 0, timeout=30)
         assert status(running, CRASH) == "deployed", query(

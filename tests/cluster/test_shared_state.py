@@ -60,7 +60,9 @@ def test_maintenance_mode_turned_on_through_host_1_refuses_a_member_on_host_2_at
     answer = request(running.environment_port, "/", headers=member)
     assert answer.status == 200 and f"user={MEMBER}\n" in answer.body, answer.body
 
-    answer = post_form(owner, host1.port, f"/environments/{GATE}/maintain/enable_maintenance/", {})
+    answer = post_form(
+        owner, host1.port, f"/environments/{GATE}/maintain/enable_maintenance/", {"reason": "x"}
+    )
     assert answer.status == 200, answer.body[:500]
     # The very next request, on the other host and through nginx's forward auth.
     assert request(host2.port, auth, headers=member).status == 403
@@ -72,7 +74,7 @@ def test_maintenance_mode_turned_on_through_host_1_refuses_a_member_on_host_2_at
     # And back: turned off through host 2, the member gets in on host 1 once it is done.
     owner2 = sign_in(host2.port, OWNER)
     answer = post_form(
-        owner2, host2.port, f"/environments/{GATE}/maintain/disable_maintenance/", {}
+        owner2, host2.port, f"/environments/{GATE}/maintain/disable_maintenance/", {"reason": "x"}
     )
     assert answer.status == 200, answer.body[:500]
     assert request(host1.port, auth, headers=member).status == 403, "let in while Servicing"

@@ -1,3 +1,4 @@
+import contextlib
 import time
 
 from django.core.management.base import BaseCommand
@@ -22,6 +23,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, loop=None, **options):
+        # Ctrl-C in run_portal's terminal reaches every process: stop quietly.
+        with contextlib.suppress(KeyboardInterrupt):
+            self.watch(loop)
+
+    def watch(self, loop):
         while True:
             for operation in fail_overdue_operations():
                 self.stdout.write(

@@ -1,0 +1,15 @@
+"""Logging that an operator can read."""
+
+import logging
+
+
+class RefusalsOnOneLine(logging.Filter):
+    """A refused request (403, 404, 409...) is logged as one line: the traceback of the
+    PermissionDenied or Http404 that made it says nothing an operator needs. Server
+    errors keep theirs."""
+
+    def filter(self, record):
+        if getattr(record, "status_code", 500) < 500:
+            record.exc_info = None
+            record.exc_text = None
+        return True
