@@ -188,3 +188,15 @@ def test_the_admin_links_to_the_role_a_user_already_has(client, superuser, envir
     assert "maya already has a role on Demo sandbox: Maintenance mode user." in body
     change = reverse("admin:environments_environmentrole_change", args=[existing.pk])
     assert f'<a href="{change}">Change that role</a>' in body
+
+
+def test_the_sign_in_refusal_states_its_fact_once(client, environment, manager, member, start):
+    EnvironmentRole.objects.create(
+        environment=environment, user=member, role=EnvironmentRoleKind.USER
+    )
+    operation = start(OperationKind.ENABLE_MAINTENANCE, environment, manager)
+    operations.complete_operation(operation.pk)
+    client.force_login(member)
+    body = client.get(reverse("environment-sign-in", args=[environment.slug])).content.decode()
+    assert body.count("in maintenance mode") == 1
+    assert "Who can still sign in" in body

@@ -101,7 +101,7 @@ def render_shipped_conf(**values):
 # What the stand-in environment answers: the identity and cookies that reached it.
 UPSTREAM_ANSWER = (
     r"environment reached\nuser=$http_x_portal_user\nroles=$http_x_portal_roles"
-    r"\ncookie=$http_cookie\n"
+    r"\nwindow=$http_x_portal_maintenance_window\ncookie=$http_cookie\n"
 )
 
 
@@ -282,6 +282,32 @@ def test_nginx_lets_only_maintenance_roles_through_while_in_maintenance(
     status, _, body = gate.get(user_cookie)
     assert status == 200, body
     assert "user=ursula\nroles=user\n" in body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nginx_hands_the_planned_maintenance_window_to_the_environment(
+    gate, environment, manager, ursula
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from environments import windows
+
+    user_cookie = f"{PORTAL}={session_key(ursula)}"
+    _, _, body = gate.get(user_cookie)
+    assert "\nwindow=\n" in body  # nothing planned
+
+    starts = timezone.now().replace(microsecond=0) + timedelta(hours=2)
+    window = windows.schedule(
+        environment, manager, starts_at=starts, ends_at=starts + timedelta(hours=1), reason="x"
+    )
+
+    status, _, body = gate.get(user_cookie)
+    assert status == 200, body
+    utc = "%Y-%m-%dT%H:%M:%SZ"
+    planned = f"{window.starts_at:{utc}}/{window.ends_at:{utc}}"
+    assert f"\nwindow={planned}\n" in body
 
 
 # Cookie header lines with one copy of the portal's cookie ("{portal}" is it, whole;

@@ -37,7 +37,7 @@ function focusAfter(trigger, target) {
   );
   if (invalid) {
     invalid.focus();
-  } else if (target && (target.id === "maintain-panel" || target.id === "access-panel")) {
+  } else if (target && target.id.endsWith("-panel")) {
     const first = target.querySelector("input:not([type=hidden]), select, textarea, button");
     if (first) {
       first.focus();

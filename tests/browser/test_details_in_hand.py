@@ -91,6 +91,7 @@ def test_polls_leave_focus_where_it_was(sign_in, live_server, environment, manag
     page.check("input[value=aos]")
     confirm(page)
     expect(badge(page)).to_have_text("Restarting service")
+    expect(page.locator("#status-line")).to_be_focused()  # the action's own swap settled
     page.focus("#full-history")
     page.wait_for_timeout(2500)  # polls while the restart runs, and once it settled
     expect(page.locator("#full-history")).to_be_focused()
