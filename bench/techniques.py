@@ -89,12 +89,6 @@ def main():
         without={"clear": True},
         with_={},
     )
-    compare(
-        "Forward auth: the user's role from the cache under the revision",
-        f"/environments/{slug}/auth/",
-        without={"clear": True},
-        with_={},
-    )
     json.dump(rows, sys.stdout)
 
 

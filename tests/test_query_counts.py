@@ -74,8 +74,8 @@ PAGES = {
     "history": (lambda env: reverse("environment-history", args=[env.slug]), {}, 6),
     "all history": (lambda env: reverse("history"), {}, 5),
     # The reverse proxy's question before every request to the environment: the
-    # session, the user, the environment, the user's role on it (then from the cache).
-    "forward auth": (lambda env: reverse("environment-auth", args=[env.slug]), {}, 4),
+    # session, the user, the environment with the user's role on it (one statement).
+    "forward auth": (lambda env: reverse("environment-auth", args=[env.slug]), {}, 3),
 }
 
 

@@ -408,9 +408,8 @@ def test_auth_endpoint_stays_within_three_queries(
         operations.complete_operation(operation.pk)
     environment = put_in("failed_after_enable_maintenance")
     client = client_for(cast[who])
-    client.get(auth_url(environment))
 
-    # The session; the user; the environment (the user's role on it is in the cache).
+    # The session; the user; the environment with the user's role on it.
     with django_assert_max_num_queries(3):
         response = client.get(auth_url(environment))
 

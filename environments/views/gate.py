@@ -42,7 +42,8 @@ def environment_auth(request, slug):
     """Forward auth: 204 with the user and their roles, 401 when not signed in to the
     portal, 403 when refused. Never a redirect or a body: the proxy decides what the
     browser sees. It runs before every request to the environment, so it stays at three
-    queries: the session, the user, and the environment with the user's role on it."""
+    statements: the session, the user, and the environment with the user's role on it
+    (access.forward_auth_decision)."""
     decision = forward_auth_decision(request, slug)
     if not decision.allowed:
         response = HttpResponse(status=401 if not request.user.is_authenticated else 403)
