@@ -67,7 +67,9 @@ def main():
     # A CSV filter that selects about 100,000 rows: from the day of the 100,000th newest.
     hundred_thousandth = history.values_list("started_at", flat=True)[99_999]
     since = timezone.localtime(hundred_thousandth).date()
-    csv_query = urlencode({"since": since.isoformat()})
+    # All activity, as a script exporting everything would ask (the page's default is
+    # the Maintain operations alone).
+    csv_query = urlencode({"since": since.isoformat(), "type": "all"})
     csv_rows = history.filter(
         started_at__gte=timezone.make_aware(
             timezone.datetime.combine(since, timezone.datetime.min.time())
@@ -91,7 +93,7 @@ def main():
                 "history_10000": reverse("history") + "?" + urlencode({"before": deep_cursor}),
                 "forward_auth": reverse("environment-auth", args=[details.slug]),
                 "csv_100k": reverse("history-csv") + "?" + csv_query,
-                "csv_all": reverse("history-csv"),
+                "csv_all": reverse("history-csv") + "?type=all",
             },
             "csv_100k_rows": csv_rows,
         },

@@ -8,7 +8,6 @@ exists) and 403 to members who may see but not act.
 from dataclasses import dataclass, replace
 from datetime import UTC
 
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, Sum
 from django.http import Http404
@@ -27,9 +26,6 @@ from environments.models import (
 
 VIEW = "view"
 MAINTAIN = "maintain"
-
-#: How long a user's role on an environment is kept in the cache, under its revision.
-ROLE_SECONDS = 600
 
 #: How a portal superuser appears among a user's roles (X-Portal-Roles, cache keys).
 SUPERUSER_ROLE = "superuser"
@@ -55,28 +51,17 @@ def visible_version(user):
 
 
 def project_role(user, environment):
-    """The user's role in the environment's project (a ProjectRole value), or None.
-
-    Kept in the cache under the environment's revision, which every membership change
-    moves on: a page asks for it on every request, and it changes seldom."""
+    """The user's role in the environment's project (a ProjectRole value), or None: from
+    the statement that fetched the environment (ENVIRONMENT_SQL) when it did."""
     if not user.is_authenticated:
         return None
     if not hasattr(environment, "viewer_role"):
-        memberships = ProjectMembership.objects.filter(
-            project_id=environment.project_id, user=user
-        ).order_by()
-        environment.viewer_role = _kept(
-            "project-role", environment, user, lambda: memberships.values_list("role", flat=True)
+        environment.viewer_role = (
+            ProjectMembership.objects.filter(project_id=environment.project_id, user=user)
+            .values_list("role", flat=True)
+            .first()
         )
     return environment.viewer_role
-
-
-def _kept(name, environment, user, roles):
-    """The first of ``roles`` (a queryset of role values), or None, from the cache under
-    the environment's revision."""
-    key = f"{name}:{environment.pk}:{environment.revision}:{user.pk}"
-    # The cache keeps "" for "no role": None would read as a miss.
-    return cache.get_or_set(key, lambda: roles().first() or "", ROLE_SECONDS) or None
 
 
 def viewer_role(user, environment):
@@ -113,26 +98,48 @@ def get_environment_for_user(request, slug, action=VIEW):
 
 def environment_for(user, slug, action=VIEW):
     """get_environment_for_user for a user without a request: the API's token holder."""
-    try:
-        environment = Environment.objects.get(slug=slug)
-    except Environment.DoesNotExist:
-        raise Http404("No such environment.") from None
-    if not viewer_role(user, environment):
+    environment = environment_with_roles(user, slug)
+    if environment is None or not viewer_role(user, environment):
         raise Http404("No such environment.")
     if action == MAINTAIN and not can_maintain(user, environment):
         raise PermissionDenied(maintain_refusal(user, environment))
     return environment
 
 
+def environment_with_roles(user, slug):
+    """The environment named by ``slug`` with the user's role in its project
+    (``viewer_role``) and on it (``sign_in_role``), or None.
+
+    Every page of an environment starts here, and forward auth, asked before every
+    request to an environment, too: one hand-written statement. Compiling the ORM's
+    query and asking for the two roles apart cost 0.69 ms a call in one process on this
+    machine's PostgreSQL; this statement costs 0.18 ms (docs/performance.md)."""
+    found = Environment.objects.raw(ENVIRONMENT_SQL, [user.pk, user.pk, slug])
+    return next(iter(found), None)
+
+
+ENVIRONMENT_SQL = """
+SELECT e.*, m.role AS viewer_role, r.role AS sign_in_role
+  FROM environments_environment e
+  LEFT JOIN environments_projectmembership m
+         ON m.project_id = e.project_id AND m.user_id = %s
+  LEFT JOIN environments_environmentrole r ON r.environment_id = e.id AND r.user_id = %s
+ WHERE e.slug = %s
+"""
+
+
 def environment_role(user, environment):
-    """The user's role on the environment (an EnvironmentRoleKind value), or None; kept
-    in the cache under the environment's revision, like project_role."""
+    """The user's role on the environment (an EnvironmentRoleKind value), or None: from
+    the statement that fetched the environment (ENVIRONMENT_SQL) when it did."""
     if not user.is_authenticated:
         return None
-    roles = EnvironmentRole.objects.filter(environment=environment, user=user).order_by()
-    return _kept(
-        "environment-role", environment, user, lambda: roles.values_list("role", flat=True)
-    )
+    if not hasattr(environment, "sign_in_role"):
+        environment.sign_in_role = (
+            EnvironmentRole.objects.filter(environment=environment, user=user)
+            .values_list("role", flat=True)
+            .first()
+        )
+    return environment.sign_in_role
 
 
 def visible_operations(user):
@@ -223,10 +230,9 @@ def get_environment_for_sign_in(request, slug):
     but no project membership get their answer.
     """
     user = request.user
-    try:
-        environment = Environment.objects.get(slug=slug)
-    except Environment.DoesNotExist:
-        raise Http404("No such environment.") from None
+    environment = environment_with_roles(user, slug)
+    if environment is None:
+        raise Http404("No such environment.")
     decision = sign_in_decision(user, environment, environment_role(user, environment))
     if not decision.roles and not viewer_role(user, environment):
         raise Http404("No such environment.")
@@ -243,26 +249,12 @@ def forward_auth_decision(request, slug):
     user = request.user
     if not user.is_authenticated:
         return SIGN_IN_FIRST
-    # One hand-written statement: the environment's row, with its next maintenance window
-    # (kept there by windows.py), and the user's role on it. Compiling the ORM's query
-    # and reading the role from the cache cost 0.69 ms a call in one process on this
-    # machine's PostgreSQL; this costs 0.18 ms, and forward auth is the page asked for
-    # most (docs/performance.md).
-    found = Environment.objects.raw(FORWARD_AUTH_SQL, [user.pk, slug])
-    environment = next(iter(found), None)
+    environment = environment_with_roles(user, slug)
     if environment is None:
         return SignInDecision(False, "No such environment.")
     decision = sign_in_decision(user, environment, environment.sign_in_role)
+    # The next maintenance window is kept on the environment's row (windows._changed).
     return replace(decision, window=window_header(environment))
-
-
-FORWARD_AUTH_SQL = """
-SELECT e.id, e.name, e.status, e.maintenance_mode, e.window_starts_at, e.window_ends_at,
-       r.role AS sign_in_role
-  FROM environments_environment e
-  LEFT JOIN environments_environmentrole r ON r.environment_id = e.id AND r.user_id = %s
- WHERE e.slug = %s
-"""
 
 
 def window_header(environment):

@@ -65,13 +65,13 @@ PAGES = {
     # The session, the user, the version of what they may see, the page of
     # environments, their count.
     "list": (lambda env: reverse("environment-list"), {}, 5),
-    # The session, the user, the environment, the viewer's role (kept in the cache for
-    # the next request, as is all that the page shows), the project's name.
-    "details": (lambda env: env.get_absolute_url(), {}, 12),
-    "poll": (lambda env: reverse("environment-status", args=[env.slug]), HTMX, 11),
-    # The session, the user, the environment, the viewer's role, the rows, the names
-    # the filter offers.
-    "history": (lambda env: reverse("environment-history", args=[env.slug]), {}, 6),
+    # The session, the user, the environment with the viewer's roles (one statement),
+    # then what the page shows: all kept in the cache for the next request.
+    "details": (lambda env: env.get_absolute_url(), {}, 10),
+    "poll": (lambda env: reverse("environment-status", args=[env.slug]), HTMX, 9),
+    # The session, the user, the environment with the viewer's roles, the rows, the
+    # names the filter offers.
+    "history": (lambda env: reverse("environment-history", args=[env.slug]), {}, 5),
     "all history": (lambda env: reverse("history"), {}, 5),
     # The reverse proxy's question before every request to the environment: the
     # session, the user, the environment with the user's role on it (one statement).
@@ -129,7 +129,7 @@ def test_a_poll_that_finds_nothing_changed_stays_at_three_queries_as_data_grows(
     grow(project, environment, manager, 11)
     etag = client.get(url, **HTMX)["ETag"]
 
-    # The session; the user; the environment (the viewer's role comes from the cache).
+    # The session; the user; the environment with the viewer's roles.
     with django_assert_num_queries(3):
         response = client.get(url, HTTP_IF_NONE_MATCH=etag, **HTMX)
 

@@ -37,7 +37,7 @@ def test_an_unchanged_poll_gets_304_in_three_queries(
     assert "no-cache" in first["Cache-Control"] and "private" in first["Cache-Control"]
     assert "Cookie" in first["Vary"]
 
-    # The session, the user, the environment (the viewer's role comes from the cache).
+    # The session, the user, the environment with the viewer's roles.
     with django_assert_num_queries(3):
         again = as_manager.get(status_url(environment), HTTP_IF_NONE_MATCH=first["ETag"], **HTMX)
 
