@@ -212,7 +212,7 @@ def test_rows_show_type_times_with_their_zone_and_a_short_activity_id_to_copy(
 ):
     (operation,) = add_history(environment, manager, 1)
     body = as_member.get(history_url(environment)).content.decode()
-    assert '<td data-label="Type">Maintenance</td>' in body
+    assert '<td data-label="Type" class="nowrap">Maintenance</td>' in body
     assert operation.started_at.strftime("%Y-%m-%d %H:%M:%S UTC") in body
     short = str(operation.activity_id).split("-")[0]
     assert f">{short}</a>" in body
