@@ -253,6 +253,8 @@ def forward_auth_decision(request, slug):
     if environment is None:
         return SignInDecision(False, "No such environment.")
     decision = sign_in_decision(user, environment, environment.sign_in_role)
+    if not decision.roles and not viewer_role(user, environment):
+        return SignInDecision(False, "No such environment.")  # an outsider learns nothing
     # The next maintenance window is kept on the environment's row (windows._changed).
     return replace(decision, window=window_header(environment))
 

@@ -234,6 +234,10 @@ class PortalUserAdmin(RoleHistoryFormsetMixin, UserAdmin):
             elif change and "is_superuser" in form.changed_data and not obj.is_superuser:
                 # Nor a former superuser, where nothing else lets them maintain.
                 end_access_of(obj, AccessEnd.ROLE_REMOVED)
+            if change and "username" in form.changed_data:
+                # Pages name people (history, roles, grants): a rename, rare, shows at
+                # once on every environment's pages.
+                Environment.objects.bump_revision()
 
     def delete_model(self, request, obj):
         with transaction.atomic():
@@ -246,10 +250,10 @@ class PortalUserAdmin(RoleHistoryFormsetMixin, UserAdmin):
             self.delete_model(request, user)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """History and grants are written by the portal alone: here they are only read."""
+class ReadOnly:
+    """Written by the portal alone (history, grants, deliveries): here only read."""
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
@@ -257,6 +261,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyAdmin(ReadOnly, admin.ModelAdmin):
+    pass
 
 
 @admin.register(Operation)

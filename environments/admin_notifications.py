@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from environments import webhooks
+from environments.admin import ReadOnly
 from environments.models import (
     MaintenanceWindow,
     Notification,
@@ -20,19 +21,6 @@ from environments.models import (
     WebhookAttempt,
     WebhookDelivery,
 )
-
-
-class ReadOnly:
-    """Written by the portal alone: here it is only read."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class WebhookForm(forms.ModelForm):

@@ -840,10 +840,12 @@ class AccessGrant(models.Model):
     @property
     def ending_text(self):
         """How the grant ended, or when it will: "Revoked by mona at 2026-11-26 10:02"."""
+        # In the viewer's time zone, as the pages show every time.
         if self.ended_at is None:
-            return f"Active until {self.expires_at:%Y-%m-%d %H:%M:%S %Z}"
+            return f"Active until {timezone.localtime(self.expires_at):%Y-%m-%d %H:%M:%S %Z}"
         by = f" by {self.ended_by.get_username()}" if self.ended_by_id else ""
-        return f"{self.get_end_reason_display()}{by} at {self.ended_at:%Y-%m-%d %H:%M:%S %Z}"
+        ended = timezone.localtime(self.ended_at)
+        return f"{self.get_end_reason_display()}{by} at {ended:%Y-%m-%d %H:%M:%S %Z}"
 
 
 class FirewallRule(AccessGrant):
@@ -1046,10 +1048,6 @@ class MaintenanceWindow(models.Model):
     @property
     def badge(self):
         return WINDOW_BADGE[self.state]
-
-    @property
-    def is_open(self):
-        return self.state in OPEN_WINDOW_STATES
 
 
 # --- Notifications: who wants what, and what went out (environments/notifications.py) --

@@ -49,6 +49,7 @@ from environments.models import (
     WindowState,
 )
 from environments.time_zones import valid_zone
+from environments.webhooks import absolute_url
 
 Kind = NotificationKind
 
@@ -59,10 +60,6 @@ LOG_TAIL_LINES = 20
 #: Operations whose requester hears how they ended: not a role change made in the admin,
 #: nor an Abort, which ends the moment it is asked for.
 _NOT_TOLD = (*ROLE_KINDS, OperationKind.ABORT)
-
-
-def absolute_url(path):
-    return f"{settings.PORTAL_BASE_URL}{path}"
 
 
 # --- Hooks of the history (environments/operations.py, in its transactions) ----------------

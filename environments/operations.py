@@ -52,6 +52,11 @@ class OperationRefused(Exception):
         self.message = message
         self.code = code
 
+    @property
+    def status(self):
+        """The HTTP status a page or the API answers it with."""
+        return {self.FORBIDDEN: 403, self.INVALID: 400}.get(self.code, 409)
+
 
 def busy_message(environment, running=None):
     what = f"{running.activity}, " if running else ""

@@ -41,12 +41,6 @@ def chosen_time_zone(user):
     return chosen or ""
 
 
-def user_zone(user):
-    """The time zone for mails and anything else sent to ``user``: their choice, else the
-    portal's (settings.TIME_ZONE)."""
-    return valid_zone(chosen_time_zone(user)) or timezone.get_default_timezone()
-
-
 def remember_choice(request, name):
     """Keep the user's choice in their session (their settings page changed it)."""
     request.session[SESSION_KEY] = name or ""

@@ -159,7 +159,8 @@ class NewTokenForm(forms.Form):
 
 
 class AdminTokenForm(forms.ModelForm):
-    """An admin makes a token for a user (its secret is shown once, in a message)."""
+    """An admin makes a token for a user (its secret is shown once, on the page that
+    answers the form: ApiTokenAdmin.response_add)."""
 
     class Meta:
         model = ApiToken

@@ -48,6 +48,7 @@ RESPONSE_BYTES = 1024
 
 
 def absolute_url(path):
+    """The portal's own address of ``path``, for mails and events read elsewhere."""
     return f"{settings.PORTAL_BASE_URL}{path}"
 
 

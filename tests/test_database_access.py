@@ -415,3 +415,22 @@ def revoke_and_drop_on(server, environment, account, user):
         assert not admin.execute(
             "SELECT 1 FROM pg_roles WHERE rolname = %s", [account.username]
         ).fetchone()
+
+
+@pytest.mark.parametrize(
+    "value, host, port",
+    [
+        ("db.contoso.net", "db.contoso.net", 5432),
+        ("db.contoso.net:6432", "db.contoso.net", 6432),
+        ("[2001:db8::5]:6432", "2001:db8::5", 6432),
+        ("db:abc", None, 5432),  # not a port: said, not a 500
+    ],
+)
+def test_the_address_people_connect_to_comes_from_the_host_setting(
+    environment, monkeypatch, value, host, port
+):
+    from environments.drivers.database import server_address
+
+    monkeypatch.setenv("PORTAL_DB_SERVER_LOCAL_HOST", value)
+    address = server_address(environment)
+    assert (address["host"], address["port"]) == (host, port)

@@ -200,3 +200,31 @@ def test_the_sign_in_refusal_states_its_fact_once(client, environment, manager, 
     body = client.get(reverse("environment-sign-in", args=[environment.slug])).content.decode()
     assert body.count("in maintenance mode") == 1
     assert "Who can still sign in" in body
+
+
+FORM_PAGES = [
+    ("get", "environment-maintain", ["restart_service"], {}),
+    ("post", "environment-maintain", ["enable_access"], {"name": "", "address": "x"}),
+    ("post", "environment-maintain", ["request_access"], {}),
+    ("get", "window-schedule", [], {}),
+    ("post", "window-schedule", [], {"starts_at": "yesterday"}),
+    ("get", "api-tokens", None, {}),
+    ("post", "api-tokens", None, {"name": ""}),
+    ("get", "user-settings", None, {}),
+]
+
+
+@pytest.mark.parametrize("method, name, args, data", FORM_PAGES)
+def test_every_id_a_field_is_described_by_exists(
+    client, environment, manager, method, name, args, data
+):
+    import re
+
+    client.force_login(manager)
+    url = reverse(name, args=None if args is None else [environment.slug, *args])
+    response = getattr(client, method)(url, data)
+    body = response.content.decode()
+    described = {i for ids in re.findall(r'aria-describedby="([^"]+)"', body) for i in ids.split()}
+    assert described, "no field describes itself"
+    missing = [i for i in described if f'id="{i}"' not in body]
+    assert missing == []

@@ -142,3 +142,15 @@ def test_a_page_kept_in_the_cache_shows_the_change_that_moved_the_revision(
     operations.enable_maintenance(environment, manager)
 
     assert b"tom (Maintenance mode user)" in client.get(url, HTTP_HX_REQUEST="1").content
+
+
+def test_a_user_renamed_in_the_admin_shows_renamed_at_once(client, superuser, environment, maint):
+    from tests.test_admin import user_page_form
+
+    client.force_login(superuser)
+    before = revision(environment)
+    data = user_page_form(client, maint)
+    data["username"] = "maya-renamed"
+    response = client.post(reverse("admin:auth_user_change", args=[maint.pk]), data)
+    assert response.status_code == 302
+    assert revision(environment) > before

@@ -171,10 +171,15 @@ def test_decision_lets_in_only_the_roles_the_status_allows(put_in, cast, status,
     assert decision.allowed == (who in ALLOWED[status]), decision.reason
     assert decision.reason
     if user.is_authenticated:
-        # The forward-auth path, which reads the role in its own query, must agree.
+        # The forward-auth path, which reads the role in its own statement, must agree;
+        # an outsider is told no more than of an environment that does not exist.
         request = RequestFactory().get(auth_url(environment))
         request.user = user
-        assert forward_auth_decision(request, environment.slug) == decision
+        forwarded = forward_auth_decision(request, environment.slug)
+        if who == "outsider":
+            assert forwarded == forward_auth_decision(request, "no-such-environment")
+        else:
+            assert forwarded == decision
 
 
 @matrix
@@ -414,3 +419,23 @@ def test_auth_endpoint_stays_within_three_queries(
         response = client.get(auth_url(environment))
 
     assert response.status_code == (204 if who == "maint" else 403)
+
+
+def test_forward_auth_tells_an_outsider_nothing_of_a_planned_window(
+    client, environment, manager, outsider
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from environments import windows
+
+    starts = timezone.now() + timedelta(hours=2)
+    windows.schedule(
+        environment, manager, starts_at=starts, ends_at=starts + timedelta(hours=1), reason="x"
+    )
+    client.force_login(outsider)
+    known = client.get(auth_url(environment))
+    unknown = client.get(reverse("environment-auth", args=["no-such-environment"]))
+    assert known.status_code == unknown.status_code == 403
+    assert "X-Portal-Maintenance-Window" not in known

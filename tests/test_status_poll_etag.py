@@ -96,3 +96,29 @@ def test_the_page_the_poll_and_the_cache_never_hold_a_password(
     assert "no-store" in credentials["Cache-Control"]
     kept = cache.get(make_template_fragment_key("live-region", [poll["ETag"].strip('"')]))
     assert kept is not None and password not in kept
+
+
+def test_a_revalidated_poll_says_private_no_cache_too(as_manager, environment, running):
+    etag = as_manager.get(status_url(environment), **HTMX)["ETag"]
+    again = as_manager.get(status_url(environment), HTTP_IF_NONE_MATCH=etag, **HTMX)
+    assert again.status_code == 304
+    assert "private" in again["Cache-Control"] and "no-cache" in again["Cache-Control"]
+
+
+def test_the_list_page_and_its_tables_poll_never_answer_for_each_other(as_manager, environment):
+    url = reverse("environment-list")
+    poll = as_manager.get(url, **HTMX)
+    page = as_manager.get(url, HTTP_IF_NONE_MATCH=poll["ETag"])
+
+    assert page.status_code == 200 and b"<h1>Environments</h1>" in page.content
+    assert poll["ETag"] != page["ETag"]
+    assert "HX-Request" in poll["Vary"]
+
+
+def test_the_pages_head_names_the_viewers_roles_whichever_view_rendered_it_first(
+    client, environment, manager
+):
+    client.force_login(manager)
+    client.get(reverse("environment-maintain", args=[environment.slug, "enable_maintenance"]))
+    body = client.get(environment.get_absolute_url()).content.decode()
+    assert 'data-testid="your-project-role">Environment manager' in body

@@ -185,10 +185,6 @@ class HistoryPageOut(Schema):
     next: str | None = Field(..., description="The next (older) page, or null on the last.")
 
 
-class OperationStartedOut(Schema):
-    operation: OperationOut
-
-
 class FirewallRuleStartedOut(Schema):
     operation: OperationOut | None
     firewall_rule: FirewallRuleOut

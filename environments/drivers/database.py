@@ -7,6 +7,7 @@ database or the UI: PORTAL_DB_SERVER_<NAME>_URL for Environment.database_server 
 
 import os
 import re
+from urllib.parse import urlsplit
 
 import psycopg
 from django.conf import settings
@@ -42,8 +43,12 @@ def server_address(environment):
     setting = _variable(environment.database_server, "_HOST")
     public = os.environ.get(setting)
     if public:
-        host, _, port = public.rpartition(":") if ":" in public else (public, "", "")
-        return {"host": host, "port": int(port or 5432), "setting": setting}
+        parts = urlsplit(f"//{public}")  # host, host:port, [v6]:port
+        try:
+            port = parts.port or 5432
+        except ValueError:  # not a port: say so rather than fail the page
+            return {"host": None, "port": 5432, "setting": setting}
+        return {"host": parts.hostname, "port": port, "setting": setting}
     try:
         parts = conninfo_to_dict(admin_url(environment.database_server))
     except (DriverError, psycopg.ProgrammingError):

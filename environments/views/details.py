@@ -9,10 +9,9 @@ version (environments/cache_keys.py).
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
-from django.utils.cache import patch_cache_control
 from django.utils.functional import SimpleLazyObject
 from django.utils.http import quote_etag
-from django.views.decorators.cache import never_cache
+from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import condition, require_GET
 
 from environments.access import (
@@ -44,8 +43,7 @@ MENU_ORDER = [
 @require_GET
 def environment_detail(request, slug):
     environment = get_environment_for_user(request, slug)
-    context = live_context(request, environment, viewer=Viewer(request.user, environment))
-    return render(request, "environments/detail.html", context)
+    return render(request, "environments/detail.html", live_context(request, environment))
 
 
 class Viewer:
@@ -84,14 +82,12 @@ def _live_etag(request, slug):
 
 @login_required
 @require_GET
+@cache_control(private=True, no_cache=True)  # kept by this browser only, asked again each poll
 @condition(etag_func=_live_etag)
 def environment_status(request, slug):
     """The live region, polled by the details page."""
     environment = _environment(request, slug)
-    response = render(request, "environments/detail.html#live", live_context(request, environment))
-    # Private to this browser, which asks again (If-None-Match) on every poll.
-    patch_cache_control(response, private=True, no_cache=True)
-    return response
+    return render(request, "environments/detail.html#live", live_context(request, environment))
 
 
 def live_context(request, environment, **extra):
@@ -108,6 +104,7 @@ def live_context(request, environment, **extra):
         "maintain_refusal": maintain_refusal(user, environment),
         "actions": [OperationKind(name) for name in MENU_ORDER if name in allowed],
         "may_request_access": OperationKind.REQUEST_ACCESS in allowed,
+        "viewer": Viewer(user, environment),
         # Read only if the live region is not in the cache, once for all its uses.
         "history": SimpleLazyObject(lambda: list(history[:LATEST_HISTORY])),
         "services": environment.services.all(),

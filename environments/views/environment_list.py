@@ -8,10 +8,12 @@ rows and their count.
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import render
-from django.utils.cache import add_never_cache_headers, patch_cache_control
+from django.utils.cache import add_never_cache_headers
 from django.utils.functional import cached_property
 from django.utils.http import quote_etag
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import condition, require_GET
+from django.views.decorators.vary import vary_on_headers
 
 from environments.access import visible_environments, visible_version
 from environments.cache_keys import viewer_key
@@ -47,16 +49,20 @@ def _list_key(request):
     return request.list_key
 
 
+def _list_etag(request):
+    # The page and its table's poll share a URL, and are different answers.
+    return quote_etag(f"{_list_key(request)}-poll" if request.htmx else _list_key(request))
+
+
 @login_required
 @require_GET
-@condition(etag_func=lambda request: quote_etag(_list_key(request)))
+@vary_on_headers("HX-Request")
+@cache_control(private=True, no_cache=True)  # the table's poll: asked again each time
+@condition(etag_func=_list_etag)
 def environment_list(request):
     context = {"listing": Listing(request), "list_key": _list_key(request)}
-    if not request.htmx:  # the page: never kept by the browser
-        response = render(request, "environments/list.html", context)
-        add_never_cache_headers(response)
-        return response
-    # The table's poll: kept by this browser only, which asks again on every poll.
-    response = render(request, "environments/list.html#table", context)
-    patch_cache_control(response, private=True, no_cache=True)
+    if request.htmx:
+        return render(request, "environments/list.html#table", context)
+    response = render(request, "environments/list.html", context)
+    add_never_cache_headers(response)  # the page: never kept by the browser
     return response

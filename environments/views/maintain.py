@@ -13,14 +13,6 @@ from environments.models import OperationKind
 from environments.operations import OperationRefused
 from environments.views.details import live_context
 
-REFUSAL_STATUS = {
-    OperationRefused.BUSY: 409,
-    OperationRefused.NOT_ALLOWED: 409,
-    OperationRefused.INELIGIBLE: 409,
-    OperationRefused.FORBIDDEN: 403,
-    OperationRefused.INVALID: 400,
-}
-
 # What each confirm step says will happen.
 CONFIRM_TEXT = {
     OperationKind.RESTART_SERVICE: (
@@ -137,10 +129,6 @@ def refused_response(request, environment, refused):
     environment.refresh_from_db()
     context = live_context(request, environment, refusal=refused.message)
     if not request.htmx:
-        return render(
-            request, "environments/detail.html", context, status=REFUSAL_STATUS[refused.code]
-        )
-    response = render(
-        request, "environments/detail.html#live", context, status=REFUSAL_STATUS[refused.code]
-    )
+        return render(request, "environments/detail.html", context, status=refused.status)
+    response = render(request, "environments/detail.html#live", context, status=refused.status)
     return reswap(retarget(response, "#live"), "outerHTML")

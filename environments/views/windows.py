@@ -23,20 +23,13 @@ from environments import windows
 from environments.access import (
     MAINTAIN,
     can_maintain,
+    environment_for,
     get_environment_for_user,
-    viewer_role,
 )
 from environments.calendar import feed_windows, ics
-from environments.models import Environment, MaintenanceWindow, UserSettings, WindowState
+from environments.models import MaintenanceWindow, UserSettings, WindowState
 from environments.operations import OperationRefused
 
-REFUSAL_STATUS = {
-    OperationRefused.BUSY: 409,
-    OperationRefused.NOT_ALLOWED: 409,
-    OperationRefused.INELIGIBLE: 409,
-    OperationRefused.FORBIDDEN: 403,
-    OperationRefused.INVALID: 400,
-}
 #: How many past windows the windows page shows.
 PAST_WINDOWS = 20
 LOCAL_INPUT = "%Y-%m-%dT%H:%M"
@@ -116,7 +109,7 @@ def schedule_window(request, slug):
                 )
             except OperationRefused as refused:
                 form.add_error(None, refused.message)
-                status = REFUSAL_STATUS[refused.code]
+                status = refused.status
             else:
                 return _done(request, environment, f"Scheduled: {window}.")
         else:
@@ -163,7 +156,7 @@ def _window_step(request, slug, pk, action):
             windows.end_now(window, request.user)
             return _done(request, environment, f"Ending: {window}.")
         except OperationRefused as refused:
-            refusal, status = refused.message, REFUSAL_STATUS[refused.code]
+            refusal, status = refused.message, refused.status
     else:
         status = 200
     context = {"environment": environment, "window": window, "action": action, "refusal": refusal}
@@ -195,9 +188,7 @@ def calendar_feed(request, token, slug):
     settings_row = UserSettings.objects.select_related("user").filter(calendar_token=token).first()
     if settings_row is None or not settings_row.user.is_active:
         raise Http404("No such calendar.")
-    environment = Environment.objects.filter(slug=slug).first()
-    if environment is None or not viewer_role(settings_row.user, environment):
-        raise Http404("No such calendar.")
+    environment = environment_for(settings_row.user, slug)  # 404 if they may not see it
     body = ics(environment, feed_windows(environment))
     response = HttpResponse(body, content_type="text/calendar; charset=utf-8")
     response["Content-Disposition"] = f'inline; filename="{environment.slug}-maintenance.ics"'

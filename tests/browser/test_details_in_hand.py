@@ -198,6 +198,10 @@ PAGES = [
     "/environments/{slug}/history/",
     "/history/",
     "/environments/{slug}/sign-in/",
+    "/environments/{slug}/windows/",
+    "/environments/{slug}/windows/schedule/",
+    "/tokens/",
+    "/settings/",
     "/accounts/password_change/",
 ]
 
