@@ -820,6 +820,9 @@ class AccessGrant(models.Model):
         blank=True,
         related_name="+",
     )
+    # How it was ended ("API (token name)"), for the removal's history row when the
+    # removal waits for the grant's apply to settle.
+    ended_via = models.CharField(max_length=120, blank=True)
     # Set once the driver confirmed the grant is gone (rule removed, role dropped).
     removed_at = models.DateTimeField(null=True, blank=True)
 

@@ -559,6 +559,7 @@ def _end_grant(grant, user, end_reason, now=None, via=""):
         locked.ended_at = now
         locked.end_reason = end_reason
         locked.ended_by = user
+        locked.ended_via = via
         if isinstance(locked, DatabaseAccount):
             locked.password_encrypted = ""  # nobody needs it any more
         locked.save()
@@ -629,7 +630,7 @@ def _settle_grant(operation, error, now):
     grant.save()
     if error or grant.ended_at is not None:
         # Failed, or ended (removed, revoked, expired) while it was being applied.
-        _queue_removal(grant, grant.ended_by, now)
+        _queue_removal(grant, grant.ended_by, now, via=grant.ended_via)
     else:
         transaction.on_commit(lambda: _enqueue_expiry(grant))
 

@@ -164,3 +164,18 @@ def test_ending_someone_elses_grant_directly_is_refused_and_changes_nothing(
     assert refused.value.code == OperationRefused.FORBIDDEN
     grant.refresh_from_db()
     assert grant.ended_at is None and grant.is_active
+
+
+def test_a_grant_removed_while_being_applied_says_how_in_the_removals_history(
+    environment, manager
+):
+    operation = operations.enable_access(
+        environment, manager, name="office", cidr="203.0.113.7/32", reason="support"
+    )
+    rule = FirewallRule.objects.get()
+    operations.remove_access(rule, manager, via="API (ci token)")  # not applied yet
+
+    operations.complete_operation(operation.pk)  # the apply settles: now the removal
+
+    removal = Operation.objects.get(kind=OperationKind.REMOVE_ACCESS)
+    assert removal.via == "API (ci token)"
