@@ -166,9 +166,7 @@ def test_ending_someone_elses_grant_directly_is_refused_and_changes_nothing(
     assert grant.ended_at is None and grant.is_active
 
 
-def test_a_grant_removed_while_being_applied_says_how_in_the_removals_history(
-    environment, manager
-):
+def test_a_grant_removed_while_being_applied_says_how_in_the_removals_history(environment, manager):
     operation = operations.enable_access(
         environment, manager, name="office", cidr="203.0.113.7/32", reason="support"
     )
