@@ -229,8 +229,10 @@ class PortalUserAdmin(RoleHistoryFormsetMixin, UserAdmin):
         with transaction.atomic():
             super().save_model(request, obj, form, change)
             if change and "is_active" in form.changed_data and not obj.is_active:
-                # A deactivated user keeps no database account or firewall rule.
+                # A deactivated user keeps no database account, firewall rule or API
+                # token: a later reactivation does not bring them back.
                 end_access_of(obj, AccessEnd.DEACTIVATED)
+                obj.api_tokens.filter(revoked_at=None).update(revoked_at=timezone.now())
             elif change and "is_superuser" in form.changed_data and not obj.is_superuser:
                 # Nor a former superuser, where nothing else lets them maintain.
                 end_access_of(obj, AccessEnd.ROLE_REMOVED)

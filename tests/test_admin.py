@@ -1,6 +1,7 @@
 """Django admin: roles are assigned there, each change lands in history; history is read-only."""
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from environments.models import (
@@ -204,6 +205,27 @@ def test_deactivating_a_user_ends_their_access_grants(as_admin, environment, man
     account = DatabaseAccount.objects.get()
     assert account.end_reason == AccessEnd.DEACTIVATED and account.removed_at is not None
     assert Operation.objects.filter(kind=OperationKind.REVOKE_ACCESS, outcome="succeeded").exists()
+
+
+def test_a_user_deactivated_in_admin_keeps_no_token_when_reactivated(as_admin, manager):
+    from tests.api_clients import API, token_for
+
+    token, secret = token_for(manager)
+    data = user_page_form(as_admin, manager)
+    del data["is_active"]  # an unticked box is not sent
+    assert (
+        as_admin.post(reverse("admin:auth_user_change", args=[manager.pk]), data).status_code == 302
+    )
+    data["is_active"] = "on"
+    assert (
+        as_admin.post(reverse("admin:auth_user_change", args=[manager.pk]), data).status_code == 302
+    )
+
+    manager.refresh_from_db()
+    token.refresh_from_db()
+    assert manager.is_active and token.revoked_at is not None
+    api = Client(headers={"Authorization": f"Bearer {secret}"})
+    assert api.get(f"{API}/environments").status_code == 401
 
 
 def user_page_form(as_admin, user):
