@@ -15,6 +15,8 @@ from environments.models import (
     OperationKind,
     Outcome,
 )
+from environments.operations import OperationRefused
+from environments.windows import check_period
 
 REASON_MAX_LENGTH = 500
 
@@ -246,3 +248,49 @@ class RequestAccessForm(forms.Form):
     def __init__(self, *args, environment, **kwargs):
         self.environment = environment
         super().__init__(*args, **kwargs)
+
+
+LOCAL_INPUT = "%Y-%m-%dT%H:%M"
+
+
+class LocalDateTimeInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self, **kwargs):
+        super().__init__(format=LOCAL_INPUT, **kwargs)
+
+
+class ScheduleWindowForm(forms.Form):
+    starts_at = forms.DateTimeField(label="Start", widget=LocalDateTimeInput())
+    ends_at = forms.DateTimeField(label="End", widget=LocalDateTimeInput())
+    reason = reason_field()
+    notify_users = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Notify the environment's users",
+        help_text="By mail, before the window and when maintenance mode turns on and off. "
+        "The project's owners and environment managers are always told.",
+    )
+
+    def __init__(self, *args, now=None, **kwargs):
+        self.now = now or timezone.now()
+        super().__init__(*args, **kwargs)
+        zone = timezone.get_current_timezone_name()
+        for name in ("starts_at", "ends_at"):
+            self.fields[name].help_text = f"In your time zone, {zone}."
+        if not self.is_bound:
+            # The next full hour but one, for an hour: tonight's slot is a click away.
+            local = timezone.localtime(self.now).replace(minute=0, second=0, microsecond=0)
+            start = local + datetime.timedelta(hours=2)
+            self.initial.setdefault("starts_at", start)
+            self.initial.setdefault("ends_at", start + datetime.timedelta(hours=1))
+
+    def clean(self):
+        cleaned = super().clean()
+        starts_at, ends_at = cleaned.get("starts_at"), cleaned.get("ends_at")
+        if starts_at and ends_at:
+            try:
+                check_period(starts_at, ends_at, self.now)
+            except OperationRefused as refused:
+                raise forms.ValidationError(refused.message) from None
+        return cleaned

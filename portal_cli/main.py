@@ -4,6 +4,7 @@ not be reached), 2 refused by the portal (nothing was done), 3 still running at
 
 import functools
 import sys
+from datetime import datetime
 
 import click
 import httpx
@@ -324,6 +325,103 @@ def access_revoke(account_id, as_json):
         output.print_json(answer)
     else:
         output.out.print(f"Database account {account_id}: {answer['database_account']['state']}.")
+
+
+class LocalTime(click.ParamType):
+    """An ISO 8601 time; one without an offset is in this machine's time zone."""
+
+    name = "time"
+
+    def convert(self, value, param, ctx):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a time like 2026-12-24T22:00 or 2026-12-24 22:00+01:00")
+        return moment if moment.tzinfo else moment.astimezone()
+
+
+@cli.group()
+def window():
+    """Scheduled maintenance windows: maintenance mode on and off at set times."""
+
+
+@window.command("list")
+@click.argument("env")
+@click.option("--state", help="scheduled, active, completed, cancelled or missed.")
+@json_option
+@talks_to_the_portal
+def window_list(env, state, as_json):
+    """ENV's windows still to come or active (or those in one --state)."""
+    found = api().get(f"environments/{env}/maintenance-windows", state=state)
+    if as_json:
+        output.print_json(found)
+    else:
+        output.windows_table(found)
+
+
+@window.command("schedule")
+@click.argument("env")
+@click.option("--start", "starts_at", type=LocalTime(), required=True, help="When it starts.")
+@click.option("--end", "ends_at", type=LocalTime(), required=True, help="When it ends.")
+@click.option("--reason", required=True, help="Why (kept in the history, sent to the users).")
+@click.option("--notify/--no-notify", default=True, help="Mail the environment's users.")
+@json_option
+@talks_to_the_portal
+def window_schedule(env, starts_at, ends_at, reason, notify, as_json):
+    """Schedule maintenance mode on ENV from --start to --end (times without an offset
+    are in this machine's time zone)."""
+    body = {
+        "starts_at": starts_at.isoformat(),
+        "ends_at": ends_at.isoformat(),
+        "reason": reason,
+        "notify_users": notify,
+    }
+    found = api().post(f"environments/{env}/maintenance-windows", body)
+    if as_json:
+        output.print_json(found)
+    else:
+        output.out.print(
+            f"Scheduled window {found['id']}: {output.window_text(found)}.", markup=False
+        )
+
+
+@window.command("cancel")
+@click.argument("window_id", type=int)
+@json_option
+@talks_to_the_portal
+def window_cancel(window_id, as_json):
+    """Cancel a window that has not started."""
+    found = api().post(f"maintenance-windows/{window_id}/cancel", {})
+    if as_json:
+        output.print_json(found)
+    else:
+        output.out.print(f"Window {window_id}: {found['state_label']}.")
+
+
+@window.command("end")
+@click.argument("window_id", type=int)
+@wait_option
+@timeout_option
+@json_option
+@talks_to_the_portal
+def window_end(window_id, wait, timeout, as_json):
+    """End an active window now: maintenance mode is turned off."""
+    client = api()
+    answer = client.post(f"maintenance-windows/{window_id}/end", {})
+    if answer["operation"] is None:
+        if as_json:
+            output.print_json(answer)
+        else:
+            output.out.print(f"Window {window_id}: {answer['maintenance_window']['state_label']}.")
+        sys.exit(EXIT_OK)
+    finish(
+        client,
+        answer["operation"],
+        wait=wait,
+        timeout=timeout,
+        as_json=as_json,
+        result=lambda op: {**answer, "operation": op},
+    )
 
 
 @cli.command()

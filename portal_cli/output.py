@@ -4,8 +4,10 @@ stderr, and JSON for scripts with --json."""
 import csv
 import json
 import sys
+from datetime import datetime
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 out = Console(highlight=False, soft_wrap=True)
@@ -36,6 +38,32 @@ def print_json(data):
 def when(value):
     """An API time for people: "2026-12-01 23:51:26"."""
     return value.replace("T", " ")[:19] if value else ""
+
+
+def local_time(value):
+    """An API time in this machine's time zone: "2026-12-24 23:00 CET"."""
+    return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def window_text(window):
+    return (
+        f"{window['environment']} in maintenance mode from {local_time(window['starts_at'])} "
+        f"to {local_time(window['ends_at'])}, {window['state_label']} ({window['reason']})"
+    )
+
+
+def windows_table(windows):
+    table = Table("Id", "Starts", "Ends", "State", "Scheduled by", "Reason")
+    for window in windows:
+        table.add_row(
+            str(window["id"]),
+            local_time(window["starts_at"]),
+            local_time(window["ends_at"]),
+            window["state_label"],
+            escape(window["scheduled_by"]),
+            escape(window["reason"]),
+        )
+    out.print(table)
 
 
 def environments_table(environments):

@@ -8,13 +8,20 @@ tests/conftest.py's; each user calls with a Maintain token of their own, and
 whatever they may not do is 403 before anything else is looked at.
 
 Answers are status codes. The firewall rule and the database account were granted to
-the owner (alice), and the operation is the rule's.
+the owner (alice), and the operation is the rule's. The maintenance window was
+scheduled by the owner, two days ahead.
 """
+
+from datetime import UTC, datetime, timedelta
+
+#: A window for "Schedule" to ask for: a month ahead, clear of the world's own window.
+_START = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+_END = _START + timedelta(hours=1)
 
 ROLES = ("anonymous", "outsider", "member", "maint", "manager", "owner", "superuser")
 
-# (what, method, path; {slug} {rule} {account} {activity} are filled in, body), then one
-# answer per role in ROLES order.
+# (what, method, path with {slug} {rule} {account} {activity} {window} filled in, body),
+# then one answer per role in ROLES order.
 MATRIX = [
     ("Environments", "GET", "/api/v1/environments", None, (401, 200, 200, 200, 200, 200, 200)),
     (
@@ -80,6 +87,41 @@ MATRIX = [
         "/api/v1/database-accounts/{account}",
         None,
         (401, 404, 403, 403, 202, 202, 202),
+    ),
+    (
+        "Maintenance windows",
+        "GET",
+        "/api/v1/environments/{slug}/maintenance-windows",
+        None,
+        (401, 404, 200, 200, 200, 200, 200),
+    ),
+    (
+        "Schedule a maintenance window",
+        "POST",
+        "/api/v1/environments/{slug}/maintenance-windows",
+        {"starts_at": _START.isoformat(), "ends_at": _END.isoformat(), "reason": "matrix"},
+        (401, 404, 403, 403, 201, 201, 201),
+    ),
+    (
+        "Maintenance window",
+        "GET",
+        "/api/v1/maintenance-windows/{window}",
+        None,
+        (401, 404, 200, 200, 200, 200, 200),
+    ),
+    (
+        "Cancel a maintenance window",
+        "POST",
+        "/api/v1/maintenance-windows/{window}/cancel",
+        None,
+        (401, 404, 403, 403, 200, 200, 200),
+    ),
+    (
+        "End a maintenance window early (it has not started: 409)",
+        "POST",
+        "/api/v1/maintenance-windows/{window}/end",
+        None,
+        (401, 404, 403, 403, 409, 409, 409),
     ),
     ("OpenAPI document", "GET", "/api/v1/openapi.json", None, (200,) * 7),
     ("Browsable docs", "GET", "/api/v1/docs", None, (200,) * 7),

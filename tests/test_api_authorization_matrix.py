@@ -2,11 +2,13 @@
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
-from environments import operations
+from environments import operations, windows
 from environments.api import api
 from environments.models import AccessLevel, DatabaseAccount, FirewallRule, Operation
 from tests.api_clients import api_client, send
@@ -24,6 +26,10 @@ def world(environment, owner, manager, member, maint, outsider, superuser):
         environment, owner, level=AccessLevel.READ, reason="support"
     )
     operations.complete_operation(account_operation.pk)
+    starts_at = timezone.now() + timedelta(days=2)
+    window = windows.schedule(
+        environment, owner, starts_at=starts_at, ends_at=starts_at + timedelta(hours=1), reason="x"
+    )
     users = {
         "anonymous": None,
         "outsider": outsider,
@@ -41,6 +47,7 @@ def world(environment, owner, manager, member, maint, outsider, superuser):
             "rule": FirewallRule.objects.get().pk,
             "account": DatabaseAccount.objects.get().pk,
             "activity": rule_operation.activity_id,
+            "window": window.pk,
         },
     }
 

@@ -9,12 +9,22 @@ import os
 import stat
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from environments.models import DatabaseAccount, Operation, Outcome, Status
+from environments.models import (
+    DatabaseAccount,
+    MaintenanceWindow,
+    Operation,
+    Outcome,
+    Status,
+    WindowState,
+)
 from tests.api_clients import token_for
 from tests.conftest import subprocess_env
 from tests.live import Gunicorn, start_worker, stop, wait_for
@@ -189,6 +199,35 @@ def test_a_firewall_rule_from_the_command_line(portal, environment):
     answer = json.loads(out)
     assert answer["firewall_rule"]["cidr"] == "203.0.113.7/32"
     assert answer["operation"]["outcome"] == "succeeded"
+
+
+def test_a_window_scheduled_in_local_time_is_listed_cancelled_and_an_overlap_exits_2(
+    portal, environment
+):
+    day = (timezone.now() + timedelta(days=3)).date()
+    pacific = {"TZ": "America/Los_Angeles"}
+    five_am = datetime(day.year, day.month, day.day, 5, tzinfo=ZoneInfo(pacific["TZ"]))
+    schedule = ("window", "schedule", environment.slug, "--reason", "Upgrade to 10.0.40")
+    start, end = f"{day} 05:00", f"{day} 06:00"
+    code, out, err = portal(*schedule, "--start", start, "--end", end, **pacific)
+    assert code == 0, out + err
+    window = MaintenanceWindow.objects.get()
+    assert window.starts_at == five_am and window.starts_at.tzinfo == UTC
+    assert f"Scheduled window {window.pk}" in out and f"05:00 {five_am:%Z}" in out
+
+    code, out, err = portal("window", "list", environment.slug, **pacific)
+    assert code == 0 and "Upgrade to 10.0.40" in out and f"06:00 {five_am:%Z}" in out
+
+    overlap = (five_am + timedelta(minutes=30)).astimezone(UTC)  # an offset wins over TZ
+    later = overlap + timedelta(hours=1)
+    code, out, err = portal(*schedule, "--start", overlap.isoformat(), "--end", later.isoformat())
+    assert code == 2 and "overlaps another window" in err, out + err
+
+    code, out, err = portal("window", "cancel", str(window.pk))
+    assert code == 0 and "Cancelled" in out
+    window.refresh_from_db()
+    assert window.state == WindowState.CANCELLED
+    assert MaintenanceWindow.objects.count() == 1
 
 
 def test_history_streams_every_page(portal, environment, manager):

@@ -8,13 +8,13 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from environments.forms import ScheduleWindowForm
 from environments.models import (
     MaintenanceWindow,
     NotificationKind,
     NotificationOptOut,
     UserSettings,
 )
-from environments.views.windows import ScheduleWindowForm
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ browsable docs are at /api/v1/docs, the OpenAPI document at /api/v1/openapi.json
 
 from ninja import NinjaAPI, Swagger
 
-from environments.api import access_grants, environments, history
+from environments.api import access_grants, environments, history, windows
 from environments.api.auth import TokenAuth, TokenRateLimit
 from environments.api.problems import install_handlers
 
@@ -33,3 +33,4 @@ install_handlers(api)
 api.add_router("", environments.router)
 api.add_router("", history.router)
 api.add_router("", access_grants.router)
+api.add_router("", windows.router)

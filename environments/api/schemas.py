@@ -10,6 +10,7 @@ from uuid import UUID
 
 from django.urls import reverse
 from ninja import Field, Schema
+from pydantic import AwareDatetime
 
 from environments.drivers.database import server_address
 from environments.models import DatabaseAccount, Environment, OperationKind, Status
@@ -52,6 +53,13 @@ class DatabaseAccountIn(Schema):
     level: str = Field(..., json_schema_extra={"enum": ["read", "read_write"]})
     reason: str
     hours: float | None = None
+
+
+class WindowIn(Schema):
+    starts_at: AwareDatetime = Field(..., examples=["2026-12-24T22:00:00Z"])
+    ends_at: AwareDatetime = Field(..., examples=["2026-12-24T23:00:00Z"])
+    reason: str = Field("", description="Kept in the environment history.")
+    notify_users: bool = Field(True, description="Mail the environment's users about it.")
 
 
 # --- Answers ------------------------------------------------------------------------
@@ -198,6 +206,30 @@ class DatabaseAccountStartedOut(Schema):
 class DatabaseAccountEndedOut(Schema):
     operation: OperationOut | None
     database_account: DatabaseAccountOut
+
+
+class WindowOut(Schema):
+    id: int
+    url: str
+    environment: str
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    notify_users: bool
+    scheduled_by: str
+    state: str
+    state_label: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    ended_by: str | None
+    note: str = Field(..., description="Why it was missed, or who ended or cancelled it.")
+
+
+class WindowEndedOut(Schema):
+    maintenance_window: WindowOut
+    operation: OperationOut | None = Field(
+        ..., description="Disable Maintenance mode, when the window's end started it."
+    )
 
 
 class ProblemOut(Schema):
@@ -373,3 +405,22 @@ def account_out(account: DatabaseAccount, password=None):
     if password is not None:
         answer["password"] = password
     return answer
+
+
+def window_out(window):
+    return {
+        "id": window.pk,
+        "url": api_url("window", window.pk),
+        "environment": window.environment.slug,
+        "starts_at": window.starts_at,
+        "ends_at": window.ends_at,
+        "reason": window.reason,
+        "notify_users": window.notify_users,
+        "scheduled_by": window.scheduled_by.get_username(),
+        "state": window.state,
+        "state_label": window.get_state_display(),
+        "started_at": window.started_at,
+        "ended_at": window.ended_at,
+        "ended_by": window.ended_by.get_username() if window.ended_by_id else None,
+        "note": window.note,
+    }

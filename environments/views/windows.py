@@ -6,15 +6,11 @@ stored in UTC. Schedule, Cancel and End now are plain forms that also work insid
 details page through htmx: there, success reloads the details page (HX-Redirect).
 """
 
-from datetime import timedelta
-
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
@@ -27,57 +23,12 @@ from environments.access import (
     get_environment_for_user,
 )
 from environments.calendar import feed_windows, ics
+from environments.forms import ScheduleWindowForm
 from environments.models import MaintenanceWindow, UserSettings, WindowState
 from environments.operations import OperationRefused
 
 #: How many past windows the windows page shows.
 PAST_WINDOWS = 20
-LOCAL_INPUT = "%Y-%m-%dT%H:%M"
-
-
-class LocalDateTimeInput(forms.DateTimeInput):
-    input_type = "datetime-local"
-
-    def __init__(self, **kwargs):
-        super().__init__(format=LOCAL_INPUT, **kwargs)
-
-
-class ScheduleWindowForm(forms.Form):
-    starts_at = forms.DateTimeField(label="Start", widget=LocalDateTimeInput())
-    ends_at = forms.DateTimeField(label="End", widget=LocalDateTimeInput())
-    reason = forms.CharField(
-        max_length=1000, widget=forms.Textarea(attrs={"rows": 2}), label="Reason"
-    )
-    notify_users = forms.BooleanField(
-        required=False,
-        initial=True,
-        label="Notify the environment's users",
-        help_text="By mail, before the window and when maintenance mode turns on and off. "
-        "The project's owners and environment managers are always told.",
-    )
-
-    def __init__(self, *args, now=None, **kwargs):
-        self.now = now or timezone.now()
-        super().__init__(*args, **kwargs)
-        zone = timezone.get_current_timezone_name()
-        for name in ("starts_at", "ends_at"):
-            self.fields[name].help_text = f"In your time zone, {zone}."
-        if not self.is_bound:
-            # The next full hour but one, for an hour: tonight's slot is a click away.
-            local = timezone.localtime(self.now).replace(minute=0, second=0, microsecond=0)
-            start = local + timedelta(hours=2)
-            self.initial.setdefault("starts_at", start)
-            self.initial.setdefault("ends_at", start + timedelta(hours=1))
-
-    def clean(self):
-        cleaned = super().clean()
-        starts_at, ends_at = cleaned.get("starts_at"), cleaned.get("ends_at")
-        if starts_at and ends_at:
-            try:
-                windows.check_period(starts_at, ends_at, self.now)
-            except OperationRefused as refused:
-                raise forms.ValidationError(refused.message) from None
-        return cleaned
 
 
 def _done(request, environment, message):

@@ -1,0 +1,184 @@
+"""Maintenance windows through the API: scheduled, listed, cancelled and ended early
+under the windows pages' rules, with times that say their offset."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from environments import windows
+from environments.models import (
+    MaintenanceWindow,
+    Operation,
+    OperationKind,
+    Status,
+    TokenScope,
+    WindowState,
+)
+from tests.api_clients import API, api_client, send
+from tests.conftest import committing, run_worker
+
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture
+def t0():
+    """Two days from now, on the hour: no task it enqueues falls due in run_worker."""
+    return (timezone.now() + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+
+
+@pytest.fixture
+def as_manager(manager):
+    return api_client(manager, name="nightly")
+
+
+def schedule(client, environment, starts_at, ends_at=None, **body):
+    body = {
+        "starts_at": starts_at.isoformat(),
+        "ends_at": (ends_at or starts_at + HOUR).isoformat(),
+        "reason": "Upgrade to 10.0.40",
+        **body,
+    }
+    with committing():
+        return send(
+            client, "POST", f"{API}/environments/{environment.slug}/maintenance-windows", body
+        )
+
+
+def test_a_window_scheduled_through_the_api_answers_201_with_its_location(
+    as_manager, environment, manager, t0
+):
+    response = schedule(as_manager, environment, t0, notify_users=False)
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    window = MaintenanceWindow.objects.get()
+    assert response["Location"] == f"{API}/maintenance-windows/{window.pk}" == body["url"]
+    assert (window.starts_at, window.ends_at, window.scheduled_by) == (t0, t0 + HOUR, manager)
+    assert window.notify_users is False
+    assert body["state"] == "scheduled" and body["scheduled_by"] == manager.username
+    assert as_manager.get(body["url"]).json() == body
+
+
+def test_a_time_with_an_offset_is_stored_in_utc(as_manager, environment, t0):
+    pacific = timezone.get_fixed_timezone(-8 * 60)
+    local = datetime.combine(t0.date() + timedelta(days=1), datetime.min.time(), pacific)
+    two_am = local.replace(hour=2)
+
+    assert schedule(as_manager, environment, two_am).status_code == 201
+
+    stored = MaintenanceWindow.objects.get().starts_at
+    assert stored.astimezone(UTC).hour == 10 and stored == two_am
+
+
+def test_a_time_without_an_offset_is_refused_and_nothing_is_scheduled(as_manager, environment):
+    body = {"starts_at": "2030-01-01T22:00:00", "ends_at": "2030-01-01T23:00:00", "reason": "x"}
+    response = send(
+        as_manager, "POST", f"{API}/environments/{environment.slug}/maintenance-windows", body
+    )
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    assert "starts_at" in response.json()["detail"]
+    assert not MaintenanceWindow.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"reason": ""}, "Give a reason"),
+        ({"ends_at": "same as the start"}, "The end must come after the start."),
+        ({"starts_at": "in the past"}, "The start must be in the future."),
+        ({"ends_at": "a day and a half later"}, "A window lasts at most 24 hours."),
+    ],
+)
+def test_the_pages_rules_refuse_a_bad_window_with_400(as_manager, environment, t0, change, message):
+    values = {
+        "same as the start": t0,
+        "in the past": timezone.now() - HOUR,
+        "a day and a half later": t0 + timedelta(hours=36),
+    }
+    body = {key: values.get(value, value) for key, value in change.items()}
+    starts_at = body.pop("starts_at", t0)
+    ends_at = body.pop("ends_at", None)
+
+    response = schedule(as_manager, environment, starts_at, ends_at, **body)
+
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+    assert not MaintenanceWindow.objects.exists()
+
+
+def test_an_overlapping_window_is_refused_naming_the_other(as_manager, environment, t0):
+    assert schedule(as_manager, environment, t0).status_code == 201
+
+    response = schedule(as_manager, environment, t0 + HOUR / 2)
+
+    assert response.status_code == 400
+    assert "overlaps another window" in response.json()["detail"]
+    assert "Upgrade to 10.0.40" in response.json()["detail"]
+    assert MaintenanceWindow.objects.count() == 1
+
+
+def test_the_list_shows_windows_to_come_and_a_state_on_request(
+    as_manager, environment, manager, t0
+):
+    first = schedule(as_manager, environment, t0 + 2 * HOUR).json()
+    second = schedule(as_manager, environment, t0).json()
+    assert as_manager.post(f"{first['url']}/cancel").status_code == 200
+    path = f"{API}/environments/{environment.slug}/maintenance-windows"
+
+    assert [w["id"] for w in as_manager.get(path).json()] == [second["id"]]
+    cancelled = as_manager.get(path, {"state": "cancelled"}).json()
+    assert [(w["id"], w["state"], w["ended_by"]) for w in cancelled] == [
+        (first["id"], "cancelled", manager.username)
+    ]
+    wrong = as_manager.get(path, {"state": "soon"})
+    assert wrong.status_code == 400 and "scheduled, active" in wrong.json()["detail"]
+
+
+def test_a_window_is_cancelled_once_then_409(as_manager, environment, t0):
+    window = schedule(as_manager, environment, t0).json()
+
+    cancelled = as_manager.post(f"{window['url']}/cancel")
+    again = as_manager.post(f"{window['url']}/cancel")
+
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    assert again.status_code == 409 and "Cancelled" in again.json()["detail"]
+
+
+def test_an_active_window_ended_early_turns_maintenance_mode_off_and_completes(
+    as_manager, environment, t0
+):
+    window = schedule(as_manager, environment, t0).json()
+    with committing():
+        windows.start_window(window["id"], now=t0)
+    run_worker()
+
+    with committing():
+        response = as_manager.post(f"{window['url']}/end")
+    assert response.status_code == 202
+    operation = response.json()["operation"]
+    assert operation["kind"] == OperationKind.DISABLE_MAINTENANCE
+    assert response["Location"] == f"{API}/operations/{operation['activity_id']}"
+    run_worker()
+
+    assert as_manager.get(window["url"]).json()["state"] == WindowState.COMPLETED
+    environment.refresh_from_db()
+    assert environment.status == Status.DEPLOYED
+
+
+def test_a_window_that_has_not_started_cannot_be_ended(as_manager, environment, t0):
+    window = schedule(as_manager, environment, t0).json()
+    response = as_manager.post(f"{window['url']}/end")
+    assert response.status_code == 409 and "Only an active window" in response.json()["detail"]
+    assert not Operation.objects.filter(kind=OperationKind.DISABLE_MAINTENANCE).exists()
+
+
+def test_a_read_token_lists_windows_but_schedules_none(manager, environment, t0):
+    reader = api_client(manager, TokenScope.READ)
+    assert reader.get(f"{API}/environments/{environment.slug}/maintenance-windows").json() == []
+    response = schedule(reader, environment, t0)
+    assert response.status_code == 403
+    assert response.json()["type"] == "urn:lcs-portal:problem:insufficient_scope"
+    assert not MaintenanceWindow.objects.exists()
