@@ -424,6 +424,37 @@ def test_signing_in_and_changing_ones_password_are_served(client, member):
     assert client.get("/accounts/password_change/").status_code == 200
 
 
+def test_a_password_change_in_the_portals_pages_keeps_this_session_and_ends_the_others(
+    client, member
+):
+    other = Client()
+    other.force_login(member)
+    client.force_login(member)
+    settings_page = client.get(reverse("user-settings")).content.decode()
+    assert reverse("password_change") in settings_page
+    page = client.get(reverse("password_change"))
+    assert "Change your password" in page.content.decode()
+    assert "Django administration" not in page.content.decode()
+
+    wrong = client.post(
+        reverse("password_change"),
+        {"old_password": "wrong", "new_password1": "x", "new_password2": "y"},
+    )
+    assert wrong.status_code == 200 and 'class="field-error"' in wrong.content.decode()
+
+    new = "a-much-longer-passphrase-42"
+    done = client.post(
+        reverse("password_change"),
+        {"old_password": PASSWORD, "new_password1": new, "new_password2": new},
+        follow=True,
+    )
+    assert "Password changed" in done.content.decode()
+    member.refresh_from_db()
+    assert member.check_password(new)
+    assert client.get(reverse("environment-list")).status_code == 200
+    assert other.get(reverse("environment-list")).status_code == 302
+
+
 def test_nobody_can_lock_an_account_out_from_another_address(client, member):
     for _ in range(settings.AXES_FAILURE_LIMIT):
         Client(REMOTE_ADDR="198.51.100.9").post(
