@@ -7,7 +7,6 @@ from django.contrib.auth.admin import UserAdmin
 from django.db import models, transaction
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
@@ -232,7 +231,7 @@ class PortalUserAdmin(RoleHistoryFormsetMixin, UserAdmin):
                 # A deactivated user keeps no database account, firewall rule or API
                 # token: a later reactivation does not bring them back.
                 end_access_of(obj, AccessEnd.DEACTIVATED)
-                obj.api_tokens.filter(revoked_at=None).update(revoked_at=timezone.now())
+                obj.api_tokens.revoke()
             elif change and "is_superuser" in form.changed_data and not obj.is_superuser:
                 # Nor a former superuser, where nothing else lets them maintain.
                 end_access_of(obj, AccessEnd.ROLE_REMOVED)
@@ -366,7 +365,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
+        count = queryset.revoke()
         self.message_user(request, f"{count} token(s) revoked.")
 
 

@@ -895,6 +895,10 @@ class ApiTokenQuerySet(models.QuerySet):
         """Tokens that authenticate now: not revoked, not expired, of an active user."""
         return self.filter(revoked_at=None, expires_at__gt=timezone.now(), user__is_active=True)
 
+    def revoke(self):
+        """Revoke these tokens (each stops at its next request); how many were not yet."""
+        return self.filter(revoked_at=None).update(revoked_at=timezone.now())
+
 
 class ApiToken(models.Model):
     """A personal access token for the API (environments/tokens.py, environments/api/).

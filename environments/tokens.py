@@ -87,9 +87,7 @@ def _note_use(token, address):
 
 def revoke(token):
     """Revoke a token (it stops at its next request). False if it was revoked already."""
-    return bool(
-        ApiToken.objects.filter(pk=token.pk, revoked_at=None).update(revoked_at=timezone.now())
-    )
+    return bool(ApiToken.objects.filter(pk=token.pk).revoke())
 
 
 def take_request(token):

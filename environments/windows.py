@@ -113,8 +113,9 @@ def cancel(window, user, now=None):
     return window
 
 
-def end_now(window, user, now=None):
-    """End an active window early: maintenance mode is turned off now, by ``user``."""
+def end_now(window, user, now=None, via=""):
+    """End an active window early: maintenance mode is turned off now, by ``user``
+    (``via`` as operations take it: how the history names the request's path)."""
     now = now or timezone.now()
     with transaction.atomic():
         locked = _lock(window.environment_id)
@@ -132,6 +133,7 @@ def end_now(window, user, now=None):
                 user,
                 reason=f"Ended the maintenance window early: {window.reason}",
                 window=window,
+                via=via,
             )
         elif locked.status == Status.DEPLOYED:
             _end(window, WindowState.COMPLETED, now, by=user, note=f"Ended early by {user}.")

@@ -328,7 +328,8 @@ def access_revoke(account_id, as_json):
 
 
 class LocalTime(click.ParamType):
-    """An ISO 8601 time; one without an offset is in this machine's time zone."""
+    """An ISO 8601 time; one without an offset is in this machine's time zone, and is
+    refused when the clock skips or repeats it there (a daylight-saving change)."""
 
     name = "time"
 
@@ -337,7 +338,15 @@ class LocalTime(click.ParamType):
             moment = datetime.fromisoformat(value)
         except ValueError:
             self.fail(f"{value!r} is not a time like 2026-12-24T22:00 or 2026-12-24 22:00+01:00")
-        return moment if moment.tzinfo else moment.astimezone()
+        if moment.tzinfo:
+            return moment
+        first, second = (moment.replace(fold=fold).astimezone() for fold in (0, 1))
+        if first != second:
+            self.fail(
+                f"{value} is skipped or repeated here by a clock change: "
+                "give it with its offset, e.g. 2026-03-29T02:30+01:00"
+            )
+        return first
 
 
 @cli.group()

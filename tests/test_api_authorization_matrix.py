@@ -10,7 +10,13 @@ from django.utils import timezone
 
 from environments import operations, windows
 from environments.api import api
-from environments.models import AccessLevel, DatabaseAccount, FirewallRule, Operation
+from environments.models import (
+    AccessLevel,
+    DatabaseAccount,
+    FirewallRule,
+    MaintenanceWindow,
+    Operation,
+)
 from tests.api_clients import api_client, send
 from tests.api_matrix import MATRIX, ROLES, markdown_table
 
@@ -63,6 +69,7 @@ CASES = [
 def test_api_authorization_matrix(world, method, path, body, role, expected):
     client = api_client(world["users"][role])
     before = Operation.objects.count()
+    windows_before = list(MaintenanceWindow.objects.values_list("pk", "state"))
     response = send(client, method, path.format(**world["values"]), body)
     assert response.status_code == expected, response.content[:500]
     content_type = response["Content-Type"]
@@ -74,7 +81,9 @@ def test_api_authorization_matrix(world, method, path, body, role, expected):
         problem = json.loads(response.content)
         assert problem["status"] == expected
         assert {"type", "title", "detail"} <= problem.keys()
-        assert Operation.objects.count() == before  # a refusal changes nothing
+        # A refusal changes nothing.
+        assert Operation.objects.count() == before
+        assert list(MaintenanceWindow.objects.values_list("pk", "state")) == windows_before
     else:
         assert content_type.startswith("application/json")
     if role == "outsider":
@@ -92,12 +101,14 @@ def test_the_matrix_covers_every_endpoint_of_the_api():
 
 @pytest.mark.parametrize(
     "method, path, body",
-    [(m, p, b) for _, m, p, b, _ in MATRIX if "{slug}" in p or "{rule}" in p or "{account}" in p],
+    [(m, p, b) for _, m, p, b, _ in MATRIX if re.search(r"\{(slug|rule|account|window)\}", p)],
 )
 def test_an_outsider_cannot_tell_another_projects_things_from_none(world, method, path, body):
     client = api_client(world["users"]["outsider"])
     real = send(client, method, path.format(**world["values"]), body)
-    values = dict(world["values"], slug="no-such-environment", rule=999999, account=999999)
+    values = dict(
+        world["values"], slug="no-such-environment", rule=999999, account=999999, window=999999
+    )
     unknown = send(client, method, path.format(**values), body)
     assert real.status_code == unknown.status_code == 404
     assert real.content == unknown.content

@@ -4,9 +4,11 @@ under the windows pages' rules, with times that say their offset."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from environments import windows
+from environments import operations, windows
 from environments.models import (
     MaintenanceWindow,
     Operation,
@@ -65,14 +67,21 @@ def test_a_time_with_an_offset_is_stored_in_utc(as_manager, environment, t0):
     local = datetime.combine(t0.date() + timedelta(days=1), datetime.min.time(), pacific)
     two_am = local.replace(hour=2)
 
-    assert schedule(as_manager, environment, two_am).status_code == 201
+    response = schedule(as_manager, environment, two_am)
+    assert response.status_code == 201
 
     stored = MaintenanceWindow.objects.get().starts_at
     assert stored.astimezone(UTC).hour == 10 and stored == two_am
+    # The answer says it in UTC, as every time of the API, and as reading it back does.
+    assert response.json()["starts_at"].endswith("T10:00:00Z")
+    assert as_manager.get(response["Location"]).json() == response.json()
 
 
-def test_a_time_without_an_offset_is_refused_and_nothing_is_scheduled(as_manager, environment):
-    body = {"starts_at": "2030-01-01T22:00:00", "ends_at": "2030-01-01T23:00:00", "reason": "x"}
+@pytest.mark.parametrize("starts_at", ["2030-01-01T22:00:00", 1924984800, "tonight", None], ids=str)
+def test_a_time_without_an_offset_or_not_one_at_all_is_refused_and_nothing_is_scheduled(
+    as_manager, environment, starts_at
+):
+    body = {"starts_at": starts_at, "ends_at": "2030-01-01T23:00:00Z", "reason": "x"}
     response = send(
         as_manager, "POST", f"{API}/environments/{environment.slug}/maintenance-windows", body
     )
@@ -133,8 +142,25 @@ def test_the_list_shows_windows_to_come_and_a_state_on_request(
     assert [(w["id"], w["state"], w["ended_by"]) for w in cancelled] == [
         (first["id"], "cancelled", manager.username)
     ]
+    assert as_manager.get(path, {"state": ""}).json() == as_manager.get(path).json()
     wrong = as_manager.get(path, {"state": "soon"})
     assert wrong.status_code == 400 and "scheduled, active" in wrong.json()["detail"]
+
+
+def test_the_list_costs_the_same_queries_for_one_window_or_ten(
+    as_manager, environment, manager, t0, django_assert_max_num_queries
+):
+    path = f"{API}/environments/{environment.slug}/maintenance-windows?state=cancelled"
+    for n in range(10):
+        window = schedule(as_manager, environment, t0 + n * HOUR).json()
+        assert as_manager.post(f"{window['url']}/cancel").status_code == 200
+        if n == 0:
+            with CaptureQueriesContext(connection) as captured:
+                as_manager.get(path)
+            for_one = len(captured)  # read now: the next request empties the log
+    with django_assert_max_num_queries(for_one):
+        assert len(as_manager.get(path).json()) == 10
+    assert len(as_manager.get(f"{path}&limit=3").json()) == 3
 
 
 def test_a_window_is_cancelled_once_then_409(as_manager, environment, t0):
@@ -160,12 +186,32 @@ def test_an_active_window_ended_early_turns_maintenance_mode_off_and_completes(
     assert response.status_code == 202
     operation = response.json()["operation"]
     assert operation["kind"] == OperationKind.DISABLE_MAINTENANCE
+    assert operation["via"] == "API (nightly)"
     assert response["Location"] == f"{API}/operations/{operation['activity_id']}"
     run_worker()
 
     assert as_manager.get(window["url"]).json()["state"] == WindowState.COMPLETED
     environment.refresh_from_db()
     assert environment.status == Status.DEPLOYED
+
+
+def test_an_active_window_with_maintenance_mode_already_off_completes_at_once_with_200(
+    as_manager, environment, manager, t0
+):
+    window = schedule(as_manager, environment, t0).json()
+    with committing():
+        windows.start_window(window["id"], now=t0)
+    run_worker()
+    with committing():
+        operations.disable_maintenance(environment, manager, reason="done early")
+    run_worker()
+    MaintenanceWindow.objects.filter(pk=window["id"]).update(state=WindowState.ACTIVE)
+
+    response = as_manager.post(f"{window['url']}/end")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["operation"] is None
+    assert response.json()["maintenance_window"]["state"] == WindowState.COMPLETED
 
 
 def test_a_window_that_has_not_started_cannot_be_ended(as_manager, environment, t0):

@@ -17,6 +17,7 @@ import pytest
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from environments import windows
 from environments.models import (
     DatabaseAccount,
     MaintenanceWindow,
@@ -228,6 +229,57 @@ def test_a_window_scheduled_in_local_time_is_listed_cancelled_and_an_overlap_exi
     window.refresh_from_db()
     assert window.state == WindowState.CANCELLED
     assert MaintenanceWindow.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "start, why",
+    [
+        ("tonight", "is not a time like"),
+        ("2026-03-08 02:30", "skipped or repeated here by a clock change"),
+        ("2026-11-01 01:30", "skipped or repeated here by a clock change"),
+    ],
+)
+def test_a_time_that_is_not_one_moment_here_exits_2_and_nothing_is_scheduled(
+    portal, environment, start, why
+):
+    code, out, err = portal(
+        *("window", "schedule", environment.slug, "--reason", "x"),
+        *("--start", start, "--end", "2026-12-24 23:00"),
+        TZ="America/Los_Angeles",
+    )
+    assert code == 2 and why in err, out + err
+    assert not MaintenanceWindow.objects.exists()
+
+
+def test_an_active_window_ended_from_the_command_line_waits_for_maintenance_mode_off(
+    portal, environment, manager
+):
+    starts_at = timezone.now() + timedelta(days=2)
+    window = windows.schedule(
+        environment,
+        manager,
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(hours=1),
+        reason="Upgrade",
+    )
+    windows.start_window(window.pk, now=starts_at)
+    assert wait_for(lambda: refreshed(environment).status == Status.IN_MAINTENANCE, timeout=30)
+    code, out, err = portal("window", "list", environment.slug, "--state", "active", "--json")
+    assert code == 0 and [w["id"] for w in json.loads(out)] == [window.pk]
+
+    code, out, err = portal("window", "end", str(window.pk), "--wait")
+
+    assert code == 0, out + err
+    assert "Deployed" in out
+    window.refresh_from_db()
+    assert window.state == WindowState.COMPLETED
+    code, out, err = portal("window", "end", str(window.pk))
+    assert code == 2 and "Only an active window" in err
+
+
+def refreshed(environment):
+    environment.refresh_from_db()
+    return environment
 
 
 def test_history_streams_every_page(portal, environment, manager):

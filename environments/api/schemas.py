@@ -5,12 +5,12 @@ build the answers from models, in one place, so that every endpoint shows an
 environment, an operation or a grant the same way.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 from django.urls import reverse
 from ninja import Field, Schema
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, field_validator
 
 from environments.drivers.database import server_address
 from environments.models import DatabaseAccount, Environment, OperationKind, Status
@@ -60,6 +60,14 @@ class WindowIn(Schema):
     ends_at: AwareDatetime = Field(..., examples=["2026-12-24T23:00:00Z"])
     reason: str = Field("", description="Kept in the environment history.")
     notify_users: bool = Field(True, description="Mail the environment's users about it.")
+
+    @field_validator("starts_at", "ends_at", mode="before")
+    @classmethod
+    def iso_text(cls, value):
+        # Not a number of seconds: a time a person can read back, with its offset.
+        if not isinstance(value, str):
+            raise ValueError("Give the time as ISO 8601 text with its offset.")
+        return value
 
 
 # --- Answers ------------------------------------------------------------------------
@@ -412,8 +420,10 @@ def window_out(window):
         "id": window.pk,
         "url": api_url("window", window.pk),
         "environment": window.environment.slug,
-        "starts_at": window.starts_at,
-        "ends_at": window.ends_at,
+        # In UTC, as every other time of the API (a window just scheduled still holds
+        # the offset it was given).
+        "starts_at": window.starts_at.astimezone(UTC),
+        "ends_at": window.ends_at.astimezone(UTC),
         "reason": window.reason,
         "notify_users": window.notify_users,
         "scheduled_by": window.scheduled_by.get_username(),

@@ -6,11 +6,11 @@ time zone setting, so a time without one is refused rather than guessed."""
 
 import ninja
 from django.http import Http404, HttpResponse
-from ninja import Router
+from ninja import Query, Router
 
 from environments import windows
 from environments.access import MAINTAIN, VIEW, environment_for
-from environments.api.auth import maintainer, user_of
+from environments.api.auth import maintainer, user_of, via
 from environments.api.problems import FormInvalid
 from environments.api.schemas import (
     WindowEndedOut,
@@ -22,7 +22,7 @@ from environments.api.schemas import (
     window_out,
 )
 from environments.forms import ScheduleWindowForm
-from environments.models import MaintenanceWindow, WindowState
+from environments.models import MaintenanceWindow, OperationKind, WindowState
 from environments.operations import OperationRefused
 
 router = Router(tags=["Maintenance windows"])
@@ -33,27 +33,31 @@ router = Router(tags=["Maintenance windows"])
     response=answers(200, list[WindowOut], 400, 404),
     url_name="environment_windows",
 )
-def list_windows(request, slug: str, state: str | None = None):
-    """The environment's windows in start order: by default those still to come or
-    active (scheduled, active); ``state`` names one state instead (scheduled, active,
-    completed, cancelled, missed)."""
+def list_windows(
+    request, slug: str, state: str | None = None, limit: int = Query(100, ge=1, le=1000)
+):
+    """The environment's windows still to come or active (scheduled, active), soonest
+    first; or, with ``state`` (scheduled, active, completed, cancelled, missed), the
+    windows in that state, newest first. At most ``limit`` of them."""
     environment = environment_for(user_of(request), slug)
-    found = environment.maintenance_windows.select_related("environment", "scheduled_by")
-    if state is None:
-        found = found.open()
+    found = environment.maintenance_windows.select_related(
+        "environment", "scheduled_by", "ended_by"
+    )
+    if not state:
+        found = found.open().order_by("starts_at", "id")
     elif state in WindowState.values:
-        found = found.filter(state=state)
+        found = found.filter(state=state).order_by("-starts_at", "-id")
     else:
         raise OperationRefused(
             f"Unknown state {state!r}: use one of {', '.join(WindowState.values)}.",
             OperationRefused.INVALID,
         )
-    return [window_out(window) for window in found.order_by("starts_at", "id")]
+    return [window_out(window) for window in found[:limit]]
 
 
 @router.post(
     "/environments/{slug}/maintenance-windows",
-    response=answers(201, WindowOut, 400, 403, 404, 409),
+    response=answers(201, WindowOut, 400, 403, 404),
     url_name="environment_windows",
 )
 def schedule_window(request, slug: str, payload: WindowIn, response: HttpResponse):
@@ -97,19 +101,21 @@ def cancel_window(request, window_id: int):
 
 @router.post(
     "/maintenance-windows/{window_id}/end",
-    response=answers(202, WindowEndedOut, 403, 404, 409),
+    response={200: WindowEndedOut, **answers(202, WindowEndedOut, 403, 404, 409)},
     url_name="window_end",
 )
 def end_window(request, window_id: int, response: HttpResponse):
-    """End an active window now: maintenance mode is turned off (poll the operation,
-    when there is one; the window is Completed when it succeeds)."""
+    """End an active window now. 202 with the Disable Maintenance mode operation to poll
+    (the window is Completed when it succeeds); 200 when maintenance mode was already
+    off and the window is Completed at once."""
     user = maintainer(request)
-    window = windows.end_now(_window_for(user, window_id, MAINTAIN), user)
-    operation = window.environment.running_operation()
+    window = windows.end_now(_window_for(user, window_id, MAINTAIN), user, via=via(request))
+    operation = window.operations.filter(kind=OperationKind.DISABLE_MAINTENANCE).first()
     answer = {"maintenance_window": window_out(window), "operation": None}
-    if operation is not None:
-        response["Location"] = api_url("operation", operation.activity_id)
-        answer["operation"] = operation_out(operation)
+    if operation is None:
+        return answer
+    response["Location"] = api_url("operation", operation.activity_id)
+    answer["operation"] = operation_out(operation)
     return ninja.Status(202, answer)
 
 
