@@ -88,6 +88,12 @@ def environment_details(env):
     out.print(
         f"Maintenance mode: {'on' if env['maintenance_mode'] else 'off'}. {env['who_may_sign_in']}"
     )
+    if env.get("maintenance_window"):
+        window = env["maintenance_window"]
+        out.print(
+            f"Maintenance window: {local_time(window['starts_at'])} to "
+            f"{local_time(window['ends_at'])} (portal window list {env['slug']})"
+        )
     if env["maintenance_users"]:
         users = ", ".join(f"{u['username']} ({u['role_label']})" for u in env["maintenance_users"])
         out.print(f"May sign in during maintenance: {users}")

@@ -228,3 +228,21 @@ def test_a_read_token_lists_windows_but_schedules_none(manager, environment, t0)
     assert response.status_code == 403
     assert response.json()["type"] == "urn:lcs-portal:problem:insufficient_scope"
     assert not MaintenanceWindow.objects.exists()
+
+
+def test_the_environment_names_its_next_window_without_a_query_more(
+    as_manager, environment, t0, django_assert_max_num_queries
+):
+    path = f"{API}/environments"
+    with CaptureQueriesContext(connection) as captured:
+        assert as_manager.get(path).json()[0]["maintenance_window"] is None
+    without = len(captured)
+    schedule(as_manager, environment, t0)
+
+    with django_assert_max_num_queries(without):
+        listed = as_manager.get(path).json()[0]["maintenance_window"]
+    details = as_manager.get(f"{path}/{environment.slug}").json()["maintenance_window"]
+
+    assert listed == details
+    assert listed["starts_at"] == t0.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert listed["url"] == f"{API}/environments/{environment.slug}/maintenance-windows"

@@ -218,6 +218,8 @@ def test_a_window_scheduled_in_local_time_is_listed_cancelled_and_an_overlap_exi
 
     code, out, err = portal("window", "list", environment.slug, **pacific)
     assert code == 0 and "Upgrade to 10.0.40" in out and f"06:00 {five_am:%Z}" in out
+    code, out, err = portal("status", environment.slug, **pacific)
+    assert code == 0 and f"Maintenance window: {day} 05:00 {five_am:%Z}" in out
 
     overlap = (five_am + timedelta(minutes=30)).astimezone(UTC)  # an offset wins over TZ
     later = overlap + timedelta(hours=1)

@@ -78,6 +78,12 @@ class Links(Schema):
     history: str | None = None
 
 
+class NextWindowOut(Schema):
+    starts_at: datetime
+    ends_at: datetime
+    url: str = Field(..., description="The environment's open windows, with their ids.")
+
+
 class EnvironmentOut(Schema):
     slug: str
     name: str
@@ -91,6 +97,9 @@ class EnvironmentOut(Schema):
     status: str
     status_label: str
     maintenance_mode: bool
+    maintenance_window: NextWindowOut | None = Field(
+        ..., description="The next or active scheduled maintenance window."
+    )
     revision: int
     links: Links
 
@@ -276,11 +285,23 @@ def environment_out(environment):
         "status": environment.status,
         "status_label": environment.get_status_display(),
         "maintenance_mode": environment.maintenance_mode,
+        "maintenance_window": next_window_out(environment),
         "revision": environment.revision,
         "links": {
             "self": api_url("environment", environment.slug),
             "history": api_url("environment_history", environment.slug),
         },
+    }
+
+
+def next_window_out(environment):
+    """The next or active window, as the environment's row keeps it (no query)."""
+    if environment.window_starts_at is None:
+        return None
+    return {
+        "starts_at": environment.window_starts_at.astimezone(UTC),
+        "ends_at": environment.window_ends_at.astimezone(UTC),
+        "url": api_url("environment_windows", environment.slug),
     }
 
 
