@@ -276,9 +276,12 @@ CACHES = {
 }
 if CACHE_URL:
     CACHES["default"] = {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's Redis cache, but a Redis that is away is a miss, not a 500
+        # (lcs_portal/cache.py); and one that does not answer is given up on quickly.
+        "BACKEND": "lcs_portal.cache.RedisCacheThatMayGoAway",
         "LOCATION": CACHE_URL,
         "KEY_PREFIX": "portal",
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     }
 SESSION_ENGINES = {
     "db": "django.contrib.sessions.backends.db",
