@@ -129,9 +129,8 @@ else:
         )
     else:
         # Behind a transaction-pooling PgBouncer nothing may outlive a transaction on a
-        # server connection: neither prepared statements nor the server-side cursor the
-        # history CSV export reads through (Django: "Transaction pooling and server-side
-        # cursors").
+        # server connection: neither prepared statements nor server-side cursors
+        # (Django: "Transaction pooling and server-side cursors"; the portal opens none).
         DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

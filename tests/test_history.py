@@ -157,6 +157,25 @@ def test_csv_export_streams_the_filtered_rows(as_member, environment, manager, o
     assert rows[1][2] == "Restart service: AOS" and rows[1][10] == "routine"
 
 
+def test_csv_export_walks_every_row_once_page_by_page_while_history_grows(
+    as_member, environment, manager, django_assert_max_num_queries
+):
+    from environments.views import history
+
+    total = 2 * history.CSV_CHUNK_ROWS + 1
+    added = add_history(environment, manager, total)
+    response = as_member.get(reverse("environment-history-csv", args=[environment.slug]))
+    chunks = iter(response.streaming_content)
+    body = [next(chunks), next(chunks)]  # the header and the first page
+    add_history(environment, manager, 5, start=timezone.now())  # newer: not in this export
+    with django_assert_max_num_queries(4):  # a page is one query, whatever its depth
+        body.append(next(chunks))
+    body.extend(chunks)
+
+    rows = list(csv.reader(io.StringIO(b"".join(body).decode())))[1:]
+    assert [row[0] for row in rows] == [str(op.activity_id) for op in reversed(added)]
+
+
 def test_csv_export_neutralises_spreadsheet_formulas(as_member, environment, manager):
     add_history(environment, manager, 1, reason='=HYPERLINK("http://evil","x")')
     response = as_member.get(reverse("history-csv"))
