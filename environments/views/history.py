@@ -35,15 +35,14 @@ CSV_COLUMNS = [
     "access_ended",
     "via",
 ]
-CSV_CHUNK_ROWS = 500
-# Joins the export needs: access grants and who ended them.
-CSV_RELATED = [
-    "environment",
-    "service",
-    "requested_by",
-    "firewall_rule__ended_by",
-    "database_account__ended_by",
-]
+#: Rows the export reads a page at a time. Each page is one query and PostgreSQL plans
+#: each: 2,000-row pages read 1M rows in about as long as one cursor did (500 took twice
+#: as long), and one page's instances are a few MB.
+CSV_CHUNK_ROWS = 2000
+# What a CSV row shows besides the operation: joined, and the access grants (few rows
+# have one) fetched apart, which keeps the page's query cheap to plan.
+CSV_RELATED = ["environment", "service", "requested_by"]
+CSV_PREFETCH = ["firewall_rule__ended_by", "database_account__ended_by"]
 
 
 @login_required
@@ -265,7 +264,7 @@ def _history_csv(request, queryset, *, environment):
             {"form": form, "operations": [], "environment": None},
             status=400,
         )
-    rows = form.filter(queryset).select_related(*CSV_RELATED)
+    rows = form.filter(queryset).select_related(*CSV_RELATED).prefetch_related(*CSV_PREFETCH)
     writer = csv.writer(_Echo())
 
     def row(op):
