@@ -95,23 +95,23 @@ class ThrowawayPgbouncer:
 @pytest.fixture
 def portal_behind_pgbouncer(tmp_path):
     bouncer = ThrowawayPgbouncer()
-    bouncer.start()
-    # A restart takes 2 s, so that the Confirms below all meet it running.
+    # A restart takes 5 s, so that the Confirms below all meet it running.
     env = subprocess_env(
-        DATABASE_URL=bouncer.url, PORTAL_PG_PREPARE="0", SIMULATED_DRIVER_DELAY="2"
+        DATABASE_URL=bouncer.url, PORTAL_PG_PREPARE="0", SIMULATED_DRIVER_DELAY="5"
     )
     server = Gunicorn(tmp_path / "gunicorn.log", workers=2, threads=4, env=env)
     worker = None
     try:
+        bouncer.start()
         server.start()
         worker = start_worker(tmp_path / "worker.log", env=env)
         yield server, bouncer
     finally:
         stop(worker)
         server.stop()
-        log = server.log()
         bouncer.stop()
-        assert "Traceback" not in log, log[-3000:]
+    log = server.log()
+    assert "Traceback" not in log, log[-3000:]
 
 
 def test_the_portal_works_through_a_transaction_pooling_pgbouncer(

@@ -291,7 +291,7 @@ def _history_csv(request, queryset, *, environment):
         )
 
     def lines():
-        # A page of a few hundred rows at a time, found through the pages' own keyset:
+        # A page of CSV_CHUNK_ROWS at a time, found through the pages' own keyset:
         # memory stays flat over a million rows, each write carries many rows, and no
         # cursor outlives its query (a transaction-pooling PgBouncer keeps none,
         # docs/deploy.md). Rows written meanwhile are newer, so they shift nothing.
