@@ -37,6 +37,9 @@ RACE = "race-sandbox"
 CRASH = "crash-sandbox"
 GATE = "gate-sandbox"
 CUT = [f"cut-sandbox-{n}" for n in range(1, 5)]
+#: Restarted only once the database is back from the cut: the cut may leave every CUT
+#: environment Failed (its operation cut in the middle, or queued past its deadline).
+AFTER_CUT = "after-cut-sandbox"
 DRAIN_PROJECT = "drain"
 DRAIN_ENVIRONMENTS = 1000
 
@@ -52,7 +55,7 @@ for slug in ("cluster", {DRAIN_PROJECT!r}):
     projects[slug] = Project.objects.create(name=slug.title(), slug=slug)
     ProjectMembership.objects.create(user=owner, project=projects[slug], role="owner")
 ProjectMembership.objects.create(user=member, project=projects["cluster"], role="member")
-slugs = [{RACE!r}, {CRASH!r}, {GATE!r}, *{CUT!r}]
+slugs = [{RACE!r}, {CRASH!r}, {GATE!r}, *{CUT!r}, {AFTER_CUT!r}]
 environments = [
     Environment(project=projects["cluster"], name=slug, slug=slug, **eligible) for slug in slugs
 ] + [
