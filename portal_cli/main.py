@@ -308,10 +308,7 @@ def access_db(env, read_write, reason, hours, no_wait, timeout, as_json):
 def access_remove(rule_id, as_json):
     """Remove a firewall rule before it expires."""
     answer = api().delete(f"firewall-rules/{rule_id}")
-    if as_json:
-        output.print_json(answer)
-    else:
-        output.out.print(f"Firewall rule {rule_id}: {answer['firewall_rule']['state']}.")
+    output.answer(answer, as_json, f"Firewall rule {rule_id}: {answer['firewall_rule']['state']}.")
 
 
 @access.command("revoke")
@@ -321,10 +318,8 @@ def access_remove(rule_id, as_json):
 def access_revoke(account_id, as_json):
     """Revoke a database account before it expires."""
     answer = api().delete(f"database-accounts/{account_id}")
-    if as_json:
-        output.print_json(answer)
-    else:
-        output.out.print(f"Database account {account_id}: {answer['database_account']['state']}.")
+    state = answer["database_account"]["state"]
+    output.answer(answer, as_json, f"Database account {account_id}: {state}.")
 
 
 class LocalTime(click.ParamType):
@@ -386,12 +381,7 @@ def window_schedule(env, starts_at, ends_at, reason, notify, as_json):
         "notify_users": notify,
     }
     found = api().post(f"environments/{env}/maintenance-windows", body)
-    if as_json:
-        output.print_json(found)
-    else:
-        output.out.print(
-            f"Scheduled window {found['id']}: {output.window_text(found)}.", markup=False
-        )
+    output.answer(found, as_json, f"Scheduled window {found['id']}: {output.window_text(found)}.")
 
 
 @window.command("cancel")
@@ -401,10 +391,7 @@ def window_schedule(env, starts_at, ends_at, reason, notify, as_json):
 def window_cancel(window_id, as_json):
     """Cancel a window that has not started."""
     found = api().post(f"maintenance-windows/{window_id}/cancel", {})
-    if as_json:
-        output.print_json(found)
-    else:
-        output.out.print(f"Window {window_id}: {found['state_label']}.")
+    output.answer(found, as_json, f"Window {window_id}: {found['state_label']}.")
 
 
 @window.command("end")
@@ -418,10 +405,8 @@ def window_end(window_id, wait, timeout, as_json):
     client = api()
     answer = client.post(f"maintenance-windows/{window_id}/end", {})
     if answer["operation"] is None:
-        if as_json:
-            output.print_json(answer)
-        else:
-            output.out.print(f"Window {window_id}: {answer['maintenance_window']['state_label']}.")
+        state = answer["maintenance_window"]["state_label"]
+        output.answer(answer, as_json, f"Window {window_id}: {state}.")
         sys.exit(EXIT_OK)
     finish(
         client,

@@ -35,6 +35,14 @@ def print_json(data):
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
+def answer(data, as_json, line):
+    """The API's answer for scripts (--json), or one line for people."""
+    if as_json:
+        print_json(data)
+    else:
+        out.print(line, markup=False)
+
+
 def when(value):
     """An API time for people: "2026-12-01 23:51:26"."""
     return value.replace("T", " ")[:19] if value else ""

@@ -5,12 +5,12 @@ A database account's password is in the answer that creates it, and nowhere else
 the API."""
 
 import ninja
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from ninja import Router
 
 from environments import operations
 from environments.access import MAINTAIN, environment_for
-from environments.api.auth import maintainer, via
+from environments.api.auth import maintainer, of_an_environment, via
 from environments.api.problems import FormInvalid
 from environments.api.schemas import (
     DatabaseAccountEndedOut,
@@ -67,7 +67,13 @@ def enable_access(request, slug: str, payload: FirewallRuleIn, response: HttpRes
 def remove_access(request, rule_id: int, response: HttpResponse):
     """Remove a firewall rule before it expires."""
     user = maintainer(request)
-    rule = _grant_for(user, FirewallRule, rule_id, "firewall rule")
+    rule = of_an_environment(
+        user,
+        FirewallRule.objects.select_related("requested_by"),
+        rule_id,
+        "firewall rule",
+        MAINTAIN,
+    )
     _end(operations.remove_access, rule, user, request, "firewall rule")
     operation = _removal(rule, OperationKind.REMOVE_ACCESS, response)
     return ninja.Status(202, {"operation": operation, "firewall_rule": rule_out(rule)})
@@ -115,7 +121,13 @@ def request_access(request, slug: str, payload: DatabaseAccountIn, response: Htt
 def revoke_access(request, account_id: int, response: HttpResponse):
     """Revoke a database account before it expires: its sessions end and it is dropped."""
     user = maintainer(request)
-    account = _grant_for(user, DatabaseAccount, account_id, "database account")
+    account = of_an_environment(
+        user,
+        DatabaseAccount.objects.select_related("requested_by"),
+        account_id,
+        "database account",
+        MAINTAIN,
+    )
     _end(operations.revoke_access, account, user, request, "database account")
     operation = _removal(account, OperationKind.REVOKE_ACCESS, response)
     return ninja.Status(202, {"operation": operation, "database_account": account_out(account)})
@@ -126,18 +138,10 @@ def _form_data(payload):
     return {key: str(value) for key, value in data.items()}
 
 
-def _grant_for(user, model, pk, what):
-    """The grant, if the user may maintain its environment: 404 for whoever may not see
-    the environment (the same answer as for a grant that does not exist), 403 for
-    members who may not maintain it."""
-    grant = model.objects.select_related("environment", "requested_by").filter(pk=pk).first()
-    if grant is None:
-        raise Http404(f"No such {what}.")
-    try:
-        environment_for(user, grant.environment.slug, MAINTAIN)
-    except Http404:
-        raise Http404(f"No such {what}.") from None
-    return grant
+def _grant(user, model, pk, what):
+    """The grant, if the user may maintain its environment (404 for outsiders, as for a
+    grant that does not exist; 403 for members)."""
+    return of_an_environment(user, model.objects.select_related("requested_by"), pk, what, MAINTAIN)
 
 
 def _end(end, grant, user, request, what):

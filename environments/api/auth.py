@@ -2,10 +2,12 @@
 else. Session cookies are ignored (so no CSRF token is needed or checked), and every
 token is held to PORTAL_API_RATE_LIMIT requests a minute."""
 
+from django.http import Http404
 from ninja.security import HttpBearer
 from ninja.throttling import BaseThrottle
 
 from environments import tokens
+from environments.access import VIEW, environment_for
 from environments.api.problems import ScopeRefused
 from lcs_portal.auth import client_address
 
@@ -46,3 +48,17 @@ def maintainer(request):
 def via(request):
     """How the history names the request's path: "API (token name)"."""
     return f"API ({request.auth.name})"
+
+
+def of_an_environment(user, queryset, pk, what, action=VIEW):
+    """The object ``pk`` of ``queryset`` (a grant, a window), if the user may see (or, with
+    MAINTAIN, maintain) its environment: 404 for whoever may not see it, the same answer
+    as for one that does not exist; 403 for members who may not maintain it."""
+    found = queryset.select_related("environment").filter(pk=pk).first()
+    if found is None:
+        raise Http404(f"No such {what}.")
+    try:
+        environment_for(user, found.environment.slug, action)
+    except Http404:
+        raise Http404(f"No such {what}.") from None
+    return found

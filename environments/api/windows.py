@@ -5,12 +5,12 @@ Times are ISO 8601 with an offset (``2026-12-24T22:00:00Z``): a script's clock h
 time zone setting, so a time without one is refused rather than guessed."""
 
 import ninja
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from ninja import Query, Router
 
 from environments import windows
 from environments.access import MAINTAIN, VIEW, environment_for
-from environments.api.auth import maintainer, user_of, via
+from environments.api.auth import maintainer, of_an_environment, user_of, via
 from environments.api.problems import FormInvalid
 from environments.api.schemas import (
     WindowEndedOut,
@@ -84,7 +84,7 @@ def schedule_window(request, slug: str, payload: WindowIn, response: HttpRespons
     "/maintenance-windows/{window_id}", response=answers(200, WindowOut, 404), url_name="window"
 )
 def window_detail(request, window_id: int):
-    return window_out(_window_for(user_of(request), window_id))
+    return window_out(_window(user_of(request), window_id))
 
 
 @router.post(
@@ -95,7 +95,7 @@ def window_detail(request, window_id: int):
 def cancel_window(request, window_id: int):
     """Cancel a window that has not started."""
     user = maintainer(request)
-    window = windows.cancel(_window_for(user, window_id, MAINTAIN), user)
+    window = windows.cancel(_window(user, window_id, MAINTAIN), user)
     return window_out(window)
 
 
@@ -109,7 +109,7 @@ def end_window(request, window_id: int, response: HttpResponse):
     (the window is Completed when it succeeds); 200 when maintenance mode was already
     off and the window is Completed at once."""
     user = maintainer(request)
-    window = windows.end_now(_window_for(user, window_id, MAINTAIN), user, via=via(request))
+    window = windows.end_now(_window(user, window_id, MAINTAIN), user, via=via(request))
     operation = window.operations.filter(kind=OperationKind.DISABLE_MAINTENANCE).first()
     answer = {"maintenance_window": window_out(window), "operation": None}
     if operation is None:
@@ -119,18 +119,6 @@ def end_window(request, window_id: int, response: HttpResponse):
     return ninja.Status(202, answer)
 
 
-def _window_for(user, pk, action=VIEW):
-    """The window, if the user may see (or, with MAINTAIN, maintain) its environment:
-    404 for whoever may not see it, as for a window that does not exist."""
-    window = (
-        MaintenanceWindow.objects.select_related("environment", "scheduled_by", "ended_by")
-        .filter(pk=pk)
-        .first()
-    )
-    if window is None:
-        raise Http404("No such maintenance window.")
-    try:
-        environment_for(user, window.environment.slug, action)
-    except Http404:
-        raise Http404("No such maintenance window.") from None
-    return window
+def _window(user, pk, action=VIEW):
+    windows_ = MaintenanceWindow.objects.select_related("scheduled_by", "ended_by")
+    return of_an_environment(user, windows_, pk, "maintenance window", action)
