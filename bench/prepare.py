@@ -26,10 +26,10 @@ def main():
     from django.utils import timezone
 
     from environments import operations
-    from environments.access import visible_operations
-    from environments.management.commands.seed_scale import ADMIN_USERNAME, PREFIX
+    from environments.demo.seed_scale import ADMIN_USERNAME, PREFIX
+    from environments.history_cursor import PAGE_SIZE, encode_cursor
     from environments.models import Deployment, Environment, EnvironmentType, Status, Subscription
-    from environments.views.history import PAGE_SIZE, encode_cursor
+    from environments.permissions import visible_operations
 
     user = get_user_model().objects.get(username=ADMIN_USERNAME)
     client = Client()

@@ -23,7 +23,7 @@ def main():
     from django.core.cache import cache
     from django.test import Client
 
-    from environments.management.commands.seed_scale import ADMIN_USERNAME
+    from environments.demo.seed_scale import ADMIN_USERNAME
     from environments.models import Environment, Status
 
     user = get_user_model().objects.get(username=ADMIN_USERNAME)

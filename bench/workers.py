@@ -39,7 +39,7 @@ def queue_restarts(env, count):
         "import random\n"
         "from django.contrib.auth import get_user_model\n"
         "from environments import operations\n"
-        "from environments.management.commands.seed_scale import ADMIN_USERNAME, PREFIX\n"
+        "from environments.demo.seed_scale import ADMIN_USERNAME, PREFIX\n"
         "from environments.models import Environment\n"
         "admin = get_user_model().objects.get(username=ADMIN_USERNAME)\n"
         "environments = Environment.objects.filter(slug__startswith=PREFIX).order_by('slug')\n"
@@ -81,7 +81,7 @@ def run_workers(env, url, processes, count):
         url,
         "SELECT count(*), min(started_at), max(finished_at) "
         "FROM django_tasks_database_dbtaskresult "
-        "WHERE task_path = 'environments.tasks.run_operation' AND status = 'SUCCESSFUL'",
+        "WHERE task_path = 'environments.operations.core.run_operation' AND status = 'SUCCESSFUL'",
     )[0]
     succeeded = common.query(
         url,

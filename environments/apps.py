@@ -7,6 +7,10 @@ class EnvironmentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        # Connects the receiver that keeps a user's time zone in their session when
-        # they sign in (environments/time_zones.py).
+        # Connect the receivers: what follows a change of a user or a membership
+        # (operations.receivers), the listeners of the history's events (notify, windows),
+        # and the user's time zone kept in their session at sign-in (time_zones).
         from environments import time_zones  # noqa: F401
+        from environments.notify import notifications  # noqa: F401
+        from environments.operations import receivers  # noqa: F401
+        from environments.windows import lifecycle  # noqa: F401

@@ -1,7 +1,7 @@
 """Cache keys and ETags of the pages that are asked for most.
 
 A page's key is made of the version of what it shows (Environment.revision, which
-goes up in the transaction of every change its pages show, or access.visible_version
+goes up in the transaction of every change its pages show, or permissions.visible_version
 for pages across environments), who is looking, the time zone its times are shown in
 and the templates' own version. When any of them changes, so does the key, and the
 old entry is never asked for again. The pages keep nothing of one request under it:
@@ -14,7 +14,7 @@ import hashlib
 from django.conf import settings
 from django.utils import timezone
 
-from environments.access import viewer_role
+from environments.permissions import viewer_role
 
 
 @functools.cache

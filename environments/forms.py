@@ -14,9 +14,9 @@ from environments.models import (
     AccessLevel,
     OperationKind,
     Outcome,
+    check_period,
 )
-from environments.operations import OperationRefused
-from environments.windows import check_period
+from environments.refusals import OperationRefused
 
 REASON_MAX_LENGTH = 500
 

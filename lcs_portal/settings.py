@@ -77,9 +77,9 @@ MIDDLEWARE = [
     "environments.time_zones.ViewerTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "environments.middleware.ContentSecurityPolicyMiddleware",
+    "environments.web.middleware.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "environments.middleware.HtmxLoginRedirectMiddleware",
+    "environments.web.middleware.HtmxLoginRedirectMiddleware",
     # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]

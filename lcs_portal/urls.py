@@ -6,11 +6,11 @@ from django.templatetags.static import static
 from django.urls import include, path
 
 from environments.api import api
-from environments.views import tokens
-from environments.views.health import healthz
+from environments.web import tokens
+from environments.web.health import healthz
 
 urlpatterns = [
-    path("", include("environments.urls")),
+    path("", include("environments.web.urls")),
     path(settings.ADMIN_PATH, admin.site.urls),
     # Signing in and out and changing one's password; no password reset until there is
     # a mail set-up to send it (and a throttle in front of it).

@@ -17,7 +17,7 @@ from environments.models import (
     ProjectMembership,
     ProjectRole,
 )
-from environments.operations import OperationRefused
+from environments.refusals import OperationRefused
 from tests.conftest import committing, run_worker
 from tests.test_admin import user_page_form
 

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 
 from environments import operations
-from environments.management.commands.run_portal import Command as RunPortal
+from environments.demo.run_portal import Command as RunPortal
 from environments.models import FirewallRule, Operation, OperationKind, Outcome
 from tests.conftest import run_worker, subprocess_env
 from tests.live import stop

@@ -114,7 +114,7 @@ def test_the_matrix_covers_every_url_of_the_portal():
     from django.urls import get_resolver
 
     covered = {re.sub(r"\{\w+\}", "x", path) for _, _, path, _ in MATRIX}
-    patterns = [str(p.pattern) for p in get_resolver("environments.urls").url_patterns]
+    patterns = [str(p.pattern) for p in get_resolver("environments.web.urls").url_patterns]
     for pattern in patterns:
         shape = "/" + re.sub(r"<[^>]+>", "x", pattern)
         assert any(re.fullmatch(re.escape(shape).replace("x", "[^/]+"), c) for c in covered), (

@@ -8,8 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from environments import windows
-from environments.calendar import escape, fold, ics
 from environments.models import UserSettings
+from environments.windows.calendar import escape, fold, ics
 
 pytestmark = pytest.mark.django_db
 

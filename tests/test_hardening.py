@@ -365,7 +365,7 @@ def test_a_server_error_is_a_plain_page_without_a_traceback(member):
     client = Client(raise_request_exception=False)
     client.force_login(member)
     with mock.patch(
-        "environments.views.environment_list.Paginator",
+        "environments.web.environment_list.Paginator",
         side_effect=RuntimeError("secret detail"),
     ):
         response = client.get("/environments/")

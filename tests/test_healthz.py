@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from environments import operations
-from environments.tasks import run_operation
+from environments.operations.core import run_operation
 
 
 @pytest.mark.django_db

@@ -8,8 +8,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from environments.history_cursor import PAGE_SIZE, decode_cursor, encode_cursor
 from environments.models import Operation, OperationKind, Outcome, Status
-from environments.views.history import PAGE_SIZE, csv_safe, decode_cursor, encode_cursor
+from environments.web.history import csv_safe
 from tests.conftest import make_environment, run_worker
 
 
@@ -160,7 +161,7 @@ def test_csv_export_streams_the_filtered_rows(as_member, environment, manager, o
 def test_csv_export_walks_every_row_once_page_by_page_while_history_grows(
     as_member, environment, manager, django_assert_max_num_queries
 ):
-    from environments.views import history
+    from environments.web import history
 
     total = 2 * history.CSV_CHUNK_ROWS + 1
     added = add_history(environment, manager, total)
@@ -181,7 +182,7 @@ def test_csv_export_walks_every_row_once_page_by_page_while_history_grows(
 def test_csv_export_walks_rows_that_share_one_time_each_once(
     as_member, environment, manager, monkeypatch
 ):
-    from environments.views import history
+    from environments.web import history
 
     monkeypatch.setattr(history, "CSV_CHUNK_ROWS", 3)
     added = add_history(environment, manager, 10)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from environments.local_sandbox.supervisord import SERVICES, SLUG, LocalSandbox
+from environments.demo.local_sandbox.supervisord import SERVICES, SLUG, LocalSandbox
 from environments.models import OperationKind, Outcome, ServiceState, Status
 from tests.conftest import make_environment, run_worker, subprocess_env
 from tests.live import free_ports, is_running, wait_for

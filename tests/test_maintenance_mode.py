@@ -3,7 +3,7 @@
 import pytest
 
 from environments.models import Operation, OperationKind, Outcome, Status
-from environments.operations import OperationRefused
+from environments.refusals import OperationRefused
 from tests.conftest import run_worker
 
 ENABLE = OperationKind.ENABLE_MAINTENANCE

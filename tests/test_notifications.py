@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from environments import notifications, windows
+from environments import windows
 from environments.models import (
     AccessLevel,
     DatabaseAccount,
@@ -22,6 +22,7 @@ from environments.models import (
     OperationKind,
     UserSettings,
 )
+from environments.notify import notifications
 from tests.conftest import committing, make_user, run_worker
 from tests.live import free_port
 from tests.receivers import smtp_server  # noqa: F401
@@ -233,7 +234,9 @@ def test_the_warning_task_waits_for_half_an_hour_before_the_expiry(environment, 
     run_worker()
     account = DatabaseAccount.objects.get()
 
-    task = DBTaskResult.objects.get(task_path="environments.tasks.warn_access_expiring")
+    task = DBTaskResult.objects.get(
+        task_path="environments.notify.notifications.warn_access_expiring_task"
+    )
     assert task.run_after == account.expires_at - timedelta(minutes=30)
     assert task.queue_name == "notify"
 

@@ -166,7 +166,7 @@ def test_maintain_menu_lists_actions_in_the_order_of_lifecycle_services(
 def test_environments_sharing_a_name_each_appear_once_across_the_pages(
     client, project, member, monkeypatch
 ):
-    from environments.views import environment_list as views
+    from environments.web import environment_list as views
     from tests.conftest import make_environment
 
     slugs = {make_environment(project, name="Sandbox").slug for _ in range(40)}

@@ -9,7 +9,7 @@ from environments.models import (
     ServiceState,
     Status,
 )
-from environments.operations import OperationRefused
+from environments.refusals import OperationRefused
 from tests.conftest import make_environment, run_worker
 
 RESTART = OperationKind.RESTART_SERVICE

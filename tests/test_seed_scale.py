@@ -3,7 +3,7 @@
 import pytest
 from django.core.management import CommandError, call_command
 
-from environments.management.commands.seed_scale import ADMIN_USERNAME
+from environments.demo.seed_scale import ADMIN_USERNAME
 from environments.models import (
     Environment,
     EnvironmentRole,

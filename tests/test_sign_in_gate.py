@@ -15,8 +15,6 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from environments import operations
-from environments.access import environment_role, forward_auth_decision
-from environments.access import sign_in_decision as decide
 from environments.models import (
     Environment,
     EnvironmentRole,
@@ -25,6 +23,8 @@ from environments.models import (
     ProjectMembership,
     Status,
 )
+from environments.permissions import environment_role, forward_auth_decision
+from environments.permissions import sign_in_decision as decide
 from tests.conftest import make_user
 
 RESTART = OperationKind.RESTART_SERVICE

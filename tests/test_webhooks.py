@@ -13,7 +13,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from environments import delivery, operations, webhooks
+from environments import operations
 from environments.models import (
     DeliveryState,
     EnvironmentRoleKind,
@@ -25,6 +25,7 @@ from environments.models import (
     WebhookAttempt,
     WebhookDelivery,
 )
+from environments.notify import delivery, webhooks
 from tests.conftest import committing, run_worker, subprocess_env
 from tests.live import start_worker, stop, wait_for
 from tests.receivers import webhook_receiver  # noqa: F401

@@ -22,7 +22,7 @@ from environments.models import (
     Status,
     WindowState,
 )
-from environments.operations import OperationRefused
+from environments.refusals import OperationRefused
 from tests.conftest import committing, run_worker
 
 pytestmark = pytest.mark.django_db

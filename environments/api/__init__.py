@@ -1,6 +1,6 @@
 """The JSON API at /api/v1/ (django-ninja): the Maintain menu, maintenance windows,
 history and database access for scripts and the `portal` command line, under the pages'
-rules (environments.access and environments.operations). docs/api.md describes it; the
+rules (environments.permissions and environments.operations). docs/api.md describes it; the
 browsable docs are at /api/v1/docs, the OpenAPI document at /api/v1/openapi.json."""
 
 from ninja import NinjaAPI, Swagger

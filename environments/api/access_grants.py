@@ -9,7 +9,6 @@ from django.http import HttpResponse
 from ninja import Router
 
 from environments import operations
-from environments.access import MAINTAIN, environment_for
 from environments.api.auth import maintainer, of_an_environment, via
 from environments.api.problems import FormInvalid
 from environments.api.schemas import (
@@ -27,7 +26,8 @@ from environments.api.schemas import (
 )
 from environments.forms import EnableAccessForm, RequestAccessForm
 from environments.models import DatabaseAccount, FirewallRule, OperationKind
-from environments.operations import OperationRefused
+from environments.permissions import MAINTAIN, environment_for
+from environments.refusals import OperationRefused
 
 router = Router(tags=["Database access"])
 

@@ -7,8 +7,8 @@ from ninja.security import HttpBearer
 from ninja.throttling import BaseThrottle
 
 from environments import tokens
-from environments.access import VIEW, environment_for
 from environments.api.problems import ScopeRefused
+from environments.permissions import VIEW, environment_for
 from lcs_portal.auth import client_address
 
 

@@ -1,6 +1,6 @@
 """Environments: the list, one environment's details, and starting Maintain actions.
 
-Each endpoint fetches its environment through access.environment_for and starts work
+Each endpoint fetches its environment through permissions.environment_for and starts work
 through environments.operations, exactly as the pages do, with the pages' own forms
 checking the values."""
 
@@ -9,7 +9,6 @@ from django.http import HttpResponse
 from ninja import Router
 
 from environments import operations
-from environments.access import MAINTAIN, environment_for, visible_environments
 from environments.api.auth import maintainer, user_of, via
 from environments.api.problems import FormInvalid
 from environments.api.schemas import (
@@ -26,7 +25,8 @@ from environments.api.schemas import (
 )
 from environments.forms import MaintainForm, RestartServiceForm
 from environments.models import OperationKind, Status
-from environments.operations import OperationRefused
+from environments.permissions import MAINTAIN, environment_for, visible_environments
+from environments.refusals import OperationRefused
 
 router = Router(tags=["Environments"])
 

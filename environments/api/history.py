@@ -12,7 +12,6 @@ from uuid import UUID
 from django.http import Http404
 from ninja import Field, Query, Router, Schema
 
-from environments.access import environment_for, visible_operations
 from environments.api.auth import user_of
 from environments.api.problems import FormInvalid
 from environments.api.schemas import (
@@ -23,8 +22,9 @@ from environments.api.schemas import (
     operation_out,
 )
 from environments.forms import HistoryFilterForm
-from environments.operations import OperationRefused
-from environments.views.history import BadCursor, decode_cursor, keyset_page
+from environments.history_cursor import BadCursor, decode_cursor, keyset_page
+from environments.permissions import environment_for, visible_operations
+from environments.refusals import OperationRefused
 
 router = Router(tags=["History"])
 

@@ -14,7 +14,7 @@ from django.http import Http404, HttpResponse
 from django.utils.cache import patch_cache_control
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
-from environments.operations import OperationRefused
+from environments.refusals import OperationRefused
 
 API_PREFIX = "/api/"
 CONTENT_TYPE = "application/problem+json"

@@ -9,7 +9,6 @@ from django.http import HttpResponse
 from ninja import Query, Router
 
 from environments import windows
-from environments.access import MAINTAIN, VIEW, environment_for
 from environments.api.auth import maintainer, of_an_environment, user_of, via
 from environments.api.problems import FormInvalid
 from environments.api.schemas import (
@@ -23,7 +22,8 @@ from environments.api.schemas import (
 )
 from environments.forms import ScheduleWindowForm
 from environments.models import MaintenanceWindow, OperationKind, WindowState
-from environments.operations import OperationRefused
+from environments.permissions import MAINTAIN, VIEW, environment_for
+from environments.refusals import OperationRefused
 
 router = Router(tags=["Maintenance windows"])
 

@@ -76,7 +76,7 @@ def task_workers(cluster, operation_id, task):
         cluster,
         "SELECT worker_ids, status FROM django_tasks_database_dbtaskresult "
         "WHERE task_path = %s AND args_kwargs -> 'args' ->> 0 = %s",
-        f"environments.tasks.{task}",
+        f"environments.operations.core.{task}",
         str(operation_id),
     )
     assert len(rows) == 1, rows

@@ -5,7 +5,7 @@ import json
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from environments.local_sandbox.supervisord import SLUG, LocalSandbox
+from environments.demo.local_sandbox.supervisord import SLUG, LocalSandbox
 
 
 class Command(BaseCommand):

@@ -3,7 +3,8 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from environments import notifications, webhooks, windows
+from environments import windows
+from environments.notify import notifications, webhooks
 from environments.operations import expire_access, fail_overdue_operations
 
 

@@ -1,0 +1,4 @@
+"""Django admin: roles are assigned here (environments.py), and webhooks, deliveries,
+windows and mails are looked after here (notifications.py)."""
+
+from environments.admin import environments, notifications

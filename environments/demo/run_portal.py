@@ -1,0 +1,146 @@
+"""Run the portal: gunicorn, the task workers, the watchdog and the local sandbox's
+supervisord together, stopped together."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import connections
+
+from environments.demo.local_sandbox.supervisord import SERVICES, SLUG, LocalSandbox
+from environments.models import Environment
+
+#: The task worker and the watchdog exit when they lose the database (django-tasks-db's
+#: worker does not wait for it); they are started again, and work again once it is back.
+RESTARTED = ("db_worker", "access_worker", "notify_worker", "watchdog")
+RESTART_DELAY = 2.0
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve the portal with gunicorn and run the task workers (one for access and "
+        "maintenance windows, one for mails and webhooks) and the "
+        "watchdog beside it, and supervisord with the Local sandbox's services when that "
+        "environment exists; Ctrl-C stops all."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--bind", default="127.0.0.1:8000")
+        parser.add_argument("--workers", type=int, default=2)
+        parser.add_argument("--threads", type=int, default=4)
+        parser.add_argument(
+            "--access-log",
+            action="store_true",
+            help="Print a line for every request (the status polls make many).",
+        )
+        parser.add_argument(
+            "--no-local-sandbox",
+            action="store_false",
+            dest="local_sandbox",
+            help="Do not start the Local sandbox's supervisord (PORTAL_LOCAL_SANDBOX=0 too).",
+        )
+
+    def handle(self, *args, bind, workers, threads, access_log, local_sandbox, **options):
+        python = sys.executable
+        manage = str(settings.BASE_DIR / "manage.py")
+        commands = {
+            "gunicorn": [
+                python,
+                "-m",
+                "gunicorn",
+                "lcs_portal.wsgi",
+                "--bind",
+                bind,
+                "--workers",
+                str(workers),
+                "--threads",
+                str(threads),
+                *(["--access-logfile", "-"] if access_log else []),
+                "--graceful-timeout",
+                "5",
+            ],
+            "db_worker": self._worker(manage, "default"),
+            # Ending access never waits behind a restart (settings.ACCESS_QUEUE).
+            "access_worker": self._worker(manage, settings.ACCESS_QUEUE),
+            # Mails and webhook events: a slow receiver never holds up an operation.
+            "notify_worker": self._worker(manage, settings.NOTIFY_QUEUE),
+            # The backstop for lost tasks: fails operations past their deadline and
+            # ends access past its expiry, once a minute.
+            "watchdog": [python, manage, "watchdog", "--loop", "60"],
+        }
+        sandbox = self._local_sandbox() if local_sandbox else None
+        if sandbox is not None:
+            # supervisord stops its services when it gets SIGTERM (or the terminal's SIGINT).
+            commands["supervisord"] = sandbox.supervisord_command()
+        children = {}
+        stopping = False
+
+        def stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        for name, command in commands.items():
+            children[name] = subprocess.Popen(command, cwd=settings.BASE_DIR, env=os.environ)
+        self.stdout.write(f"Portal running on http://{bind}/ (Ctrl-C stops it).")
+        if sandbox is not None:
+            urls = ", ".join(f"{s.upper()} {sandbox.health_url(s)}" for s in SERVICES)
+            self.stdout.write(f"Local sandbox under supervisord ({sandbox.conf_path}): {urls}")
+        restart_at = {}
+        try:
+            while not stopping:
+                for name, child in children.items():
+                    if child.poll() is None:
+                        continue
+                    if name not in RESTARTED:
+                        self.stderr.write(f"{name} exited with {child.returncode}; stopping.")
+                        stopping = True
+                    elif name not in restart_at:
+                        self.stderr.write(
+                            f"{name} exited with {child.returncode}; starting it again "
+                            f"in {RESTART_DELAY:g} s."
+                        )
+                        restart_at[name] = time.monotonic() + RESTART_DELAY
+                    elif time.monotonic() >= restart_at[name]:
+                        del restart_at[name]
+                        children[name] = subprocess.Popen(
+                            commands[name], cwd=settings.BASE_DIR, env=os.environ
+                        )
+                time.sleep(0.3)
+        finally:
+            for child in children.values():
+                if child.poll() is None:
+                    child.terminate()
+            deadline = time.monotonic() + 10
+            for child in children.values():
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+        self.stdout.write(f"Stopped {', '.join(children)}.")
+
+    def _worker(self, manage, queue):
+        worker = [sys.executable, manage, "db_worker", "--no-reload", "--interval", "0.5"]
+        return [*worker, "--queue-name", queue]
+
+    def _local_sandbox(self):
+        """The Local sandbox to run, with its files written; None when there is none."""
+        if not settings.PORTAL_LOCAL_SANDBOX:
+            return None
+        exists = Environment.objects.filter(slug=SLUG).exists()
+        connections.close_all()
+        if not exists:
+            return None
+        sandbox = LocalSandbox.from_settings()
+        if sandbox.install() is not None:
+            self.stderr.write(
+                f"{settings.PORTAL_DRIVERS_FILE} is TOML: add the {SLUG} entry that "
+                f"`manage.py local_sandbox` prints."
+            )
+        return sandbox

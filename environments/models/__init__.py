@@ -1,0 +1,36 @@
+"""The portal's data, one file per concern; every model is importable from here.
+
+Models know no rules and no writer: they never import environments.permissions or
+environments.operations (tests/test_layers.py)."""
+
+from environments.models.choices import *  # noqa: F403
+from environments.models.delivery import (
+    DeliveryState,
+    Notification,
+    NotificationEvent,
+    NotificationKind,
+    NotificationOptOut,
+    Outbox,
+    Webhook,
+    WebhookAttempt,
+    WebhookDelivery,
+)
+from environments.models.environments import (
+    Environment,
+    EnvironmentQuerySet,
+    Service,
+    ShownOnEnvironmentPages,
+)
+from environments.models.grants import AccessGrant, DatabaseAccount, FirewallRule
+from environments.models.history import Operation, OperationQuerySet
+from environments.models.projects import EnvironmentRole, Project, ProjectMembership
+from environments.models.tokens import ApiToken, ApiTokenQuerySet, TokenScope
+from environments.models.users import UserSettings, new_calendar_token
+from environments.models.windows import (
+    OPEN_WINDOW_STATES,
+    WINDOW_BADGE,
+    MaintenanceWindow,
+    MaintenanceWindowQuerySet,
+    WindowState,
+    check_period,
+)

@@ -1,0 +1,51 @@
+"""The only writer: every change of an environment's status, of its grants and of its
+roles goes through these functions, which write the history row in the same
+transaction (environments.operations.events announces each one)."""
+
+from environments.models import OperationKind
+from environments.operations.core import (
+    busy_message,
+    check_allowed,
+    complete_operation,
+    end_grant,
+    expire_grant,
+    fail_operation,
+    fail_overdue_operation,
+    fail_overdue_operations,
+    mark_running,
+)
+from environments.operations.grants import (
+    access_lifetime,
+    account_password,
+    enable_access,
+    end_access_of,
+    expire_access,
+    remove_access,
+    request_access,
+    revoke_access,
+)
+from environments.operations.maintain import (
+    abort,
+    disable_maintenance,
+    enable_maintenance,
+    restart_service,
+    resume,
+    rollback,
+)
+from environments.operations.roles import (
+    delete_environment_role,
+    record_role_change,
+    save_environment_role,
+)
+from environments.refusals import OperationRefused
+
+START_FUNCTIONS = {
+    OperationKind.RESTART_SERVICE: restart_service,
+    OperationKind.ENABLE_MAINTENANCE: enable_maintenance,
+    OperationKind.DISABLE_MAINTENANCE: disable_maintenance,
+    OperationKind.RESUME: resume,
+    OperationKind.ROLLBACK: rollback,
+    OperationKind.ABORT: abort,
+    OperationKind.ENABLE_ACCESS: enable_access,
+    OperationKind.REQUEST_ACCESS: request_access,
+}
