@@ -1,6 +1,6 @@
 """Who may see an environment, who may act on it, and who may sign in to it.
 
-Every view fetches its environment through :func:`get_environment_for_user`, which
+Every view fetches its environment through :func:`environment_for`, which
 answers 404 to users outside the environment's project (they never learn that it
 exists) and 403 to members who may see but not act.
 """
@@ -74,17 +74,13 @@ def maintain_refusal(user, environment):
     return f"{held} Project owners and Environment managers can maintain this environment."
 
 
-def get_environment_for_user(request, slug, action=VIEW):
-    """The environment named by ``slug`` if the user may ``action`` it.
-
-    Raises Http404 when the user may not see it, PermissionDenied when they may see
-    it but not act on it.
-    """
-    return environment_for(request.user, slug, action)
-
-
 def environment_for(user, slug, action=VIEW):
-    """get_environment_for_user for a user without a request: the API's token holder."""
+    """The environment named by ``slug`` if the user may ``action`` it: every view and
+    every API endpoint fetches its environment here first.
+
+    Raises Http404 when the user may not see it, PermissionDenied when they may see it
+    but not act on it.
+    """
     environment = environment_with_roles(user, slug)
     if environment is None or not viewer_role(user, environment):
         raise Http404("No such environment.")

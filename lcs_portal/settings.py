@@ -73,7 +73,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    # Times in the viewer's time zone: their setting, else their browser's (issue #17).
+    # Times in the viewer's time zone: their setting, else their browser's.
     "environments.time_zones.ViewerTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -362,7 +362,7 @@ API_TOKEN_DEFAULT_DAYS = int(os.environ.get("PORTAL_API_TOKEN_DAYS", 90))
 API_TOKEN_MAX_DAYS = int(os.environ.get("PORTAL_API_TOKEN_MAX_DAYS", 365))
 API_RATE_LIMIT = int(os.environ.get("PORTAL_API_RATE_LIMIT", 600))
 
-# --- Scheduled maintenance windows and notifications (issue #17) -----------------------
+# --- Scheduled maintenance windows and notifications -----------------------
 # Mail goes through Django's email backend: SMTP when EMAIL_HOST is set, otherwise the
 # console, so that `make run` prints the demo's mails. Mails and webhook events are sent
 # by the worker of NOTIFY_QUEUE, never inside a request.

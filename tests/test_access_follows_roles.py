@@ -2,12 +2,16 @@
 maintain an environment keeps no firewall rule or database account there, however the
 role was lost, and the history says why."""
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from environments import operations
 from environments.models import (
     AccessEnd,
+    ApiToken,
     DatabaseAccount,
     FirewallRule,
     Operation,
@@ -64,7 +68,6 @@ def test_deleting_the_membership_in_the_admin_ends_the_grants(client, superuser,
 
 def test_demoting_to_team_member_ends_the_grants(manager, grants):
     with committing():
-        ProjectMembership.objects.filter(user=manager).get().__class__.objects.get(user=manager)
         role = membership(manager)
         role.role = ProjectRole.MEMBER
         role.save()
@@ -177,3 +180,36 @@ def test_a_grant_removed_while_being_applied_says_how_in_the_removals_history(en
 
     removal = Operation.objects.get(kind=OperationKind.REMOVE_ACCESS)
     assert removal.via == "API (ci token)"
+
+
+def test_a_user_deactivated_in_plain_code_keeps_no_grant_and_no_token(manager, grants):
+    """As a script, the shell or single sign-on would: no admin involved."""
+    token = ApiToken.objects.create(
+        user=manager, name="ci", digest="d" * 64, expires_at=timezone.now() + timedelta(days=1)
+    )
+    with committing():
+        manager.is_active = False
+        manager.save()
+    run_worker()
+    for grant in grants:
+        grant.refresh_from_db()
+        assert grant.end_reason == AccessEnd.DEACTIVATED
+        assert grant.removed_at is not None
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+
+
+def test_a_sign_in_saving_last_login_ends_nothing(manager, grants):
+    with committing():
+        manager.last_login = timezone.now()
+        manager.save(update_fields=["last_login"])
+    assert all(grant.ended_at is None for grant in FirewallRule.objects.all())
+
+
+def test_the_sweeper_ends_grants_of_a_role_taken_away_without_a_signal(manager, grants):
+    ProjectMembership.objects.filter(user=manager).update(role=ProjectRole.MEMBER)
+    assert all(grant.ended_at is None for grant in FirewallRule.objects.all())
+    with committing():
+        operations.expire_access()
+    run_worker()
+    assert ended(grants, AccessEnd.ROLE_REMOVED)

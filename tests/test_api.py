@@ -397,3 +397,20 @@ def test_the_pages_404_is_still_a_page(manager):
     response = client.get("/no-such-page/")
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
+
+
+def test_a_busy_environment_with_an_empty_reason_is_409_on_the_page_and_in_the_api(
+    client, as_manager, manager, environment
+):
+    """Both check the state before the input, in one place (operations.start_from_input)."""
+    assert start(as_manager, environment, "restart_service", service="aos").status_code == 202
+    api = start(as_manager, environment, "enable_maintenance", reason="")
+    client.force_login(manager)
+    page = client.post(
+        f"/environments/{environment.slug}/maintain/enable_maintenance/",
+        {"reason": ""},
+        HTTP_HX_REQUEST="true",
+    )
+    assert (api.status_code, page.status_code) == (409, 409)
+    assert problem(api)["type"] == "urn:lcs-portal:problem:busy"
+    assert "Another operation is in progress" in page.content.decode()

@@ -1,4 +1,4 @@
-"""The details page in an admin's hands (issue #15): what each viewer is told, in the
+"""The details page in an admin's hands: what each viewer is told, in the
 portal's own words; the browser tests (tests/browser/) drive the same in Chromium."""
 
 import logging

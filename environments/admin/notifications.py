@@ -1,4 +1,4 @@
-"""Django admin for issue #17: webhooks (set up here, per project) with their deliveries
+"""Django admin: webhooks (set up here, per project) with their deliveries
 and every attempt, and a Resend button; maintenance windows and mails, read only.
 
 Registered by environments/admin/environments.py, which imports this module.

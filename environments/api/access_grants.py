@@ -24,7 +24,6 @@ from environments.api.schemas import (
     operation_out,
     rule_out,
 )
-from environments.forms import EnableAccessForm, RequestAccessForm
 from environments.models import DatabaseAccount, FirewallRule, OperationKind
 from environments.permissions import MAINTAIN, environment_for
 from environments.refusals import OperationRefused
@@ -42,18 +41,11 @@ def enable_access(request, slug: str, payload: FirewallRuleIn, response: HttpRes
     background (poll the operation), removed when it expires."""
     user = maintainer(request)
     environment = environment_for(user, slug, MAINTAIN)
-    form = EnableAccessForm(_form_data(payload), environment=environment)
-    if not form.is_valid():
-        raise FormInvalid(form)
-    operation = operations.enable_access(
-        environment,
-        user,
-        name=form.cleaned_data["name"],
-        cidr=form.cleaned_data["address"],
-        reason=form.cleaned_data["reason"],
-        lifetime=operations.access_lifetime(form.cleaned_data["hours"]),
-        via=via(request),
+    operation, form = operations.start_from_input(
+        OperationKind.ENABLE_ACCESS, environment, user, _form_data(payload), via=via(request)
     )
+    if operation is None:
+        raise FormInvalid(form)
     response["Location"] = api_url("operation", operation.activity_id)
     answer = {"operation": operation_out(operation), "firewall_rule": rule_out(operation.grant)}
     return ninja.Status(202, answer)
@@ -90,17 +82,11 @@ def request_access(request, slug: str, payload: DatabaseAccountIn, response: Htt
     operation has succeeded."""
     user = maintainer(request)
     environment = environment_for(user, slug, MAINTAIN)
-    form = RequestAccessForm(_form_data(payload), environment=environment)
-    if not form.is_valid():
-        raise FormInvalid(form)
-    operation = operations.request_access(
-        environment,
-        user,
-        level=form.cleaned_data["level"],
-        reason=form.cleaned_data["reason"],
-        lifetime=operations.access_lifetime(form.cleaned_data["hours"]),
-        via=via(request),
+    operation, form = operations.start_from_input(
+        OperationKind.REQUEST_ACCESS, environment, user, _form_data(payload), via=via(request)
     )
+    if operation is None:
+        raise FormInvalid(form)
     account = operation.grant
     password = operations.account_password(account, user)
     response["Location"] = api_url("operation", operation.activity_id)
@@ -136,12 +122,6 @@ def revoke_access(request, account_id: int, response: HttpResponse):
 def _form_data(payload):
     data = payload.model_dump(exclude_none=True)
     return {key: str(value) for key, value in data.items()}
-
-
-def _grant(user, model, pk, what):
-    """The grant, if the user may maintain its environment (404 for outsiders, as for a
-    grant that does not exist; 403 for members)."""
-    return of_an_environment(user, model.objects.select_related("requested_by"), pk, what, MAINTAIN)
 
 
 def _end(end, grant, user, request, what):

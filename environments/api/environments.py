@@ -23,7 +23,6 @@ from environments.api.schemas import (
     environment_out,
     operation_out,
 )
-from environments.forms import MaintainForm, RestartServiceForm
 from environments.models import OperationKind, Status
 from environments.permissions import MAINTAIN, environment_for, visible_environments
 from environments.refusals import OperationRefused
@@ -83,19 +82,11 @@ def start_operation(request, slug: str, payload: OperationIn, response: HttpResp
             "(database access has endpoints of its own).",
             OperationRefused.INVALID,
         )
-    kind = OperationKind(payload.action)
     data = {"reason": payload.reason, "service": payload.service or ""}
-    if kind == OperationKind.RESTART_SERVICE:
-        form = RestartServiceForm(
-            data, environment=environment, services=environment.services.all()
-        )
-    else:
-        form = MaintainForm(data, environment=environment)
-    if not form.is_valid():
+    operation, form = operations.start_from_input(
+        OperationKind(payload.action), environment, user, data, via=via(request)
+    )
+    if operation is None:
         raise FormInvalid(form)
-    arguments = {"reason": form.cleaned_data["reason"], "via": via(request)}
-    if kind == OperationKind.RESTART_SERVICE:
-        arguments["service_kind"] = form.cleaned_data["service"]
-    operation = operations.START_FUNCTIONS[kind](environment, user, **arguments)
     response["Location"] = api_url("operation", operation.activity_id)
     return ninja.Status(202, operation_out(operation))

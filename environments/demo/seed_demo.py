@@ -102,7 +102,7 @@ class Command(BaseCommand):
         for username, (superuser, memberships, environment_role) in USERS.items():
             user, created = User.objects.get_or_create(
                 username=username,
-                # An address, so that the demo's mails show on the console (issue #17).
+                # An address, so that the demo's mails show on the console.
                 defaults={
                     "is_superuser": superuser,
                     "is_staff": superuser,

@@ -2,7 +2,6 @@
 roles goes through these functions, which write the history row in the same
 transaction (environments.operations.events announces each one)."""
 
-from environments.models import OperationKind
 from environments.operations.core import (
     busy_message,
     check_allowed,
@@ -32,20 +31,10 @@ from environments.operations.maintain import (
     resume,
     rollback,
 )
+from environments.operations.requests import START_FUNCTIONS, form_for, start_from_input
 from environments.operations.roles import (
     delete_environment_role,
     record_role_change,
     save_environment_role,
 )
 from environments.refusals import OperationRefused
-
-START_FUNCTIONS = {
-    OperationKind.RESTART_SERVICE: restart_service,
-    OperationKind.ENABLE_MAINTENANCE: enable_maintenance,
-    OperationKind.DISABLE_MAINTENANCE: disable_maintenance,
-    OperationKind.RESUME: resume,
-    OperationKind.ROLLBACK: rollback,
-    OperationKind.ABORT: abort,
-    OperationKind.ENABLE_ACCESS: enable_access,
-    OperationKind.REQUEST_ACCESS: request_access,
-}

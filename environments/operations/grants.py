@@ -163,6 +163,15 @@ def expire_access(now=None):
         for grant in model.objects.filter(ended_at__isnull=True, expires_at__lte=now):
             if end_grant(grant, None, AccessEnd.EXPIRED, now=now):
                 handled.append(grant)
+        # The backstop of operations.receivers: a role taken away where no signal is
+        # sent (QuerySet.update) still ends the grants it allowed.
+        held = model.objects.filter(ended_at__isnull=True, expires_at__gt=now)
+        for grant in held.select_related("requested_by", "environment"):
+            holder = grant.requested_by
+            if not can_maintain(holder, grant.environment):
+                why = AccessEnd.ROLE_REMOVED if holder.is_active else AccessEnd.DEACTIVATED
+                if end_grant(grant, None, why, now=now):
+                    handled.append(grant)
         # Ended, but not confirmed gone, and nothing running on it.
         stuck = model.objects.filter(ended_at__isnull=False, removed_at__isnull=True).exclude(
             operations__outcome__in=[Outcome.QUEUED, Outcome.RUNNING]

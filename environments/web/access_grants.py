@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from environments import operations
 from environments.drivers.database import server_address
 from environments.models import DatabaseAccount, FirewallRule
-from environments.permissions import MAINTAIN, get_environment_for_user
+from environments.permissions import MAINTAIN, environment_for
 from environments.refusals import OperationRefused
 from environments.web.details import live_context
 from environments.web.maintain import refused_response, show_live
@@ -21,7 +21,7 @@ from environments.web.maintain import refused_response, show_live
 @require_GET
 def account_credentials(request, slug, pk):
     """The account's connection details and password: never kept by a browser or cache."""
-    environment = get_environment_for_user(request, slug)
+    environment = environment_for(request.user, slug)
     account = get_object_or_404(DatabaseAccount, environment=environment, pk=pk)
     password = operations.account_password(account, request.user)
     if password is None or account.applied_at is None:
@@ -42,7 +42,7 @@ def account_credentials(request, slug, pk):
 @never_cache
 @require_http_methods(["GET", "POST"])
 def remove_rule(request, slug, pk):
-    environment = get_environment_for_user(request, slug, MAINTAIN)
+    environment = environment_for(request.user, slug, MAINTAIN)
     rule = get_object_or_404(FirewallRule, environment=environment, pk=pk)
     return _end(request, environment, operations.remove_access, rule, "firewall rule")
 
@@ -51,7 +51,7 @@ def remove_rule(request, slug, pk):
 @never_cache
 @require_http_methods(["GET", "POST"])
 def revoke_account(request, slug, pk):
-    environment = get_environment_for_user(request, slug, MAINTAIN)
+    environment = environment_for(request.user, slug, MAINTAIN)
     account = get_object_or_404(DatabaseAccount, environment=environment, pk=pk)
     return _end(request, environment, operations.revoke_access, account, "database account")
 

@@ -18,8 +18,8 @@ from environments.cache_keys import live_region_key
 from environments.models import EnvironmentRoleKind, OperationKind, ProjectRole
 from environments.permissions import (
     can_maintain,
+    environment_for,
     environment_role,
-    get_environment_for_user,
     maintain_refusal,
     project_role,
 )
@@ -42,7 +42,7 @@ MENU_ORDER = [
 @never_cache
 @require_GET
 def environment_detail(request, slug):
-    environment = get_environment_for_user(request, slug)
+    environment = environment_for(request.user, slug)
     return render(request, "environments/detail.html", live_context(request, environment))
 
 
@@ -72,7 +72,7 @@ class Viewer:
 def _environment(request, slug):
     """The request's environment, looked up once for both the ETag and the view."""
     if getattr(request, "environment", None) is None:
-        request.environment = get_environment_for_user(request, slug)
+        request.environment = environment_for(request.user, slug)
     return request.environment
 
 

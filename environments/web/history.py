@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 from environments.cache_keys import shared_key, viewer_key
 from environments.forms import HistoryFilterForm
 from environments.history_cursor import BadCursor, decode_cursor, keyset_page
-from environments.permissions import get_environment_for_user, visible_operations, visible_version
+from environments.permissions import environment_for, visible_operations, visible_version
 
 CSV_COLUMNS = [
     "activity_id",
@@ -47,7 +47,7 @@ CSV_PREFETCH = ["firewall_rule__ended_by", "database_account__ended_by"]
 @never_cache
 @require_GET
 def environment_history(request, slug):
-    environment = get_environment_for_user(request, slug)
+    environment = environment_for(request.user, slug)
     return _history_page(request, environment.operations.all(), environment=environment)
 
 
@@ -62,7 +62,7 @@ def all_history(request):
 @never_cache
 @require_GET
 def environment_history_csv(request, slug):
-    environment = get_environment_for_user(request, slug)
+    environment = environment_for(request.user, slug)
     return _history_csv(request, environment.operations.all(), environment=environment)
 
 
@@ -77,7 +77,7 @@ def all_history_csv(request):
 @never_cache
 @require_GET
 def operation_detail(request, slug, activity_id):
-    environment = get_environment_for_user(request, slug)
+    environment = environment_for(request.user, slug)
     operation = get_object_or_404(
         environment.operations.select_related(
             "service",

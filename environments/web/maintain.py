@@ -7,9 +7,8 @@ from django.views.decorators.http import require_http_methods
 from django_htmx.http import reswap, retarget
 
 from environments import operations
-from environments.forms import EnableAccessForm, MaintainForm, RequestAccessForm, RestartServiceForm
 from environments.models import OperationKind
-from environments.permissions import MAINTAIN, get_environment_for_user
+from environments.permissions import MAINTAIN, environment_for
 from environments.refusals import OperationRefused
 from environments.web.details import live_context
 
@@ -46,66 +45,38 @@ CONFIRM_TEXT = {
     ),
 }
 
-FORMS = {
-    OperationKind.RESTART_SERVICE: RestartServiceForm,
-    OperationKind.ENABLE_ACCESS: EnableAccessForm,
-    OperationKind.REQUEST_ACCESS: RequestAccessForm,
-}
-
 
 @login_required
 @never_cache
 @require_http_methods(["GET", "POST"])
 def maintain(request, slug, action):
     """GET: the confirm step of a Maintain action. POST: start it."""
-    environment = get_environment_for_user(request, slug, MAINTAIN)
+    environment = environment_for(request.user, slug, MAINTAIN)
     if action not in operations.START_FUNCTIONS:
         refused = OperationRefused("There is no such Maintain action.", OperationRefused.INVALID)
         return refused_response(request, environment, refused)
     kind = OperationKind(action)
-    form = _maintain_form(kind, request, environment)
-
-    # Why it may not start now matters more than what the form lacks.
     try:
-        operations.check_allowed(environment, request.user, kind)
+        if request.method == "GET":
+            # Why it may not start now matters more than what the form lacks.
+            operations.check_allowed(environment, request.user, kind)
+            return _render_confirm(
+                request, environment, kind, _confirm_form(kind, request, environment)
+            )
+        operation, form = operations.start_from_input(kind, environment, request.user, request.POST)
     except OperationRefused as refused:
         return refused_response(request, environment, refused)
-    if request.method == "GET":
-        return _render_confirm(request, environment, kind, form)
-    if not form.is_valid():
+    if operation is None:
         return _render_confirm(request, environment, kind, form, partial="live", status=400)
-    try:
-        operations.START_FUNCTIONS[kind](
-            environment, request.user, **_start_arguments(kind, form.cleaned_data)
-        )
-    except OperationRefused as refused:
-        return refused_response(request, environment, refused)
     return show_live(request, environment)
 
 
-def _maintain_form(kind, request, environment):
-    data = request.POST if request.method == "POST" else None
-    form_class = FORMS.get(kind, MaintainForm)
-    if kind == OperationKind.RESTART_SERVICE:
-        return form_class(data, environment=environment, services=environment.services.all())
-    if kind == OperationKind.ENABLE_ACCESS and data is None:
-        # "Your IP address" is the natural first rule.
-        address = request.META.get("REMOTE_ADDR", "")
-        return form_class(environment=environment, initial={"address": address})
-    return form_class(data, environment=environment)
-
-
-def _start_arguments(kind, cleaned_data):
-    arguments = {"reason": cleaned_data["reason"]}
-    if kind == OperationKind.RESTART_SERVICE:
-        arguments["service_kind"] = cleaned_data["service"]
-    if kind in (OperationKind.ENABLE_ACCESS, OperationKind.REQUEST_ACCESS):
-        arguments["lifetime"] = operations.access_lifetime(cleaned_data["hours"])
+def _confirm_form(kind, request, environment):
     if kind == OperationKind.ENABLE_ACCESS:
-        arguments.update(name=cleaned_data["name"], cidr=cleaned_data["address"])
-    if kind == OperationKind.REQUEST_ACCESS:
-        arguments["level"] = cleaned_data["level"]
-    return arguments
+        # "Your IP address" is the natural first rule.
+        initial = {"address": request.META.get("REMOTE_ADDR", "")}
+        return operations.form_for(kind, environment, initial=initial)
+    return operations.form_for(kind, environment)
 
 
 def _render_confirm(request, environment, kind, form, partial="confirm", status=200):

@@ -56,7 +56,7 @@ urlpatterns = [
         access_grants.revoke_account,
         name="database-account-revoke",
     ),
-    # Scheduled maintenance windows and the user's settings (issue #17).
+    # Scheduled maintenance windows and the user's settings.
     path("environments/<slug:slug>/windows/", windows.window_list, name="window-list"),
     path(
         "environments/<slug:slug>/windows/schedule/",

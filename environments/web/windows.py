@@ -22,7 +22,6 @@ from environments.permissions import (
     MAINTAIN,
     can_maintain,
     environment_for,
-    get_environment_for_user,
 )
 from environments.refusals import OperationRefused
 from environments.windows.calendar import feed_windows, ics
@@ -43,7 +42,7 @@ def _done(request, environment, message):
 @require_http_methods(["GET", "POST"])
 def schedule_window(request, slug):
     """Schedule maintenance mode: the form, and scheduling it."""
-    environment = get_environment_for_user(request, slug, MAINTAIN)
+    environment = environment_for(request.user, slug, MAINTAIN)
     form = ScheduleWindowForm(request.POST if request.method == "POST" else None)
     status = 200
     if request.method == "POST":
@@ -77,7 +76,7 @@ def schedule_window(request, slug):
 @require_GET
 def window_list(request, slug):
     """An environment's windows: upcoming and active, the recent past, and its calendar."""
-    environment = get_environment_for_user(request, slug)
+    environment = environment_for(request.user, slug)
     all_windows = environment.maintenance_windows.select_related("scheduled_by", "ended_by")
     calendar = UserSettings.objects.get_or_create(user=request.user)[0]
     context = {
@@ -96,7 +95,7 @@ def window_list(request, slug):
 
 def _window_step(request, slug, pk, action):
     """Cancel (before the start) or End now (while active): confirm, then do it."""
-    environment = get_environment_for_user(request, slug, MAINTAIN)
+    environment = environment_for(request.user, slug, MAINTAIN)
     window = get_object_or_404(MaintenanceWindow, pk=pk, environment=environment)
     refusal = None
     if request.method == "POST":

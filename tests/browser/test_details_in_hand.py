@@ -1,4 +1,4 @@
-"""The details page in an admin's hands (issue #15), as a person notices it: in Chromium,
+"""The details page in an admin's hands, as a person notices it: in Chromium,
 with the keyboard, two browsers at once, and at phone width."""
 
 import pytest
