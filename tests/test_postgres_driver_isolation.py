@@ -1,9 +1,11 @@
 """A temporary database login reaches its environment's database and nothing else.
 
-Issue #14: a login could read every database of its server (the portal's own sessions
-and password hashes among them), and on revoke its objects passed to the admin role, so
-a function it left behind made the next login a superuser. The driver connects as a
-role without superuser here (tests/pg_roles.py), as docs/drivers.md sets one up.
+A login must not read other databases of its server (the portal's own sessions and
+password hashes among them), nor even connect to them: there it could call a public
+SECURITY DEFINER function, or leave a large object that keeps it from being dropped. On
+revoke its objects must not pass to the admin role, or a function it left behind could
+make the next login a superuser. The driver connects as a role without superuser here
+(tests/pg_roles.py), as docs/drivers.md sets one up.
 """
 
 import psycopg
@@ -30,6 +32,9 @@ on_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql",
     reason="the portal's own database is on this server only when the suite runs on PostgreSQL",
 )
+# The machine's server, where the portal's own database and other runs' are, open to
+# PUBLIC (tests/pg_roles.py): for the driver_role fixture, and all built on it.
+on_the_shared_server = pytest.mark.parametrize("driver_role", ["shared"], indirect=True)
 
 
 def login(client, user, environment):
@@ -47,28 +52,53 @@ def failed_grant(environment, user, level="read"):
     return operation
 
 
-def test_a_read_login_cannot_read_another_database_on_its_server(
+def open_to_public(database):
+    """What CREATE DATABASE leaves: PUBLIC may connect."""
+    with as_superuser() as admin:
+        admin.execute(f'GRANT CONNECT ON DATABASE "{database}" TO PUBLIC')
+
+
+@pytest.mark.parametrize("level", ["read", "read_write"])
+def test_a_login_cannot_connect_to_another_database_on_its_server(
+    client, pg_environment, manager, other_database, level, dropped_roles
+):
+    grant(pg_environment, manager, level)
+    credentials = {**login(client, manager, pg_environment), "database": other_database}
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        connect_as(credentials)  # so neither its tables nor its peek() can be reached
+
+
+def test_a_login_is_refused_while_another_database_admits_public_and_granted_once_revoked(
     client, pg_environment, manager, other_database, dropped_roles
 ):
+    open_to_public(other_database)
+
+    operation = failed_grant(pg_environment, manager)
+
+    assert f"REVOKE CONNECT ON DATABASE {other_database} FROM PUBLIC;" in operation.error
+    assert "it was dropped again" in operation.error
+    assert not role_exists(operation.database_account.username)
+
+    with as_superuser() as admin:  # the set-up of docs/drivers.md
+        admin.execute(f'REVOKE CONNECT ON DATABASE "{other_database}" FROM PUBLIC')
     grant(pg_environment, manager, "read")
-    credentials = login(client, manager, pg_environment)
-    with (
-        connect_as({**credentials, "database": other_database}) as other,
-        pytest.raises(psycopg.errors.InsufficientPrivilege),
-    ):
-        other.execute("SELECT token FROM secret")
+    credentials = {**login(client, manager, pg_environment), "database": other_database}
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        connect_as(credentials)
 
 
-def test_a_read_write_login_cannot_read_or_write_another_database_on_its_server(
-    client, pg_environment, manager, other_database, dropped_roles
+@on_postgresql
+@on_the_shared_server
+def test_on_a_server_whose_databases_admit_public_a_login_is_refused_naming_each_revoke(
+    pg_environment, manager, dropped_roles
 ):
-    grant(pg_environment, manager, "read_write")
-    credentials = login(client, manager, pg_environment)
-    with connect_as({**credentials, "database": other_database}) as other:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            other.execute("SELECT token FROM secret")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            other.execute("UPDATE secret SET token = 'mine'")
+    operation = failed_grant(pg_environment, manager, "read_write")
+
+    assert "REVOKE CONNECT ON DATABASE " in operation.error
+    portal = settings.DATABASES["default"]["NAME"]  # the sessions and password hashes
+    for database in ("postgres", "template1", portal):
+        assert f"REVOKE CONNECT ON DATABASE {database} FROM PUBLIC;" in operation.log
+    assert not role_exists(operation.database_account.username)
 
 
 @pytest.mark.parametrize("level", ["read", "read_write"])
@@ -86,25 +116,7 @@ def test_a_login_belongs_to_its_databases_group_role_and_no_other(
 
 
 @on_postgresql
-def test_a_login_cannot_read_sessions_or_password_hashes_in_the_portals_database(
-    client, pg_environment, manager, dropped_roles
-):
-    grant(pg_environment, manager, "read_write")
-    portal = {
-        **login(client, manager, pg_environment),
-        "database": settings.DATABASES["default"]["NAME"],
-    }
-    with connect_as(portal) as own:
-        for query in (
-            "SELECT session_data FROM django_session",
-            "SELECT password FROM auth_user WHERE is_superuser",
-            "UPDATE auth_user SET is_superuser = true",
-        ):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                own.execute(query)
-
-
-@on_postgresql
+@on_the_shared_server
 @pytest.mark.parametrize(
     "server",
     [
@@ -134,31 +146,34 @@ def test_an_environment_on_the_portals_own_database_is_refused_and_nothing_creat
 @pytest.mark.parametrize(
     "opening",
     [
-        ("GRANT SELECT ON secret TO PUBLIC", "use table public.secret in database {}"),
         (
-            "GRANT CREATE ON SCHEMA public TO PUBLIC",
-            "create objects in schema public in database {}",
+            'GRANT CONNECT ON DATABASE "{other}" TO "{group}"',
+            "connect to database {other} (through a role it is a member of)",
+        ),
+        (
+            'GRANT CREATE ON SCHEMA public TO "{group}"',
+            "create objects in schema public in database {target}",
         ),
     ],
-    ids=["a table granted to PUBLIC", "a schema PUBLIC may create in"],
+    ids=["its group may connect to another database", "its group may create in its own"],
 )
-def test_a_login_that_could_reach_another_database_is_dropped_and_the_grant_fails(
+def test_a_login_that_could_reach_beyond_its_database_is_dropped_and_the_grant_fails(
     pg_environment, manager, other_database, opening, dropped_roles
 ):
     statement, finding = opening
-    group = group_role(pg_environment.database_name, "read")
+    names = {
+        "other": other_database,
+        "target": pg_environment.database_name,
+        "group": group_role(pg_environment.database_name, "read"),
+    }
     with as_superuser() as admin:
-        # Only this test's logins may connect there, so that no other test run on
-        # this server meets what is opened to PUBLIC.
-        admin.execute(f'CREATE ROLE "{group}" NOLOGIN')
-        admin.execute(f'REVOKE CONNECT ON DATABASE "{other_database}" FROM PUBLIC')
-        admin.execute(f'GRANT CONNECT ON DATABASE "{other_database}" TO "{group}"')
-    with as_superuser(other_database) as other:
-        other.execute(statement)
+        admin.execute(f'CREATE ROLE "{names["group"]}" NOLOGIN')
+    with as_superuser(pg_environment.database_name) as db:
+        db.execute(statement.format(**names))
 
     operation = failed_grant(pg_environment, manager, "read")
 
-    assert finding.format(other_database) in operation.error
+    assert finding.format(**names) in operation.error
     assert "it was dropped again" in operation.error
     assert not role_exists(operation.database_account.username)
 
@@ -234,12 +249,12 @@ def test_what_a_login_created_is_dropped_with_it_never_handed_to_the_admin_role(
         assert not db.execute("SELECT 1 FROM pg_proc WHERE proname = 'promote'").fetchone()
 
 
-def test_the_grant_log_names_the_checked_databases_never_the_password(
-    client, pg_environment, manager, other_database, dropped_roles
+def test_the_grant_log_shows_the_check_never_the_password(
+    client, pg_environment, manager, dropped_roles
 ):
     account = grant(pg_environment, manager, "read")
     password = login(client, manager, pg_environment)["password"]
     log = Operation.objects.get(kind=OperationKind.REQUEST_ACCESS).log
-    assert f"check what {account.username} may do in {other_database}" in log
+    assert f"list the other databases {account.username} can connect to" in log
     assert f"ALTER ROLE {account.username} LOGIN" in log
     assert password not in log
