@@ -13,8 +13,9 @@ in once checked: it must be able to connect to no database but its own, and may 
 nothing there. A login that fails the check is dropped and the grant fails.
 
 Drop: refuse new logins, end the role's open sessions (VALID UNTIL alone leaves them
-running), DROP OWNED in the environment's database and drop it. Never REASSIGN OWNED:
-a login's function handed to the admin role would run with the admin's rights.
+running), DROP OWNED in every database where it owns something, and drop it. Never
+REASSIGN OWNED: a login's function handed to the admin role would run with the admin's
+rights.
 
 Every step is logged and retried, so a passing hiccup never leaves a role behind. The
 password never reaches the log, nor the server: the role is created with a
@@ -36,7 +37,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from environments.drivers.base import DriverError
-from environments.drivers.database import admin_url
+from environments.drivers.database import LoginNotDropped, admin_url
 from environments.models import AccessLevel
 
 SCRAM_ITERATIONS = 4096
@@ -84,6 +85,23 @@ SELECT ARRAY(
     SELECT format('create objects in schema %I', nspname) FROM pg_namespace
     WHERE has_schema_privilege({0}, oid, 'CREATE')
 )"""
+
+# The databases where something still depends on a role, which DROP ROLE refuses on:
+# objects in them, or privileges on them (shared objects, listed under dbid 0).
+DEPENDS_IN = """
+SELECT ARRAY(
+    SELECT DISTINCT d.datname::text FROM pg_shdepend s
+    JOIN pg_database d ON d.oid = s.dbid
+        OR (s.dbid = 0 AND s.classid = 'pg_database'::regclass AND d.oid = s.objid)
+    WHERE s.refclassid = 'pg_authid'::regclass
+      AND s.refobjid = (SELECT oid FROM pg_roles WHERE rolname = {0})
+    ORDER BY 1
+)"""
+
+# Whether the admin role may connect to a database, which exists (None when it is gone).
+MAY_CONNECT = """
+SELECT has_database_privilege(oid, 'CONNECT') FROM pg_database
+WHERE datname = {0} AND datallowconn"""
 
 
 def group_role(database, level):
@@ -182,12 +200,46 @@ class PostgresDatabaseDriver:
                 fetch=True,
             )
             self.log.write(f"ended {ended} open session(s) of {username}")
-        # What the login made goes with it, and so do its privileges there and on the
-        # database itself. It could connect to no other database (see _reach).
-        with self._connect(self.environment.database_name) as database:
-            self._step(database, f"DROP OWNED BY {username}", "DROP OWNED BY {}", role)
-        with self._connect() as connection:
+            # What the login made goes with it, and its privileges (DROP OWNED in any one
+            # database also revokes those on the databases themselves). Besides its own
+            # database, it may own large objects in another it could connect to once (before
+            # PUBLIC's CONNECT was revoked there, or one created since), and DROP ROLE fails
+            # while they exist: so every database pg_shdepend names is cleaned too.
+            databases = [self.environment.database_name, *self._depends_in(connection, username)]
+            closed = []
+            for name in dict.fromkeys(databases):
+                if not self._step(
+                    connection,
+                    f"ask whether the admin role may connect to {name}",
+                    MAY_CONNECT,
+                    sql.Literal(name),
+                    fetch=True,
+                ):
+                    closed.append(name)
+                    continue
+                with self._connect(name) as database:
+                    self._step(
+                        database,
+                        f"DROP OWNED BY {username} in {name}",
+                        "DROP OWNED BY {}",
+                        role,
+                    )
+            remaining = self._depends_in(connection, username)
+            if remaining:
+                admin = self._step(
+                    connection, "ask the admin role's name", "SELECT current_user", fetch=True
+                )
+                raise LoginNotDropped(username, remaining, admin, closed)
             self._step(connection, f"DROP ROLE {username}", "DROP ROLE IF EXISTS {}", role)
+
+    def _depends_in(self, connection, username):
+        return self._step(
+            connection,
+            f"list the databases where objects depend on {username}",
+            DEPENDS_IN,
+            sql.Literal(username),
+            fetch=True,
+        )
 
     def _grant_to_group(self, database, group, level):
         """Create the group role if need be, and grant it ``level`` on everything in the
