@@ -11,8 +11,10 @@ make the next login a superuser. The driver connects as a role without superuser
 import psycopg
 import pytest
 from django.conf import settings
+from django.core.checks import run_checks
 from django.db import connection
 
+from environments.checks import check_database_driver_roles
 from environments.drivers.base import OperationLog
 from environments.drivers.database import LoginNotDropped
 from environments.drivers.postgres import PostgresDatabaseDriver, group_role
@@ -324,3 +326,63 @@ def test_a_login_holding_a_privilege_the_admin_role_cannot_revoke_is_kept_and_th
         db.execute(f'DROP OWNED BY "{account.username}"')
     driver.drop_database_account(account)
     assert not role_exists(account.username)
+
+
+def with_driver_url(settings, monkeypatch, server_url, driver="postgres"):
+    settings.PORTAL_DATABASE_DRIVER = driver
+    monkeypatch.setenv("PORTAL_DB_SERVER_LOCAL_URL", server_url)
+
+
+def environments_warnings(deploy):
+    return [m.id for m in run_checks(include_deployment_checks=deploy) if "environments." in m.id]
+
+
+def test_the_deploy_check_warns_of_a_createrole_driver_role_before_postgresql_16(
+    driver_role, settings, monkeypatch
+):
+    with as_superuser() as admin:
+        if admin.info.server_version >= 160000:
+            pytest.skip("from PostgreSQL 16 CREATEROLE may grant only the roles it administers")
+    with psycopg.connect(url("postgres", user=driver_role), autocommit=True) as role:
+        role.execute("GRANT pg_execute_server_program TO CURRENT_USER")  # why it warns
+    with_driver_url(settings, monkeypatch, url("postgres", user=driver_role))
+
+    [warning] = check_database_driver_roles()
+
+    assert warning.id == "environments.W001"
+    assert driver_role in warning.msg and "pg_execute_server_program" in warning.msg
+    assert "environments.W001" in environments_warnings(deploy=True)
+    assert environments_warnings(deploy=False) == []  # plain `manage.py check`
+
+
+@pytest.mark.parametrize("case", ["simulated driver", "no CREATEROLE"])
+def test_the_deploy_check_is_silent_when_the_driver_is_not_postgres_or_its_role_cannot_create_roles(
+    driver_role, settings, monkeypatch, case
+):
+    if case == "no CREATEROLE":
+        with as_superuser() as admin:
+            admin.execute(f'ALTER ROLE "{driver_role}" NOCREATEROLE')
+    driver = "simulated" if case == "simulated driver" else "postgres"
+    with_driver_url(settings, monkeypatch, url("postgres", user=driver_role), driver)
+
+    assert check_database_driver_roles() == []
+
+
+def test_the_deploy_check_warns_of_a_superuser_driver_role(driver_role, settings, monkeypatch):
+    with_driver_url(settings, monkeypatch, url("postgres"))
+    assert [w.id for w in check_database_driver_roles()] == ["environments.W002"]
+
+
+def test_the_deploy_check_says_when_a_server_cannot_be_checked_without_showing_its_url(
+    settings, monkeypatch
+):
+    from tests.live import free_port
+
+    with_driver_url(
+        settings, monkeypatch, f"postgres://portal_jit:s3cr3t@127.0.0.1:{free_port()}/x"
+    )
+
+    [warning] = check_database_driver_roles()
+
+    assert warning.id == "environments.W003"
+    assert "PORTAL_DB_SERVER_LOCAL_URL" in warning.msg and "s3cr3t" not in warning.msg

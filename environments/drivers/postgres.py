@@ -20,8 +20,8 @@ rights.
 Every step is logged and retried, so a passing hiccup never leaves a role behind. The
 password never reaches the log, nor the server: the role is created with a
 SCRAM-SHA-256 verifier computed here. The admin role needs no superuser (see
-docs/drivers.md): CREATEROLE, CONNECT on the database of its URL, and membership of
-each environment database's owner.
+docs/drivers.md, and why its server should be PostgreSQL 16 or newer): CREATEROLE,
+CONNECT on the database of its URL, and membership of each environment database's owner.
 """
 
 import base64
