@@ -1,11 +1,19 @@
-"""The PostgreSQL cast of the database access tests, on this machine's real server.
+"""The PostgreSQL cast of the database access tests, on a real server.
+
+The server is a cluster of this test run's own (isolated_server), set up as
+docs/drivers.md says: no database admits PUBLIC. The machine's shared server cannot be
+set up so, because other runs' databases come and go there, open to PUBLIC, and a
+test must not revoke what it did not create; a test that wants to see what the driver
+does there parametrizes ``driver_role`` indirectly with "shared".
 
 The driver connects as a role without superuser, set up as docs/drivers.md says:
-CREATEROLE, and membership of the role that owns the environment's database. Tests
-check what happened through the superuser connection. Every role and database made
-here is dropped afterwards, also when the test fails.
+CREATEROLE, CONNECT on the database of its connection string, and membership of the
+role that owns the environment's database. Tests check what happened through the
+superuser connection. Every role and database made here is dropped afterwards, also
+when the test fails.
 """
 
+import functools
 import os
 from contextlib import contextmanager
 
@@ -16,11 +24,29 @@ from psycopg.conninfo import make_conninfo
 from environments.drivers.postgres import group_role
 from environments.models import AccessLevel, DatabaseAccount
 from tests.conftest import make_environment
+from tests.live import ThrowawayPostgres
 
-SUPERUSER_URL = os.environ.get(
+SHARED_URL = os.environ.get(
     "PORTAL_TEST_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres"
 )
+# The superuser's connection to the server of the test at hand (driver_role sets it).
+SUPERUSER_URL = SHARED_URL
 RUN = os.getpid()
+
+
+@functools.cache
+def isolated_server(config):
+    """The superuser's URL of this run's own cluster, started at its first use and
+    removed at the end of the run, where PUBLIC may connect to no database."""
+    server = ThrowawayPostgres()
+    config.add_cleanup(server.destroy)
+    server.init(database="elsewhere")  # a database no login is granted
+    superuser = make_conninfo(server.url, dbname="postgres")
+    with psycopg.connect(superuser, autocommit=True) as admin:
+        names = admin.execute("SELECT datname FROM pg_database WHERE datallowconn").fetchall()
+        for (name,) in names:
+            admin.execute(f'REVOKE CONNECT ON DATABASE "{name}" FROM PUBLIC')
+    return superuser
 
 
 def url(database=None, user=None):
@@ -73,12 +99,18 @@ def is_superuser(name):
 
 
 @pytest.fixture
-def driver_role():
-    """The driver's own role: CREATEROLE, no superuser."""
+def driver_role(request, monkeypatch):
+    """The driver's own role: CREATEROLE, no superuser, CONNECT on the database its
+    connection string names. On this run's own cluster, or on the machine's shared
+    server when parametrized (indirectly) with "shared"."""
+    shared = getattr(request, "param", None) == "shared"
+    server = SHARED_URL if shared else isolated_server(request.config)
+    monkeypatch.setattr(f"{__name__}.SUPERUSER_URL", server)
     name = f"jit_driver_{RUN}"
     drop_role(name)
     with as_superuser() as admin:
         admin.execute(f'CREATE ROLE "{name}" LOGIN CREATEROLE')
+        admin.execute(f'GRANT CONNECT ON DATABASE postgres TO "{name}"')
     try:
         yield name
     finally:
@@ -123,7 +155,7 @@ def pg_environment(project, target_database, driver_role, settings, monkeypatch)
 
 
 @pytest.fixture
-def dropped_roles(db):
+def dropped_roles(db, driver_role):
     """Drop every login the test made, so none outlives it."""
     yield
     for username in DatabaseAccount.objects.values_list("username", flat=True):
@@ -131,16 +163,23 @@ def dropped_roles(db):
 
 
 @pytest.fixture
-def other_database():
-    """Another database on the same server, with a secret table nobody was granted."""
+def other_database(driver_role):
+    """Another database on the same server, set up as docs/drivers.md says (PUBLIC may
+    not connect), with a secret table nobody was granted and a function anybody may
+    call that reads it with its owner's rights."""
     name = f"jit_other_{RUN}"
     drop_database(name)
     try:
         with as_superuser() as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
+            admin.execute(f'REVOKE CONNECT ON DATABASE "{name}" FROM PUBLIC')
         with as_superuser(name) as db:
             db.execute("CREATE TABLE secret (token text)")
             db.execute("INSERT INTO secret VALUES ('s3cr3t')")
+            db.execute(
+                "CREATE FUNCTION peek() RETURNS text LANGUAGE sql SECURITY DEFINER "
+                "AS 'SELECT token FROM secret'"
+            )
         yield name
     finally:
         drop_database(name)

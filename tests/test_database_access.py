@@ -377,6 +377,9 @@ def password_server():
                 f"CREATE ROLE portal_jit LOGIN CREATEROLE PASSWORD '{server.driver_password}'"
             )
             db.execute("GRANT erp_owner TO portal_jit")
+            for name in ("postgres", "template1"):  # a login may connect to its own alone
+                db.execute(f"REVOKE CONNECT ON DATABASE {name} FROM PUBLIC")
+            db.execute("GRANT CONNECT ON DATABASE postgres TO portal_jit")
         yield server
     finally:
         server.destroy()

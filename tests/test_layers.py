@@ -29,6 +29,7 @@ LAYERS = {
     "environments.demo": 7,
     "environments.management": 7,
     "environments.apps": 7,
+    "environments.checks": 7,
 }
 
 APP = settings.BASE_DIR / "environments"

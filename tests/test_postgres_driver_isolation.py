@@ -1,17 +1,23 @@
 """A temporary database login reaches its environment's database and nothing else.
 
-Issue #14: a login could read every database of its server (the portal's own sessions
-and password hashes among them), and on revoke its objects passed to the admin role, so
-a function it left behind made the next login a superuser. The driver connects as a
-role without superuser here (tests/pg_roles.py), as docs/drivers.md sets one up.
+A login must not read other databases of its server (the portal's own sessions and
+password hashes among them), nor even connect to them: there it could call a public
+SECURITY DEFINER function, or leave a large object that keeps it from being dropped. On
+revoke its objects must not pass to the admin role, or a function it left behind could
+make the next login a superuser. The driver connects as a role without superuser here
+(tests/pg_roles.py), as docs/drivers.md sets one up.
 """
 
 import psycopg
 import pytest
 from django.conf import settings
+from django.core.checks import run_checks
 from django.db import connection
 
-from environments.drivers.postgres import group_role
+from environments.checks import check_database_driver_roles
+from environments.drivers.base import OperationLog
+from environments.drivers.database import LoginNotDropped
+from environments.drivers.postgres import PostgresDatabaseDriver, group_role
 from environments.models import Operation, OperationKind, Outcome
 from environments.operations import request_access
 from tests import pg_roles
@@ -30,6 +36,9 @@ on_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql",
     reason="the portal's own database is on this server only when the suite runs on PostgreSQL",
 )
+# The machine's server, where the portal's own database and other runs' are, open to
+# PUBLIC (tests/pg_roles.py): for the driver_role fixture, and all built on it.
+on_the_shared_server = pytest.mark.parametrize("driver_role", ["shared"], indirect=True)
 
 
 def login(client, user, environment):
@@ -47,28 +56,54 @@ def failed_grant(environment, user, level="read"):
     return operation
 
 
-def test_a_read_login_cannot_read_another_database_on_its_server(
+def open_to_public(database):
+    """What CREATE DATABASE leaves: PUBLIC may connect."""
+    with as_superuser() as admin:
+        admin.execute(f'GRANT CONNECT ON DATABASE "{database}" TO PUBLIC')
+
+
+@pytest.mark.parametrize("level", ["read", "read_write"])
+def test_a_login_cannot_connect_to_another_database_on_its_server(
+    client, pg_environment, manager, other_database, level, dropped_roles
+):
+    grant(pg_environment, manager, level)
+    credentials = {**login(client, manager, pg_environment), "database": other_database}
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        connect_as(credentials)  # so neither its tables nor its peek() can be reached
+
+
+def test_a_login_is_refused_while_another_database_admits_public_and_granted_once_revoked(
     client, pg_environment, manager, other_database, dropped_roles
 ):
+    open_to_public(other_database)
+
+    operation = failed_grant(pg_environment, manager)
+
+    assert f"REVOKE CONNECT ON DATABASE {other_database} FROM PUBLIC;" in operation.error
+    assert "it was dropped again" in operation.error
+    assert not role_exists(operation.database_account.username)
+
+    with as_superuser() as admin:  # the set-up of docs/drivers.md
+        admin.execute(f'REVOKE CONNECT ON DATABASE "{other_database}" FROM PUBLIC')
     grant(pg_environment, manager, "read")
-    credentials = login(client, manager, pg_environment)
-    with (
-        connect_as({**credentials, "database": other_database}) as other,
-        pytest.raises(psycopg.errors.InsufficientPrivilege),
-    ):
-        other.execute("SELECT token FROM secret")
+    credentials = {**login(client, manager, pg_environment), "database": other_database}
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        connect_as(credentials)
 
 
-def test_a_read_write_login_cannot_read_or_write_another_database_on_its_server(
-    client, pg_environment, manager, other_database, dropped_roles
+@on_the_shared_server
+def test_on_a_server_whose_databases_admit_public_a_login_is_refused_naming_each_revoke(
+    pg_environment, manager, dropped_roles
 ):
-    grant(pg_environment, manager, "read_write")
-    credentials = login(client, manager, pg_environment)
-    with connect_as({**credentials, "database": other_database}) as other:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            other.execute("SELECT token FROM secret")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            other.execute("UPDATE secret SET token = 'mine'")
+    operation = failed_grant(pg_environment, manager, "read_write")
+
+    assert "REVOKE CONNECT ON DATABASE " in operation.error
+    databases = ["postgres", "template1"]
+    if connection.vendor == "postgresql":  # the portal's, with its sessions and password hashes
+        databases.append(settings.DATABASES["default"]["NAME"])
+    for database in databases:
+        assert f"REVOKE CONNECT ON DATABASE {database} FROM PUBLIC;" in operation.log
+    assert not role_exists(operation.database_account.username)
 
 
 @pytest.mark.parametrize("level", ["read", "read_write"])
@@ -86,25 +121,7 @@ def test_a_login_belongs_to_its_databases_group_role_and_no_other(
 
 
 @on_postgresql
-def test_a_login_cannot_read_sessions_or_password_hashes_in_the_portals_database(
-    client, pg_environment, manager, dropped_roles
-):
-    grant(pg_environment, manager, "read_write")
-    portal = {
-        **login(client, manager, pg_environment),
-        "database": settings.DATABASES["default"]["NAME"],
-    }
-    with connect_as(portal) as own:
-        for query in (
-            "SELECT session_data FROM django_session",
-            "SELECT password FROM auth_user WHERE is_superuser",
-            "UPDATE auth_user SET is_superuser = true",
-        ):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                own.execute(query)
-
-
-@on_postgresql
+@on_the_shared_server
 @pytest.mark.parametrize(
     "server",
     [
@@ -134,31 +151,34 @@ def test_an_environment_on_the_portals_own_database_is_refused_and_nothing_creat
 @pytest.mark.parametrize(
     "opening",
     [
-        ("GRANT SELECT ON secret TO PUBLIC", "use table public.secret in database {}"),
         (
-            "GRANT CREATE ON SCHEMA public TO PUBLIC",
-            "create objects in schema public in database {}",
+            'GRANT CONNECT ON DATABASE "{other}" TO "{group}"',
+            "connect to database {other} (through a role it is a member of)",
+        ),
+        (
+            'GRANT CREATE ON SCHEMA public TO "{group}"',
+            "create objects in schema public in database {target}",
         ),
     ],
-    ids=["a table granted to PUBLIC", "a schema PUBLIC may create in"],
+    ids=["its group may connect to another database", "its group may create in its own"],
 )
-def test_a_login_that_could_reach_another_database_is_dropped_and_the_grant_fails(
+def test_a_login_that_could_reach_beyond_its_database_is_dropped_and_the_grant_fails(
     pg_environment, manager, other_database, opening, dropped_roles
 ):
     statement, finding = opening
-    group = group_role(pg_environment.database_name, "read")
+    names = {
+        "other": other_database,
+        "target": pg_environment.database_name,
+        "group": group_role(pg_environment.database_name, "read"),
+    }
     with as_superuser() as admin:
-        # Only this test's logins may connect there, so that no other test run on
-        # this server meets what is opened to PUBLIC.
-        admin.execute(f'CREATE ROLE "{group}" NOLOGIN')
-        admin.execute(f'REVOKE CONNECT ON DATABASE "{other_database}" FROM PUBLIC')
-        admin.execute(f'GRANT CONNECT ON DATABASE "{other_database}" TO "{group}"')
-    with as_superuser(other_database) as other:
-        other.execute(statement)
+        admin.execute(f'CREATE ROLE "{names["group"]}" NOLOGIN')
+    with as_superuser(pg_environment.database_name) as db:
+        db.execute(statement.format(**names))
 
     operation = failed_grant(pg_environment, manager, "read")
 
-    assert finding.format(other_database) in operation.error
+    assert finding.format(**names) in operation.error
     assert "it was dropped again" in operation.error
     assert not role_exists(operation.database_account.username)
 
@@ -234,12 +254,135 @@ def test_what_a_login_created_is_dropped_with_it_never_handed_to_the_admin_role(
         assert not db.execute("SELECT 1 FROM pg_proc WHERE proname = 'promote'").fetchone()
 
 
-def test_the_grant_log_names_the_checked_databases_never_the_password(
-    client, pg_environment, manager, other_database, dropped_roles
+def test_the_grant_log_shows_the_check_never_the_password(
+    client, pg_environment, manager, dropped_roles
 ):
     account = grant(pg_environment, manager, "read")
     password = login(client, manager, pg_environment)["password"]
     log = Operation.objects.get(kind=OperationKind.REQUEST_ACCESS).log
-    assert f"check what {account.username} may do in {other_database}" in log
+    assert f"list the other databases {account.username} can connect to" in log
     assert f"ALTER ROLE {account.username} LOGIN" in log
     assert password not in log
+
+
+def large_objects(database):
+    with as_superuser(database) as db:
+        return db.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]
+
+
+def test_a_login_with_large_objects_in_its_own_and_another_database_is_dropped(
+    client, pg_environment, manager, other_database, dropped_roles
+):
+    account = grant(pg_environment, manager, "read")
+    open_to_public(other_database)  # after the grant: a database created since, say
+    credentials = login(client, manager, pg_environment)
+    for database in (pg_environment.database_name, other_database):
+        with connect_as({**credentials, "database": database}) as db:
+            db.execute("SELECT lo_create(0)")
+
+    revoke_and_drop(pg_environment, account, manager)
+
+    assert large_objects(pg_environment.database_name) == large_objects(other_database) == 0
+
+
+def test_a_large_object_the_admin_role_cannot_reach_keeps_the_login_and_the_error_names_the_fix(
+    client, pg_environment, manager, driver_role, other_database, dropped_roles
+):
+    account = grant(pg_environment, manager, "read")
+    open_to_public(other_database)
+    with connect_as({**login(client, manager, pg_environment), "database": other_database}) as db:
+        db.execute("SELECT lo_create(0)")
+    with as_superuser() as admin:  # the set-up of docs/drivers.md, done after the grant
+        admin.execute(f'REVOKE CONNECT ON DATABASE "{other_database}" FROM PUBLIC')
+    driver = PostgresDatabaseDriver(pg_environment, OperationLog())
+
+    with pytest.raises(LoginNotDropped) as kept:
+        driver.drop_database_account(account)
+
+    assert kept.value.databases == [other_database]
+    assert f'GRANT CONNECT ON DATABASE "{other_database}" TO "{driver_role}";' in str(kept.value)
+    assert role_exists(account.username)
+    with as_superuser() as admin:
+        admin.execute(f'GRANT CONNECT ON DATABASE "{other_database}" TO "{driver_role}"')
+    driver.drop_database_account(account)  # as the sweeper's next retry does
+    assert not role_exists(account.username)
+    assert large_objects(other_database) == 0
+
+
+def test_a_login_holding_a_privilege_the_admin_role_cannot_revoke_is_kept_and_the_error_says_so(
+    pg_environment, manager, other_database, dropped_roles
+):
+    account = grant(pg_environment, manager, "read")
+    with as_superuser() as admin:
+        admin.execute(f'GRANT CONNECT ON DATABASE "{other_database}" TO "{account.username}"')
+    driver = PostgresDatabaseDriver(pg_environment, OperationLog())
+
+    with pytest.raises(LoginNotDropped) as kept:
+        driver.drop_database_account(account)
+
+    assert kept.value.databases == [other_database]
+    assert f'as a superuser, run DROP OWNED BY "{account.username}";' in str(kept.value)
+    with as_superuser(other_database) as db:
+        db.execute(f'DROP OWNED BY "{account.username}"')
+    driver.drop_database_account(account)
+    assert not role_exists(account.username)
+
+
+def with_driver_url(settings, monkeypatch, server_url, driver="postgres"):
+    settings.PORTAL_DATABASE_DRIVER = driver
+    monkeypatch.setenv("PORTAL_DB_SERVER_LOCAL_URL", server_url)
+
+
+def environments_warnings(deploy):
+    return [m.id for m in run_checks(include_deployment_checks=deploy) if "environments." in m.id]
+
+
+def test_the_deploy_check_warns_of_a_createrole_driver_role_before_postgresql_16(
+    driver_role, settings, monkeypatch
+):
+    with as_superuser() as admin:
+        if admin.info.server_version >= 160000:
+            pytest.skip("from PostgreSQL 16 CREATEROLE may grant only the roles it administers")
+    with psycopg.connect(url("postgres", user=driver_role), autocommit=True) as role:
+        role.execute("GRANT pg_execute_server_program TO CURRENT_USER")  # why it warns
+    with_driver_url(settings, monkeypatch, url("postgres", user=driver_role))
+
+    [warning] = check_database_driver_roles()
+
+    assert warning.id == "environments.W001"
+    assert driver_role in warning.msg and "pg_execute_server_program" in warning.msg
+    assert "environments.W001" in environments_warnings(deploy=True)
+    assert environments_warnings(deploy=False) == []  # plain `manage.py check`
+
+
+@pytest.mark.parametrize("case", ["simulated driver", "no CREATEROLE"])
+def test_the_deploy_check_is_silent_when_the_driver_is_not_postgres_or_its_role_cannot_create_roles(
+    driver_role, settings, monkeypatch, case
+):
+    if case == "no CREATEROLE":
+        with as_superuser() as admin:
+            admin.execute(f'ALTER ROLE "{driver_role}" NOCREATEROLE')
+    driver = "simulated" if case == "simulated driver" else "postgres"
+    with_driver_url(settings, monkeypatch, url("postgres", user=driver_role), driver)
+
+    assert check_database_driver_roles() == []
+
+
+def test_the_deploy_check_warns_of_a_superuser_driver_role(driver_role, settings, monkeypatch):
+    with_driver_url(settings, monkeypatch, url("postgres"))
+    assert [w.id for w in check_database_driver_roles()] == ["environments.W002"]
+
+
+def test_the_deploy_check_says_when_a_server_cannot_be_checked_without_showing_its_url(
+    settings, monkeypatch
+):
+    from tests.live import free_port
+
+    with_driver_url(
+        settings, monkeypatch, f"postgres://portal_jit:s3cr3t@127.0.0.1:{free_port()}/x"
+    )
+
+    [warning] = check_database_driver_roles()
+
+    assert warning.id == "environments.W003"
+    assert "PORTAL_DB_SERVER_LOCAL_URL" in warning.msg and "s3cr3t" not in warning.msg

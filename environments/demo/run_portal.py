@@ -45,6 +45,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, bind, workers, threads, access_log, local_sandbox, **options):
+        # Only the portal's own deployment checks: Django's would flag the local demo.
+        self.check(tags=["drivers"], include_deployment_checks=True)
         python = sys.executable
         manage = str(settings.BASE_DIR / "manage.py")
         commands = {

@@ -17,6 +17,30 @@ from psycopg.conninfo import conninfo_to_dict
 from environments.drivers.base import DriverError
 
 
+class LoginNotDropped(DriverError):
+    """Objects in ``databases`` (or privileges on them) still depend on the login, and
+    the admin role could not remove them: retrying fails the same way until someone does
+    what the message says."""
+
+    def __init__(self, username, databases, admin, closed=()):
+        self.username, self.databases = username, databases
+        fixes = [
+            f"GRANT CONNECT ON DATABASE {_quoted(name)} TO {_quoted(admin)};"
+            for name in databases
+            if name in closed
+        ]
+        super().__init__(
+            f"Could not drop login {username}: it owns objects (large objects, say) or holds "
+            f"privileges in database {', '.join(databases)}, which {admin} could not remove. "
+            + (f"Run {' '.join(fixes)} and the next retry removes them; or" if fixes else "So")
+            + f", as a superuser, run DROP OWNED BY {_quoted(username)}; in each of them."
+        )
+
+
+def _quoted(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _variable(server_name, suffix):
     return "PORTAL_DB_SERVER_" + re.sub(r"[^A-Z0-9]", "_", server_name.upper()) + suffix
 

@@ -9,17 +9,19 @@ what a login creates, others might run.
 
 Create refuses, before creating anything, the portal's own database and a database
 where PUBLIC may create objects. The login is created NOLOGIN and only allowed to log
-in once checked: it must have no table privilege in any other database it can connect
-to, and CREATE nowhere. A login that fails the check is dropped and the grant fails.
+in once checked: it must be able to connect to no database but its own, and may CREATE
+nothing there. A login that fails the check is dropped and the grant fails.
 
 Drop: refuse new logins, end the role's open sessions (VALID UNTIL alone leaves them
-running), DROP OWNED in the environment's database and drop it. Never REASSIGN OWNED:
-a login's function handed to the admin role would run with the admin's rights.
+running), DROP OWNED in every database where it owns something, and drop it. Never
+REASSIGN OWNED: a login's function handed to the admin role would run with the admin's
+rights.
 
 Every step is logged and retried, so a passing hiccup never leaves a role behind. The
 password never reaches the log, nor the server: the role is created with a
 SCRAM-SHA-256 verifier computed here. The admin role needs no superuser (see
-docs/drivers.md): CREATEROLE, and membership of each environment database's owner.
+docs/drivers.md, and why its server should be PostgreSQL 16 or newer): CREATEROLE,
+CONNECT on the database of its URL, and membership of each environment database's owner.
 """
 
 import base64
@@ -35,7 +37,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from environments.drivers.base import DriverError
-from environments.drivers.database import admin_url
+from environments.drivers.database import LoginNotDropped, admin_url
 from environments.models import AccessLevel
 
 SCRAM_ITERATIONS = 4096
@@ -60,24 +62,46 @@ SELECT ARRAY(
     WHERE has_schema_privilege('public', oid, 'CREATE')
 )"""
 
-# What a login may do in the current database that it must not: create anything, or
-# (unless it is its own database) use any table. The system catalogs are every role's.
-REACH = """
+# The other databases a login can connect to. In any of them it could call a public
+# SECURITY DEFINER function, or leave large objects that keep its role from being
+# dropped; each comes with the statement that closes it when PUBLIC is the way in.
+OTHER_DATABASES = """
+SELECT ARRAY(
+    SELECT format('connect to database %I', datname)
+        || CASE WHEN has_database_privilege('public', oid, 'CONNECT')
+                THEN format(' (REVOKE CONNECT ON DATABASE %I FROM PUBLIC;)', datname)
+                ELSE ' (through a role it is a member of)' END
+    FROM pg_database
+    WHERE datallowconn AND datname <> {1} AND has_database_privilege({0}, oid, 'CONNECT')
+    ORDER BY datname
+)"""
+
+# What a login may create in the current database (its own): nothing.
+MAY_CREATE = """
 SELECT ARRAY(
     SELECT 'create schemas'
     WHERE has_database_privilege({0}, current_database(), 'CREATE')
     UNION ALL
     SELECT format('create objects in schema %I', nspname) FROM pg_namespace
     WHERE has_schema_privilege({0}, oid, 'CREATE')
-    UNION ALL
-    SELECT format('use table %I.%I', n.nspname, c.relname)
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE NOT {1} AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
-      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND (has_table_privilege({0}, c.oid,
-               'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
-           OR has_any_column_privilege({0}, c.oid, 'SELECT, INSERT, UPDATE, REFERENCES'))
 )"""
+
+# The databases where something still depends on a role, which DROP ROLE refuses on:
+# objects in them, or privileges on them (shared objects, listed under dbid 0).
+DEPENDS_IN = """
+SELECT ARRAY(
+    SELECT DISTINCT d.datname::text FROM pg_shdepend s
+    JOIN pg_database d ON d.oid = s.dbid
+        OR (s.dbid = 0 AND s.classid = 'pg_database'::regclass AND d.oid = s.objid)
+    WHERE s.refclassid = 'pg_authid'::regclass
+      AND s.refobjid = (SELECT oid FROM pg_roles WHERE rolname = {0})
+    ORDER BY 1
+)"""
+
+# Whether the admin role may connect to a database, which exists (None when it is gone).
+MAY_CONNECT = """
+SELECT has_database_privilege(oid, 'CONNECT') FROM pg_database
+WHERE datname = {0} AND datallowconn"""
 
 
 def group_role(database, level):
@@ -143,7 +167,7 @@ class PostgresDatabaseDriver:
                 sql.Identifier(group),
                 role,
             )
-            findings = self._reach(username)
+            findings = self._reach(database, username)
             if not findings:
                 self._step(database, f"ALTER ROLE {username} LOGIN", "ALTER ROLE {} LOGIN", role)
                 return
@@ -155,7 +179,8 @@ class PostgresDatabaseDriver:
             f"{username} could reach beyond {name}, so it was dropped again: it could "
             + "; ".join(findings[:FINDINGS_SHOWN])
             + (f"; and {more} more (see the log)" if more > 0 else "")
-            + ". Revoke what PUBLIC holds there, then request access again."
+            + ". Run each REVOKE named as the database's owner or a superuser (and revoke "
+            "any other grant that lets it), then request access again."
         )
 
     def drop_database_account(self, account):
@@ -175,12 +200,46 @@ class PostgresDatabaseDriver:
                 fetch=True,
             )
             self.log.write(f"ended {ended} open session(s) of {username}")
-        # What the login made goes with it, and so do its privileges there and on the
-        # database itself. It could create nothing in other databases (see _reach).
-        with self._connect(self.environment.database_name) as database:
-            self._step(database, f"DROP OWNED BY {username}", "DROP OWNED BY {}", role)
-        with self._connect() as connection:
+            # What the login made goes with it, and its privileges (DROP OWNED in any one
+            # database also revokes those on the databases themselves). Besides its own
+            # database, it may own large objects in another it could connect to once (before
+            # PUBLIC's CONNECT was revoked there, or one created since), and DROP ROLE fails
+            # while they exist: so every database pg_shdepend names is cleaned too.
+            databases = [self.environment.database_name, *self._depends_in(connection, username)]
+            closed = []
+            for name in dict.fromkeys(databases):
+                if not self._step(
+                    connection,
+                    f"ask whether the admin role may connect to {name}",
+                    MAY_CONNECT,
+                    sql.Literal(name),
+                    fetch=True,
+                ):
+                    closed.append(name)
+                    continue
+                with self._connect(name) as database:
+                    self._step(
+                        database,
+                        f"DROP OWNED BY {username} in {name}",
+                        "DROP OWNED BY {}",
+                        role,
+                    )
+            remaining = self._depends_in(connection, username)
+            if remaining:
+                admin = self._step(
+                    connection, "ask the admin role's name", "SELECT current_user", fetch=True
+                )
+                raise LoginNotDropped(username, remaining, admin, closed)
             self._step(connection, f"DROP ROLE {username}", "DROP ROLE IF EXISTS {}", role)
+
+    def _depends_in(self, connection, username):
+        return self._step(
+            connection,
+            f"list the databases where objects depend on {username}",
+            DEPENDS_IN,
+            sql.Literal(username),
+            fetch=True,
+        )
 
     def _grant_to_group(self, database, group, level):
         """Create the group role if need be, and grant it ``level`` on everything in the
@@ -251,43 +310,25 @@ class PostgresDatabaseDriver:
             fetch=True,
         )
 
-    def _reach(self, username):
-        """What the login may do beyond using its own database's tables, in every
-        database it can connect to: each finding is a reason to drop it."""
-        findings = []
-        with self._connect() as server:
-            databases = self._step(
-                server,
-                f"list the databases {username} can connect to",
-                "SELECT array_agg(datname::text ORDER BY datname) FROM pg_database "
-                "WHERE datallowconn AND has_database_privilege({}, oid, 'CONNECT')",
-                sql.Literal(username),
-                fetch=True,
-            )
-            for name in databases or []:
-                try:
-                    connection = self._connect(name)
-                except DriverError as exc:
-                    if self._step(
-                        server,
-                        f"look for database {name}",
-                        "SELECT 1 FROM pg_database WHERE datname = {}",
-                        sql.Literal(name),
-                        fetch=True,
-                    ):  # still there, and unchecked: fail closed
-                        findings.append(f"connect to {name}, which could not be checked ({exc})")
-                    continue  # dropped meanwhile
-                with connection:
-                    found = self._step(
-                        connection,
-                        f"check what {username} may do in {name}",
-                        REACH,
-                        sql.Literal(username),
-                        sql.Literal(name == self.environment.database_name),
-                        fetch=True,
-                    )
-                findings += [f"{finding} in database {name}" for finding in found]
-        return findings
+    def _reach(self, database, username):
+        """What the login may do beyond using its own database's tables: each finding is
+        a reason to drop it. ``database`` is a connection to its own database."""
+        others = self._step(
+            database,
+            f"list the other databases {username} can connect to",
+            OTHER_DATABASES,
+            sql.Literal(username),
+            sql.Literal(self.environment.database_name),
+            fetch=True,
+        )
+        own = self._step(
+            database,
+            f"check what {username} may create in {self.environment.database_name}",
+            MAY_CREATE,
+            sql.Literal(username),
+            fetch=True,
+        )
+        return others + [f"{f} in database {self.environment.database_name}" for f in own]
 
     def _is_portal_database(self, database=None):
         """Whether the environment's database is the portal's own: by the settings, and,
