@@ -316,6 +316,8 @@ PORTAL_DRIVER = os.environ.get("PORTAL_DRIVER", "simulated")
 # The simulated driver takes this many seconds per action, and fails any action
 # named in this file ("<environment slug> <action>" a line, "*" for any).
 SIMULATED_DRIVER_DELAY = env_float("SIMULATED_DRIVER_DELAY", 3.0)
+# How often the simulated driver checks whether its action is done (a step each time).
+SIMULATED_DRIVER_POLL = env_float("SIMULATED_DRIVER_POLL", 1.0)
 SIMULATED_DRIVER_FAIL_FILE = Path(
     os.environ.get("SIMULATED_DRIVER_FAIL_FILE", VAR_DIR / "simulated-failures")
 )
@@ -335,6 +337,11 @@ PORTAL_LOCAL_SANDBOX_PORTS = [
 ]
 # Every operation must settle within this many seconds or the watchdog fails it.
 OPERATION_DEADLINE_SECONDS = env_float("OPERATION_DEADLINE_SECONDS", 300.0)
+# A worker holds a step this long at most; past it the watchdog hands the step out again
+# (its worker died). Longer than any one command a step runs.
+OPERATION_STEP_LEASE_SECONDS = env_float("OPERATION_STEP_LEASE_SECONDS", 120.0)
+# Finished task rows are pruned after this many days (steps multiply them).
+TASK_RESULTS_KEEP_DAYS = int(env_float("TASK_RESULTS_KEEP_DAYS", 2))
 
 # --- Just-in-time access ---------------------------------------------------------------
 # Firewall rules and database accounts last this many hours unless asked for less, and

@@ -7,6 +7,8 @@ project), and root is a superuser.
 
 import itertools
 import os
+import time
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -152,12 +154,16 @@ def committing():
     return TestCase.captureOnCommitCallbacks(execute=True)
 
 
-def run_worker():
-    """Run every task that is due, as db_worker does (claim, then run_task), and return.
+def run_worker(horizon=10.0):
+    """Run every task that is due, as db_worker does (claim, then run_task), and go on
+    with the operations' steps due within ``horizon`` seconds (a next health check),
+    waiting for them as the worker would; return when no step is due that soon (other
+    tasks due later, an expiry or a window's start, wait for the test).
 
     db_worker's own loop closes the database connection between tasks, which a test
     inside a transaction cannot survive; tests that need the real process start one.
     """
+    from django.utils import timezone
     from django_tasks_db.management.commands.db_worker import Worker
     from django_tasks_db.models import DBTaskResult
 
@@ -171,7 +177,22 @@ def run_worker():
         worker_id="pytest",
         excluded_queue_names=[],
     )
-    while (task_result := DBTaskResult.objects.ready().first()) is not None:
+    while True:
+        task_result = DBTaskResult.objects.ready().first()
+        if task_result is None:
+            soon = (
+                DBTaskResult.objects.filter(
+                    task_path="environments.operations.core.run_step",
+                    status="READY",
+                    run_after__lte=timezone.now() + timedelta(seconds=horizon),
+                )
+                .order_by("run_after")
+                .first()
+            )
+            if soon is None:
+                return
+            time.sleep(max(0.0, (soon.run_after - timezone.now()).total_seconds()) + 0.01)
+            continue
         task_result.claim(worker.worker_id)
         with committing():
             worker.run_task(task_result)

@@ -31,7 +31,7 @@ def configure(settings, tmp_path):
 
     def _configure(environment, **entry):
         entry.setdefault("driver", "command")
-        entry.setdefault("health_interval", 0.05)
+        entry.setdefault("health_interval", 1)
         settings.PORTAL_DRIVERS_FILE.write_text(json.dumps({environment.slug: entry}))
 
     return _configure

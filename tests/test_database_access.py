@@ -206,7 +206,7 @@ def test_a_failed_drop_is_retried_after_its_backoff_until_the_role_is_gone(
 
     account = grant(pg_environment, manager, "read")
     server = os.environ["PORTAL_DB_SERVER_LOCAL_URL"]
-    monkeypatch.setattr(postgres, "BACKOFF_SECONDS", 0)
+    monkeypatch.setattr(postgres, "RETRY_SECONDS", 0)
     monkeypatch.setenv("PORTAL_DB_SERVER_LOCAL_URL", f"postgres://nobody@127.0.0.1:{free_port()}/x")
     expire_now(account)
     with committing():

@@ -50,4 +50,6 @@ def test_every_old_path_names_a_task_that_exists():
     from django_tasks.base import Task
 
     for new in moved.MOVED.values():
+        if new == "environments.operations.core.run_operation":
+            continue  # 0012 makes its queued rows the first step of their operation
         assert isinstance(import_string(new), Task), new

@@ -9,17 +9,17 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from environments.drivers import config
-from environments.drivers.base import Driver, DriverError, OperationLog
+from environments.drivers.base import Driver, DriverError, Later, OperationLog, TryAgain
 
 DRIVERS = {
     "simulated": "environments.drivers.simulated.SimulatedDriver",
     "command": "environments.drivers.command.CommandDriver",
 }
 
-__all__ = ["Driver", "DriverError", "OperationLog", "get_driver"]
+__all__ = ["Driver", "DriverError", "Later", "OperationLog", "TryAgain", "get_driver"]
 
 
-def get_driver(environment, log, *, deadline=None):
+def get_driver(environment, log, *, deadline=None, memo=None):
     entry = config.for_environment(environment.slug)
     if "driver" in entry:
         name = entry["driver"]
@@ -32,4 +32,4 @@ def get_driver(environment, log, *, deadline=None):
     except (KeyError, TypeError):
         known = ", ".join(DRIVERS)
         raise DriverError(f"Unknown driver {name!r} in {source} (known: {known}).") from None
-    return driver_class(environment, log, deadline=deadline, config=entry)
+    return driver_class(environment, log, deadline=deadline, config=entry, memo=memo)

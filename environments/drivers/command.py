@@ -12,6 +12,7 @@ names the commands::
       "maintenance_health": [...],
       "timeout": 30,
       "health_interval": 1,
+      "health_timeout": 1,
       "output_limit": 16384,
       "cwd": "/srv/erp"
     }
@@ -24,8 +25,10 @@ health check can insist on a process started after it); other braces are left al
 Every command runs with a timeout (never past the operation's deadline) and keeps
 the first and last ``output_limit / 2`` bytes of stdout and of stderr in the log, saying
 how much it cut. After a restart, and after turning maintenance mode on or off, the
-health check runs until it passes or the operation's deadline passes; only then does
-the action count as done.
+health check runs once a step, every ``health_interval`` seconds, each time for at most
+``health_timeout`` (no longer than the interval), until it passes or the operation's
+deadline passes; only then does the action count as done. No step waits: between two
+checks the worker drives other operations.
 """
 
 import contextlib
@@ -36,12 +39,12 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
-from environments.drivers.base import Driver, DriverError
+from environments.drivers.base import Driver, DriverError, Later
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_HEALTH_INTERVAL = 1.0
@@ -61,6 +64,7 @@ SETTINGS = frozenset(
         "maintenance_health",
         "timeout",
         "health_interval",
+        "health_timeout",
         "output_limit",
         "cwd",
     }
@@ -226,8 +230,8 @@ def _fill(argument, values):
 class CommandDriver(Driver):
     name = "command"
 
-    def __init__(self, environment, log, *, deadline=None, config=None):
-        super().__init__(environment, log, deadline=deadline, config=config)
+    def __init__(self, environment, log, *, deadline=None, config=None, memo=None):
+        super().__init__(environment, log, deadline=deadline, config=config, memo=memo)
         if self.deadline is None:
             self.deadline = timezone.now() + timedelta(seconds=settings.OPERATION_DEADLINE_SECONDS)
         unknown = sorted(set(self.config) - SETTINGS)
@@ -238,32 +242,41 @@ class CommandDriver(Driver):
             )
         self.timeout = self._positive("timeout", DEFAULT_TIMEOUT, "seconds")
         self.health_interval = self._positive("health_interval", DEFAULT_HEALTH_INTERVAL, "seconds")
+        self.health_timeout = self._positive("health_timeout", self.health_interval, "seconds")
+        if self.health_timeout > self.health_interval:
+            raise DriverError(
+                f'"health_timeout" in {self._where} must be at most "health_interval" '
+                f"({self.health_interval:g} s): a check may not outlast the wait between two."
+            )
         self.output_limit = int(self._positive("output_limit", DEFAULT_OUTPUT_LIMIT, "bytes"))
         self.cwd = self.config.get("cwd") or None
         if self.cwd is not None and not os.path.isdir(self.cwd):
             raise DriverError(f'"cwd" in {self._where} is not a directory: {self.cwd}.')
 
-    # --- The driver's actions ------------------------------------------------------
+    # --- The driver's actions, a step at a time ---------------------------------------
 
-    def restart_service(self, service_kind):
+    def restart_service(self, service_kind, step="act"):
         code = service_kind.upper()
         name = self.environment.name
         values = self._values(service=service_kind)
-        restart = self._argv("restart", service_kind, "restart command")
         health = self._argv("health", service_kind, "health check")
-        self._run(f"Restarting {code} on {name}", restart, values)
-        self._wait_until_healthy(code, f"{code} on {name}", health, values)
+        if step == "act":
+            restart = self._argv("restart", service_kind, "restart command")
+            self._run(f"Restarting {code} on {name}", restart, values)
+            return self._first_check(code, health, values)
+        return self._check_health(code, f"{code} on {name}", health, values)
 
-    def set_maintenance_mode(self, enabled):
+    def set_maintenance_mode(self, enabled, step="act"):
         state = "on" if enabled else "off"
         name = self.environment.name
         values = self._values(maintenance=state)
-        command = self._argv(f"maintenance_{state}", None, f"maintenance {state} command")
         health = self._argv("maintenance_health", None, "maintenance health check")
-        self._run(f"Turning maintenance mode {state} in {name}", command, values)
-        self._wait_until_healthy(
-            f"maintenance mode {state}", f"{name} (maintenance mode {state})", health, values
-        )
+        subject = f"maintenance mode {state}"
+        if step == "act":
+            command = self._argv(f"maintenance_{state}", None, f"maintenance {state} command")
+            self._run(f"Turning maintenance mode {state} in {name}", command, values)
+            return self._first_check(subject, health, values)
+        return self._check_health(subject, f"{name} (maintenance mode {state})", health, values)
 
     # --- Running commands -------------------------------------------------------------
 
@@ -282,51 +295,56 @@ class CommandDriver(Driver):
             raise DriverError(f"{what} failed: `{result.command}` {result.problem()}")
         return result
 
-    def _wait_until_healthy(self, subject, who, template, values):
-        """Run the health check until it passes; fail when the deadline passes first.
+    def _first_check(self, subject, template, values):
+        argv = [_fill(argument, values) for argument in template]
+        self.log.write(
+            f"Health check of {subject}, every {self.health_interval:g} s until it passes or "
+            f"the deadline at {timezone.localtime(self.deadline):%H:%M:%S %Z}: "
+            f"$ {shlex.join(argv)}"
+        )
+        return Later("health", 0)
+
+    def _check_health(self, subject, who, template, values):
+        """Run the health check once: None when it passed, else the next check; fail when
+        the deadline passes first.
 
         ``subject`` names the check in the log ("AOS"), ``who`` in the error
         ("AOS on Local sandbox").
         """
         argv = [_fill(argument, values) for argument in template]
-        self.log.write(
-            f"Health check of {subject}, until it passes or the deadline at "
-            f"{timezone.localtime(self.deadline):%H:%M:%S}: $ {shlex.join(argv)}"
-        )
-        began = time.monotonic()
-        attempts = 0
-        last = None
-        while (remaining := self._remaining()) > 0:
-            attempts += 1
-            result = self._command(argv, remaining)
-            if result.ok:
-                self.log.write(
-                    f"Health check of {subject} passed (attempt {attempts}, "
-                    f"{time.monotonic() - began:.1f} s)"
-                )
-                self._log_output(result)
-                return
-            # A check that keeps failing the same way is logged once, not every second.
-            if last is None or result.problem() != last.problem():
-                self.log.write(
-                    f"Health check of {subject} not passed yet (attempt {attempts}): "
-                    f"{result.problem()}"
-                )
-            # An attempt the deadline cut short says less than a whole one before it.
-            if last is None or not (result.timed_out and result.timeout < self.timeout):
-                last = result
-            time.sleep(max(0.0, min(self.health_interval, self._remaining())))
-        if last is None:
+        attempts = self.memo.get("attempts", 0)
+        remaining = self._remaining()
+        since = (timezone.now() - datetime.fromisoformat(values["since"])).total_seconds()
+        if remaining <= 0:
             raise DriverError(
-                f"{who}: the operation's deadline passed before the health check "
-                f"`{shlex.join(argv)}` could run."
+                f"{who} did not pass its health check before the operation's deadline "
+                f"({attempts} attempts in {since:.1f} s). The last `{shlex.join(argv)}` "
+                f"{self.memo.get('last_problem', 'never ran')}"
             )
-        self._log_result(last, f"Last health check of {subject}: ")
-        raise DriverError(
-            f"{who} did not pass its health check before the operation's deadline "
-            f"({attempts} attempts in {time.monotonic() - began:.1f} s). "
-            f"The last `{last.command}` {last.problem()}"
+        attempts += 1
+        self.memo["attempts"] = attempts
+        result = run_command(
+            argv,
+            timeout=min(self.health_timeout, remaining),
+            cwd=self.cwd,
+            output_limit=self.output_limit,
         )
+        since = (timezone.now() - datetime.fromisoformat(values["since"])).total_seconds()
+        if result.ok:
+            self.log.write(
+                f"Health check of {subject} passed (attempt {attempts}, {since:.1f} s after "
+                "the action began)"
+            )
+            self._log_output(result)
+            return None
+        # A check that keeps failing the same way is logged once, not every time.
+        problem = result.problem()
+        if problem != self.memo.get("last_problem"):
+            self.log.write(
+                f"Health check of {subject} not passed yet (attempt {attempts}): {problem}"
+            )
+            self.memo["last_problem"] = problem
+        return Later("health", self.health_interval)
 
     def _command(self, argv, remaining):
         return run_command(
@@ -355,7 +373,9 @@ class CommandDriver(Driver):
         return f"the entry for {self.environment.slug} in {settings.PORTAL_DRIVERS_FILE}"
 
     def _values(self, **values):
-        values.update(environment=self.environment.slug, since=timezone.now().isoformat())
+        # {since} is the moment the action began, the same in every step.
+        since = self.memo.setdefault("since", timezone.now().isoformat())
+        values.update(environment=self.environment.slug, since=since)
         return values
 
     def _remaining(self):

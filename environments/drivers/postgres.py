@@ -17,7 +17,8 @@ running), DROP OWNED in every database where it owns something, and drop it. Nev
 REASSIGN OWNED: a login's function handed to the admin role would run with the admin's
 rights.
 
-Every step is logged and retried, so a passing hiccup never leaves a role behind. The
+Every step is logged, and a failed one is tried again with the whole action (each
+statement is safe to run twice), so a passing hiccup never leaves a role behind. The
 password never reaches the log, nor the server: the role is created with a
 SCRAM-SHA-256 verifier computed here. The admin role needs no superuser (see
 docs/drivers.md, and why its server should be PostgreSQL 16 or newer): CREATEROLE,
@@ -28,7 +29,6 @@ import base64
 import hashlib
 import hmac
 import os
-import time
 
 import psycopg
 from django.conf import settings
@@ -36,13 +36,14 @@ from django.db import connections
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from environments.drivers.base import DriverError
+from environments.drivers.base import DriverError, TryAgain
 from environments.drivers.database import LoginNotDropped, admin_url
 from environments.models import AccessLevel
 
 SCRAM_ITERATIONS = 4096
-ATTEMPTS = 3
-BACKOFF_SECONDS = 0.5
+# A failed connection or statement is tried again after this long (environments.operations
+# tries an action a few times before it fails).
+RETRY_SECONDS = 2
 CONNECT_TIMEOUT = 10
 # Enough of a failed check's findings to act on; the log has them all.
 FINDINGS_SHOWN = 5
@@ -363,43 +364,35 @@ class PostgresDatabaseDriver:
         )
 
     def _connect(self, database=None):
-        """A connection to the server (or to one of its databases), retried."""
+        """A connection to the server (or to one of its databases). One that fails is
+        tried again in a later step (TryAgain), never by waiting here."""
         conninfo = make_conninfo(self.url, dbname=database) if database else self.url
-        last = None
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                return psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
-            except psycopg.OperationalError as exc:
-                last = exc
-                self.log.write(
-                    f"connecting to {self.environment.database_server} failed "
-                    f"(attempt {attempt} of {ATTEMPTS}): {_first_line(exc)}"
-                )
-                time.sleep(BACKOFF_SECONDS * attempt)
-        raise DriverError(
-            f"Could not connect to database server {self.environment.database_server}: "
-            f"{_first_line(last)}"
-        )
+        try:
+            return psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+        except psycopg.OperationalError as exc:
+            self.log.write(
+                f"connecting to {self.environment.database_server} failed: {_first_line(exc)}"
+            )
+            raise TryAgain(
+                f"Could not connect to database server {self.environment.database_server}: "
+                f"{_first_line(exc)}",
+                RETRY_SECONDS,
+            ) from None
 
     def _step(self, connection, description, statement, *parts, fetch=False):
-        """Run one statement (its {} filled with ``parts``), retrying it; the
-        description, never the SQL, is logged."""
+        """Run one statement (its {} filled with ``parts``); the description, never the
+        SQL, is logged. A statement that fails is tried again with the whole action in a
+        later step: each statement is safe to run twice."""
         statement = sql.SQL(statement).format(*parts)
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute(statement)
-                    result = cursor.fetchone() if fetch else None
-                self.log.write(f"ok: {description}")
-                return result[0] if result else None
-            except psycopg.Error as exc:
-                self.log.write(
-                    f"failed: {description} (attempt {attempt} of {ATTEMPTS}): {_first_line(exc)}"
-                )
-                if attempt == ATTEMPTS or connection.closed:
-                    raise DriverError(f"{description} failed: {_first_line(exc)}") from None
-                time.sleep(BACKOFF_SECONDS * attempt)
-        return None
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(statement)
+                result = cursor.fetchone() if fetch else None
+        except psycopg.Error as exc:
+            self.log.write(f"failed: {description}: {_first_line(exc)}")
+            raise TryAgain(f"{description} failed: {_first_line(exc)}", RETRY_SECONDS) from None
+        self.log.write(f"ok: {description}")
+        return result[0] if result else None
 
 
 def _host(host):

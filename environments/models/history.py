@@ -22,6 +22,9 @@ from environments.models.choices import (
 )
 from environments.models.environments import Environment, Service
 
+#: The steps' names, for people (drivers name their steps; see drivers/base.py).
+STEP_LABELS = {"act": "Acting", "health": "Health check", "check": "Health check"}
+
 
 class OperationQuerySet(models.QuerySet):
     def maintain(self):
@@ -95,6 +98,26 @@ class Operation(models.Model):
     return_status = models.CharField(max_length=30, choices=Status.choices)
     error = models.TextField(blank=True)
     log = models.TextField(blank=True)
+    # The pending step (environments.operations.core): its name, its number (a step's
+    # task carries it, so a stale or repeated task changes nothing), when it is due, and
+    # until when the worker that claimed it holds it (a lease: past it, the watchdog
+    # hands the step out again).
+    step = models.CharField(max_length=40, blank=True)
+    step_number = models.PositiveIntegerField(default=0)
+    step_due_at = models.DateTimeField(null=True, blank=True)
+    step_lease_until = models.DateTimeField(null=True, blank=True)
+    # What the driver fixed at the start ({since}) and how far it got, across steps.
+    memo = models.JSONField(default=dict, blank=True)
+    # Stop: asked for by whom and why; the step in flight ends first.
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+    stop_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    stop_reason = models.TextField(blank=True)
 
     objects = OperationQuerySet.as_manager()
 
@@ -105,6 +128,12 @@ class Operation(models.Model):
             models.Index(fields=["-started_at", "-id"], name="op_started"),
             # The queued and running operations of an environment, found without reading
             # its history: the status poll's ETag counts them.
+            # The watchdog's look for steps whose task was lost.
+            models.Index(
+                fields=["step_due_at"],
+                condition=models.Q(outcome__in=["queued", "running"]),
+                name="op_step_due",
+            ),
             models.Index(
                 fields=["environment", "outcome"],
                 condition=models.Q(outcome__in=["queued", "running"]),
@@ -165,6 +194,21 @@ class Operation(models.Model):
     @property
     def is_active(self):
         return self.outcome in ACTIVE_OUTCOMES
+
+    @property
+    def is_stopping(self):
+        """Stop was asked for and the step in flight has not ended yet."""
+        return self.is_active and self.stop_requested_at is not None
+
+    @property
+    def step_text(self):
+        """The current step, for people: "Health check 3", "Waiting to start"."""
+        if not self.is_active:
+            return ""
+        if self.outcome == Outcome.QUEUED:
+            return "Waiting for a worker"
+        label = STEP_LABELS.get(self.step, self.step.replace("_", " ").capitalize())
+        return f"{label} (step {self.step_number})"
 
     @property
     def badge(self):

@@ -11,7 +11,7 @@ from environments.operations.core import (
     fail_operation,
     fail_overdue_operation,
     fail_overdue_operations,
-    mark_running,
+    requeue_lost_steps,
 )
 from environments.operations.grants import (
     access_lifetime,
@@ -30,6 +30,7 @@ from environments.operations.maintain import (
     restart_service,
     resume,
     rollback,
+    stop,
 )
 from environments.operations.requests import START_FUNCTIONS, form_for, start_from_input
 from environments.operations.roles import (

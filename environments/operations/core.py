@@ -12,16 +12,19 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 from django_fsm import can_proceed
 from django_tasks import task
 
 from environments import crypto
-from environments.drivers import DriverError, OperationLog, get_driver
+from environments.drivers import DriverError, Later, OperationLog, TryAgain, get_driver
 from environments.drivers.database import get_database_driver
 from environments.drivers.firewall import get_firewall_driver
 from environments.models import (
     END_GRANT_KINDS,
+    MAINTENANCE_ACTIONS,
     AccessEnd,
     DatabaseAccount,
     Environment,
@@ -98,6 +101,8 @@ def write_operation(environment, user, kind, now, *, enqueue=True, **fields):
         "status_before": environment.status,
         "return_status": fields.get("status_before", environment.status),
     }
+    if enqueue:
+        values.update(step="act", step_number=1, step_due_at=now)
     values.update(fields)
     operation = Operation.objects.create(
         environment=environment, kind=kind, requested_by=user, started_at=now, **values
@@ -111,70 +116,187 @@ def write_operation(environment, user, kind, now, *, enqueue=True, **fields):
 
 
 def _enqueue(operation):
-    # Ending access waits for nothing: it has a queue (and a worker) of its own.
-    queue = settings.ACCESS_QUEUE if operation.ends_grant else run_operation.queue_name
-    run_operation.using(queue_name=queue).enqueue(operation.pk)
-    # A second task wakes at the deadline, so a worker that died mid-operation never
-    # leaves the environment stuck.
+    # The first step, due now: enqueued with an explicit run_after, so that it is not
+    # ordered after every due later step (django-tasks-db stores "no run_after" as the
+    # year 9999).
+    _enqueue_step(operation.pk, 1, timezone.now(), operation.ends_grant)
+    # A task wakes at the deadline, so a worker that died mid-operation never leaves
+    # the environment stuck.
     deadline = operation.deadline + timedelta(seconds=1)
-    enforce_deadline.using(queue_name=queue, run_after=deadline).enqueue(operation.pk)
+    enforce_deadline.using(queue_name=_queue(operation.ends_grant), run_after=deadline).enqueue(
+        operation.pk
+    )
 
 
-# --- The worker's task ------------------------------------------------------------
+def _queue(ends_grant):
+    # Ending access waits for nothing: it has a queue (and a worker) of its own.
+    return settings.ACCESS_QUEUE if ends_grant else run_step.queue_name
+
+
+def _enqueue_step(operation_id, number, due, ends_grant):
+    run_step.using(queue_name=_queue(ends_grant), run_after=due).enqueue(operation_id, number)
+
+
+# --- Steps: the worker's task ------------------------------------------------------
+# An operation runs as a chain of short steps: each task does one (run a command, check
+# health once) and then finishes the operation, fails it, or enqueues the next step for
+# later. No step waits, so one worker drives many operations at once. The operation
+# row records its pending step (name, number, when due) and, while a worker runs it,
+# a lease: a task that is late, lost or run twice changes nothing twice.
+
+#: A passing failure (TryAgain) runs the same step again this many times at most.
+TRIES = 3
 
 
 @task()
-def run_operation(operation_id):
-    """Perform a queued operation through the environment's driver, then finish it."""
-    operation = mark_running(operation_id)
+def run_step(operation_id, number):
+    """Run step ``number`` of the operation, if it is still the pending one."""
+    operation, cut = claim_step(operation_id, number)
     if operation is None:
-        logger.info("Operation %s is no longer queued; nothing to do.", operation_id)
+        logger.info("Step %s of operation %s is not pending; nothing to do.", number, operation_id)
         return
     log = OperationLog()
+    if cut:
+        log.write(
+            f"The previous attempt of step {number} ({operation.step}) was cut off (its "
+            "worker stopped before it ended): running it again."
+        )
+    if operation.stop_requested_at is not None:
+        stopped(operation_id, log.text)
+        return
     try:
-        perform(operation, log)
+        later = perform_step(operation, log)
+    except TryAgain as exc:
+        tries = operation.memo.get("tries", 0) + 1
+        if tries >= TRIES:
+            fail_operation(operation_id, f"{exc} (tried {tries} times)", log.text, number)
+            return
+        operation.memo["tries"] = tries
+        later = Later(operation.step, exc.seconds)
+        log.write(f"Trying again in {exc.seconds:g} s (try {tries + 1} of {TRIES}).")
     except DriverError as exc:
-        fail_operation(operation_id, str(exc), log.text)
+        fail_operation(operation_id, str(exc), log.text, number)
+        return
     except Exception as exc:
         logger.exception("Operation %s failed unexpectedly", operation.activity_id)
         fail_operation(
-            operation_id, f"Unexpected error in the driver: {type(exc).__name__}: {exc}", log.text
+            operation_id,
+            f"Unexpected error in the driver: {type(exc).__name__}: {exc}",
+            log.text,
+            number,
         )
+        return
+    if later is None:
+        complete_operation(operation_id, log.text, number)
     else:
-        complete_operation(operation_id, log.text)
+        next_step(operation, number, later, log)
 
 
-def perform(operation, log):
-    """Ask the driver to do (or, for a rollback, undo) the operation's action."""
-    driver = get_driver(operation.environment, log, deadline=operation.deadline)
-    verb = "Undoing" if operation.undo else "Performing"
-    log.write(f"{verb} {operation.action_text} with the {driver.name} driver")
-    if operation.action == OperationKind.RESTART_SERVICE:
-        # A restart cannot be taken back; undoing a failed one means bringing the
-        # service back up, which is another restart.
-        driver.restart_service(operation.service.kind)
-    elif operation.action == OperationKind.ENABLE_MAINTENANCE:
-        driver.set_maintenance_mode(not operation.undo)
-    elif operation.action == OperationKind.DISABLE_MAINTENANCE:
-        driver.set_maintenance_mode(operation.undo)
-    elif operation.action == OperationKind.ENABLE_ACCESS:
-        get_firewall_driver(operation.environment, log).apply_firewall_rule(operation.firewall_rule)
-    elif operation.action == OperationKind.REMOVE_ACCESS:
-        get_firewall_driver(operation.environment, log).remove_firewall_rule(
-            operation.firewall_rule
+def claim_step(operation_id, number, now=None):
+    """Take step ``number`` of an active operation for this worker, unless another holds
+    it. Returns the operation (None when the step is not pending, or held) and whether
+    an earlier attempt of it was cut off (a worker that died holding it)."""
+    now = now or timezone.now()
+    lease = now + timedelta(seconds=settings.OPERATION_STEP_LEASE_SECONDS)
+    free = Q(step_lease_until__isnull=True) | Q(step_lease_until__lt=now)
+    pending = Operation.objects.active().filter(pk=operation_id, step_number=number)
+    with transaction.atomic():
+        cut = pending.filter(step_lease_until__lt=now).exists()
+        if not pending.filter(free).update(step_lease_until=lease, outcome=Outcome.RUNNING):
+            return None, False
+        # The history row says Running, and the status card names the step.
+        Environment.objects.filter(operations=operation_id).bump_revision()
+    operation = Operation.objects.select_related(
+        "environment", "service", "firewall_rule", "database_account", "stop_requested_by"
+    ).get(pk=operation_id)
+    return operation, cut
+
+
+def next_step(operation, number, later, log, now=None):
+    """The step ended and the action is not done: record the next one and enqueue it."""
+    now = now or timezone.now()
+    due = now + timedelta(seconds=later.seconds)
+    log.write(f"Next: {later.step} at {timezone.localtime(due):%H:%M:%S %Z} (step {number + 1})")
+    with transaction.atomic():
+        moved = (
+            Operation.objects.active()
+            .filter(pk=operation.pk, step_number=number, stop_requested_at__isnull=True)
+            .update(
+                step=later.step,
+                step_number=number + 1,
+                step_due_at=due,
+                step_lease_until=None,
+                memo=operation.memo,
+                log=Concat("log", Value(log.text)),
+            )
         )
+        if moved:
+            Environment.objects.filter(pk=operation.environment_id).bump_revision()
+            transaction.on_commit(
+                lambda: _enqueue_step(operation.pk, number + 1, due, operation.ends_grant)
+            )
+    if not moved:
+        # Stopped while this step ran (or settled by the deadline meanwhile).
+        stopped(operation.pk, log.text)
+
+
+def stopped(operation_id, log_text=""):
+    """End an operation whose Stop was asked for, now that no step of it runs."""
+    operation = Operation.objects.select_related("stop_requested_by").get(pk=operation_id)
+    if not operation.is_active or operation.stop_requested_at is None:
+        return operation
+    by = operation.stop_requested_by
+    who = by.get_username() if by else "the portal"
+    return fail_operation(operation_id, f"Stopped by {who}: {operation.stop_reason}", log_text)
+
+
+def perform_step(operation, log):
+    """Ask the driver for the pending step of the operation's action (or, for a rollback,
+    of its undoing): None when the action is done, else the next step."""
+    step = operation.step or "act"
+    if step == "act":
+        verb = "Undoing" if operation.undo else "Performing"
+        log.write(f"{verb} {operation.action_text}")
+    environment = operation.environment
+    if operation.action in (OperationKind.RESTART_SERVICE, *MAINTENANCE_ACTIONS):
+        driver = get_driver(environment, log, deadline=operation.deadline, memo=operation.memo)
+        if step == "act":
+            log.write(f"with the {driver.name} driver")
+        if operation.action == OperationKind.RESTART_SERVICE:
+            # A restart cannot be taken back; undoing a failed one means bringing the
+            # service back up, which is another restart.
+            return driver.restart_service(operation.service.kind, step)
+        turn_on = (operation.action == OperationKind.ENABLE_MAINTENANCE) != operation.undo
+        return driver.set_maintenance_mode(turn_on, step)
+    if operation.action == OperationKind.ENABLE_ACCESS:
+        get_firewall_driver(environment, log).apply_firewall_rule(operation.firewall_rule)
+    elif operation.action == OperationKind.REMOVE_ACCESS:
+        get_firewall_driver(environment, log).remove_firewall_rule(operation.firewall_rule)
     elif operation.action == OperationKind.REQUEST_ACCESS:
         account = operation.database_account
         password = crypto.unseal(account.password_encrypted)
         if password is None:
             raise DriverError("The account's password could not be read; request access again.")
-        get_database_driver(operation.environment, log).create_database_account(account, password)
+        get_database_driver(environment, log).create_database_account(account, password)
     elif operation.action == OperationKind.REVOKE_ACCESS:
-        get_database_driver(operation.environment, log).drop_database_account(
-            operation.database_account
-        )
+        get_database_driver(environment, log).drop_database_account(operation.database_account)
     else:
         raise DriverError(f"No driver action for {operation.action!r}.")
+    return None
+
+
+def requeue_lost_steps(now=None):
+    """The watchdog: hand out again every step whose task was lost: due longer ago than a
+    lease and not held, or held past its lease (its worker died or froze)."""
+    now = now or timezone.now()
+    lease = timedelta(seconds=settings.OPERATION_STEP_LEASE_SECONDS)
+    lost = Operation.objects.active().filter(
+        Q(step_lease_until__lt=now) | Q(step_lease_until__isnull=True, step_due_at__lt=now - lease)
+    )
+    requeued = list(lost.values_list("pk", "step_number", "kind"))
+    for pk, number, kind in requeued:
+        _enqueue_step(pk, number, now, kind in END_GRANT_KINDS)
+    return requeued
 
 
 @task()
@@ -186,32 +308,18 @@ def enforce_deadline(operation_id):
 # --- Progress and finishing (the worker and the watchdog) ------------------------
 
 
-def mark_running(operation_id):
-    """Claim a queued operation for the worker; None when it is no longer queued."""
-    with transaction.atomic():
-        claimed = Operation.objects.filter(pk=operation_id, outcome=Outcome.QUEUED).update(
-            outcome=Outcome.RUNNING
-        )
-        if not claimed:
-            return None
-        # The history row now says Running.
-        Environment.objects.filter(operations=operation_id).bump_revision()
-    return Operation.objects.select_related(
-        "environment", "service", "firewall_rule", "database_account"
-    ).get(pk=operation_id)
+def complete_operation(operation_id, log="", step=None):
+    """The driver succeeded: the environment reaches the operation's target status.
+    ``step``: the number of the step that says so, ignored unless still the pending one."""
+    return _finish(operation_id, error="", log=log, step=step)
 
 
-def complete_operation(operation_id, log=""):
-    """The driver succeeded: the environment reaches the operation's target status."""
-    return _finish(operation_id, error="", log=log)
-
-
-def fail_operation(operation_id, error, log=""):
+def fail_operation(operation_id, error, log="", step=None):
     """The driver failed or the deadline passed: the environment becomes Failed."""
-    return _finish(operation_id, error=error or "The operation failed.", log=log)
+    return _finish(operation_id, error=error or "The operation failed.", log=log, step=step)
 
 
-def _finish(operation_id, *, error, log):
+def _finish(operation_id, *, error, log, step=None):
     with transaction.atomic():
         environment_id = Operation.objects.values_list("environment_id", flat=True).get(
             pk=operation_id
@@ -220,12 +328,14 @@ def _finish(operation_id, *, error, log):
         operation = Operation.objects.select_related(
             "service", "firewall_rule", "database_account"
         ).get(pk=operation_id)
-        if not operation.is_active:
+        if not operation.is_active or step not in (None, operation.step_number):
             logger.warning(
-                "Operation %s already ended %s; ignoring a late %s.",
+                "Operation %s is %s at step %s; ignoring a late %s of step %s.",
                 operation.activity_id,
                 operation.outcome,
+                operation.step_number,
                 "failure" if error else "completion",
+                step,
             )
             return operation
 
@@ -249,7 +359,13 @@ def _finish(operation_id, *, error, log):
         operation.status_after = environment.status
         if log:
             operation.log = (operation.log + log) if operation.log else log
-        operation.save(update_fields=["outcome", "error", "finished_at", "status_after", "log"])
+        operation.step, operation.step_due_at, operation.step_lease_until = "", None, None
+        operation.save(
+            update_fields=[
+                *("outcome", "error", "finished_at", "status_after", "log"),
+                *("step", "step_due_at", "step_lease_until"),
+            ]
+        )
 
         service = operation.service
         if service is not None and operation.action == OperationKind.RESTART_SERVICE:

@@ -1,9 +1,22 @@
 """The Maintain menu: restart a service, maintenance mode on and off, and recovery from
 Failed (Resume, Rollback, Abort)."""
 
-from environments.models import Operation, OperationKind, Outcome, ServiceKind, ServiceState
+from django.db import transaction
+from django.db.models import Value
+from django.db.models.functions import Concat
+from django.utils import timezone
+
+from environments.models import (
+    Environment,
+    Operation,
+    OperationKind,
+    Outcome,
+    ServiceKind,
+    ServiceState,
+)
 from environments.operations import events
-from environments.operations.core import start_operation, write_operation
+from environments.operations.core import start_operation, stopped, write_operation
+from environments.permissions import can_maintain
 from environments.refusals import OperationRefused
 
 
@@ -114,3 +127,43 @@ def _start_recovery(environment, user, kind, reason, via=""):
         return operation
 
     return start_operation(environment, user, kind, start)
+
+
+def stop(environment, user, reason, via=""):
+    """Stop the running Maintain operation: no further step runs. The step in flight
+    is allowed to end (a command is never killed half-way); only then does the operation
+    fail with "Stopped by <user>: <reason>", so that Resume, Rollback and Abort never
+    start beside a command that still runs. Ending access is not stopped: Remove and
+    Revoke end it."""
+    now = timezone.now()
+    with transaction.atomic():
+        locked = Environment.objects.select_for_update().get(pk=environment.pk)
+        if not can_maintain(user, locked):
+            raise OperationRefused(
+                "Only project owners and environment managers may stop an operation.",
+                OperationRefused.FORBIDDEN,
+            )
+        operation = locked.operations.active().maintain().first()
+        if operation is None:
+            raise OperationRefused(
+                f"Nothing is running on {locked.name} to stop.", OperationRefused.NOT_ALLOWED
+            )
+        if operation.stop_requested_at is not None:
+            raise OperationRefused(
+                f"{operation.activity} is already stopping.", OperationRefused.NOT_ALLOWED
+            )
+        who = f" via {via}" if via else ""
+        line = f"{now:%Y-%m-%d %H:%M:%S} Stop asked for by {user}{who}: {reason}\n"
+        Operation.objects.filter(pk=operation.pk).update(
+            stop_requested_at=now,
+            stop_requested_by=user,
+            stop_reason=reason,
+            log=Concat("log", Value(line)),
+        )
+        Environment.objects.filter(pk=locked.pk).bump_revision()
+        in_flight = operation.step_lease_until is not None and operation.step_lease_until > now
+        if not in_flight:
+            # Between two steps: nothing runs, so it stops at once.
+            return stopped(operation.pk)
+    operation.refresh_from_db()
+    return operation

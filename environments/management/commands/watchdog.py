@@ -1,16 +1,22 @@
 import contextlib
 import time
 
+from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from environments import windows
 from environments.notify import notifications, webhooks
-from environments.operations import expire_access, fail_overdue_operations
+from environments.operations import expire_access, fail_overdue_operations, requeue_lost_steps
+
+#: Seconds between two prunings of finished task rows.
+PRUNE_EVERY = 3600
 
 
 class Command(BaseCommand):
     help = (
-        "Fail every operation whose deadline has passed, end every access grant past "
+        "Fail every operation whose deadline has passed, hand out again the steps whose "
+        "task was lost, prune finished task rows, end every access grant past "
         "its expiry, start and end maintenance windows that are due and hand out mails "
         "and webhook events whose task was lost (run from cron, or with --loop)."
     )
@@ -35,12 +41,24 @@ class Command(BaseCommand):
                     f"Failed {operation.activity} on {operation.environment.slug} "
                     f"({operation.activity_id}): deadline passed."
                 )
+            for pk, number, kind in requeue_lost_steps():
+                self.stdout.write(f"Step {number} of operation {pk} ({kind}) handed out again.")
+            self.prune_task_results()
             for grant in expire_access():
                 self.stdout.write(f"{grant} on {grant.environment.slug}: removal queued")
             self.sweep_windows_and_notifications()
             if not loop:
                 return
             time.sleep(loop)
+
+    def prune_task_results(self):
+        """Each step of an operation leaves a task row: keep the finished ones a while."""
+        now = time.monotonic()
+        if now - getattr(self, "pruned_at", -PRUNE_EVERY) < PRUNE_EVERY:
+            return
+        self.pruned_at = now
+        days = str(settings.TASK_RESULTS_KEEP_DAYS)
+        call_command("prune_db_task_results", "--min-age-days", days, verbosity=0)
 
     def sweep_windows_and_notifications(self):
         """Maintenance windows that are due start or end (their tasks may be lost), and
