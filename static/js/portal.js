@@ -123,6 +123,8 @@ function focusAfter(trigger, target) {
     if (first) {
       first.focus();
     }
+  } else if (target && target.querySelector("[data-focus-here]")) {
+    target.querySelector("[data-focus-here]").focus(); // what it opened, e.g. credentials
   } else if (trigger.hasAttribute("data-cancel")) {
     (document.getElementById("maintain-toggle") || document.getElementById("status-line"))
       .focus();

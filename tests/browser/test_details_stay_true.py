@@ -1,6 +1,6 @@
 """The details page tells the truth while a person uses it (issue #24): the status keeps
 coming while the Maintain menu or a form is open, idle and hidden pages poll as they
-should, and signing in again returns to the page."""
+should, signing in again returns to the page, and credentials keep the focus."""
 
 import re
 
@@ -9,8 +9,9 @@ from playwright.sync_api import expect
 
 from environments import operations
 from environments.models import OperationKind
+from environments.operations import request_access
 from tests.browser.test_details_page import badge, choose, confirm, open_details
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, committing, run_worker
 
 pytestmark = pytest.mark.browser
 
@@ -137,3 +138,20 @@ def test_signing_in_again_after_signing_out_elsewhere_returns_to_the_styled_page
     expect(page.locator(".site-header")).to_be_visible()
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(246, 248, 250)", "the page is not styled"
+
+
+def test_show_credentials_takes_focus_to_them_not_to_the_status(
+    sign_in, live_server, environment, manager
+):
+    with committing():
+        request_access(environment, manager, level="read", reason="check a posting")
+    run_worker()
+    page = sign_in("mona")
+    open_details(page, live_server, environment)
+    page.get_by_role("link", name="Show credentials").click()
+
+    card = page.get_by_role("region", name=re.compile("^Credentials of "))
+    expect(card).to_be_focused()
+    expect(card).to_be_in_viewport()
+    card.get_by_role("button", name="Reveal").click()
+    assert page.evaluate("!!document.activeElement.closest('[data-testid=credentials]')")
