@@ -148,6 +148,9 @@ document.addEventListener("htmx:afterSettle", (event) => {
   const trigger = event.detail.requestConfig && event.detail.requestConfig.elt;
   if (trigger && !trigger.hasAttribute("data-poll")) {
     focusAfter(trigger, event.detail.target);
+    if (event.detail.target && event.detail.target.id.endsWith("-panel")) {
+      openers.set(event.detail.target, trigger);
+    }
   }
 });
 
@@ -186,6 +189,26 @@ document.addEventListener("click", (event) => {
       menu.open = false;
     }
   }
+});
+
+// --- Confirm steps ------------------------------------------------------------------
+// Escape closes a step opened in a panel of the page, as its Cancel does (or by emptying
+// the panel, where Cancel is a plain link), and focus goes back to what opened it.
+const openers = new WeakMap();
+document.addEventListener("keydown", (event) => {
+  const form = event.key === "Escape" && event.target.closest("[id$=-panel] form.confirm");
+  if (!form) {
+    return;
+  }
+  const cancel = form.querySelector("[data-cancel]");
+  if (cancel) {
+    cancel.click();
+  } else {
+    const panel = form.closest("[id$=-panel]");
+    panel.replaceChildren();
+    openers.get(panel)?.focus();
+  }
+  event.preventDefault();
 });
 
 // --- Credentials: reveal and copy -----------------------------------------------------

@@ -1,6 +1,6 @@
 """The details page tells the truth while a person uses it (issue #24): the status keeps
 coming while the Maintain menu or a form is open, idle and hidden pages poll as they
-should, signing in again returns to the page, and credentials keep the focus."""
+should, signing in again returns to the page, credentials keep focus, Escape closes a step."""
 
 import re
 
@@ -155,3 +155,20 @@ def test_show_credentials_takes_focus_to_them_not_to_the_status(
     expect(card).to_be_in_viewport()
     card.get_by_role("button", name="Reveal").click()
     assert page.evaluate("!!document.activeElement.closest('[data-testid=credentials]')")
+
+
+def test_escape_closes_a_confirm_step_and_returns_focus(sign_in, live_server, environment, manager):
+    page = sign_in("mona")
+    open_details(page, live_server, environment)
+    choose(page, "Enable Maintenance mode")
+    page.focus("#maintain-panel textarea[name=reason]")
+    page.keyboard.press("Escape")
+    expect(page.get_by_test_id("confirm")).to_have_count(0)
+    expect(page.locator("#maintain-toggle")).to_be_focused()
+
+    schedule = page.get_by_test_id("schedule-window")
+    schedule.click()
+    expect(page.locator("#window-panel input[name=starts_at]")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.get_by_test_id("schedule-window-form")).to_have_count(0)
+    expect(schedule).to_be_focused()
