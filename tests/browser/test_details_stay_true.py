@@ -1,6 +1,7 @@
 """The details page tells the truth while a person uses it (issue #24): the status keeps
 coming while the Maintain menu or a form is open, idle and hidden pages poll as they
-should, signing in again returns to the page, credentials keep focus, Escape closes a step."""
+should, signing in again returns to the page, credentials keep focus, Escape closes a step,
+and a skip link leads every page."""
 
 import re
 
@@ -172,3 +173,40 @@ def test_escape_closes_a_confirm_step_and_returns_focus(sign_in, live_server, en
     page.keyboard.press("Escape")
     expect(page.get_by_test_id("schedule-window-form")).to_have_count(0)
     expect(schedule).to_be_focused()
+
+
+FIRST_FOCUSABLE = """() => document.querySelector(
+    'a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex="0"]')"""
+
+
+@pytest.mark.parametrize(
+    "path", ["/accounts/login/", "/environments/", "/environments/{slug}/", "/history/"]
+)
+def test_the_first_tab_stop_of_a_page_skips_to_its_main_content(
+    browser, live_server, environment, manager, path
+):
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        if path != "/accounts/login/":
+            page.goto(f"{live_server.url}/accounts/login/")
+            page.fill("#id_username", "mona")
+            page.fill("#id_password", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{live_server.url}/environments/")
+        page.goto(live_server.url + path.format(slug=environment.slug))
+        skip = page.get_by_role("link", name="Skip to main content")
+        assert page.evaluate(f"({FIRST_FOCUSABLE})().textContent") == "Skip to main content"
+        expect(skip).not_to_be_in_viewport()  # out of sight until it has focus
+
+        # The sign-in page puts focus in its first field; every other page starts at the top.
+        if path == "/accounts/login/":
+            skip.focus()
+        else:
+            page.keyboard.press("Tab")
+        expect(skip).to_be_focused()
+        expect(skip).to_be_in_viewport()
+        page.keyboard.press("Enter")
+        expect(page.locator("main")).to_be_focused()
+    finally:
+        context.close()
