@@ -52,7 +52,7 @@ def test_confirm_restart_starts_it_and_the_badge_shows_restarting_at_once(
     body = response.content.decode()
     assert response.status_code == 200
     assert "Restarting service" in body
-    assert 'hx-trigger="every 1s"' in body
+    assert 'hx-trigger="every 1s, poll-now"' in body
     operation = Operation.objects.get()
     assert operation.activity == "Restart service: AOS"
     assert operation.reason == "stuck batch"
@@ -64,21 +64,21 @@ def test_confirm_without_htmx_redirects_to_the_details_page(as_manager, environm
     assert response.url == environment.get_absolute_url()
 
 
-def test_poll_asks_every_second_while_running_and_every_ten_once_settled(
+def test_poll_asks_every_second_while_running_and_every_two_once_settled(
     as_manager, environment, manager, start
 ):
     start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
     running = as_manager.get(status_url(environment), **HTMX)
     assert running.status_code == 200
     assert "Restarting service" in running.content.decode()
-    assert 'hx-trigger="every 1s"' in running.content.decode()
+    assert 'hx-trigger="every 1s, poll-now"' in running.content.decode()
 
     run_worker()
 
     settled = as_manager.get(status_url(environment), **HTMX)
     body = settled.content.decode()
     assert settled.status_code == 200
-    assert "Deployed" in body and 'hx-trigger="every 10s"' in body
+    assert "Deployed" in body and 'hx-trigger="every 2s, poll-now"' in body
     assert ">Restart service</a>" in body  # the menu is back
     assert 'data-outcome="succeeded"' in body  # and the history shows the result
 

@@ -118,7 +118,7 @@ def test_menu_says_an_operation_is_in_progress_and_offers_nothing(
     assert "An operation is in progress" in body
     assert "Restart service: AOS" in body
     assert 'data-testid="maintain-menu"' not in body
-    assert 'hx-trigger="every 1s"' in body
+    assert 'hx-trigger="every 1s, poll-now"' in body
 
 
 def test_sign_in_page_signs_in_and_lands_on_the_environment_list(client, member):

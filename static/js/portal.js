@@ -1,21 +1,101 @@
 // The portal's one script: what htmx's attributes cannot say. Loaded with defer.
 
 // --- Polls ------------------------------------------------------------------------
-// The live region and the environment list poll for news. When the answer is the one
-// already on the page (the browser revalidated it: the same ETag), or while the person
-// is in the Maintain menu or filling in a confirm step, the poll leaves the page alone,
-// so that focus, an open menu and what they typed stay where they are.
-document.addEventListener("htmx:beforeSwap", (event) => {
-  const target = event.detail.target;
-  if (event.detail.requestConfig.elt !== target) {
-    return; // not a poll: a person asked for this
-  }
-  const etag = event.detail.xhr.getResponseHeader("ETag");
-  const busy = target.querySelector("form.confirm, details[open]");
-  if ((etag && etag === target.dataset.etag) || busy) {
-    event.detail.shouldSwap = false;
+// The live region and the environment list poll for news (data-poll): every few seconds
+// while the tab is visible, none while it is hidden, and at once when it is shown again.
+// An answer the page already shows (the browser revalidated it: the same ETag) is left
+// out. Otherwise the live region's parts (its children with an id) are brought up to
+// date, but a part a person is using stays as it is: an open menu, a form they are
+// filling in, credentials they opened, focus on something without an id (focus on an id
+// follows it into the new part). The page is then behind (data-behind) until the next
+// poll finds nothing in use, which closing the menu asks for at once.
+const isPoll = ({ requestConfig, target }) =>
+  requestConfig.elt === target && target.hasAttribute("data-poll");
+let heldNews = ""; // what the parts left as they were no longer say (see newsFor)
+
+document.addEventListener("htmx:confirm", (event) => {
+  if (document.hidden && event.detail.elt.hasAttribute("data-poll")) {
+    event.preventDefault();
   }
 });
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) {
+    for (const region of document.querySelectorAll("[data-poll]")) {
+      htmx.trigger(region, "poll-now");
+    }
+  }
+});
+
+function partsInUse(region) {
+  const focused = document.activeElement;
+  return [...region.children].filter(
+    (part) =>
+      part.id &&
+      (part.querySelector("details[open], form.confirm, .credentials") ||
+        (part.contains(focused) && !focused.id)),
+  );
+}
+
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const { target, xhr } = event.detail;
+  if (!isPoll(event.detail)) {
+    return; // a person asked for this
+  }
+  const held = partsInUse(target);
+  const etag = xhr.getResponseHeader("ETag");
+  const catchingUp = target.hasAttribute("data-behind") && !held.length;
+  if (etag && etag === target.dataset.etag && !catchingUp) {
+    event.detail.shouldSwap = false;
+  } else if (held.length) {
+    const answer = document.createElement("template");
+    answer.innerHTML = event.detail.serverResponse;
+    heldNews = held.flatMap((part) => newsFor(part, answer.content)).join(" ");
+    for (const part of held) {
+      answer.content.getElementById(part.id)?.setAttribute("hx-preserve", "");
+    }
+    answer.content.firstElementChild?.setAttribute("data-behind", "");
+    event.detail.serverResponse = answer.innerHTML;
+  }
+});
+
+// What a part left as it was no longer says: the Maintain menu's actions have changed,
+// or the form open in it is for an action the page no longer offers.
+function newsFor(part, answer) {
+  const news = [];
+  const actions = (root) =>
+    [...root.querySelectorAll("[data-testid=maintain-menu] .menu-item")].map((item) =>
+      item.textContent.trim(),
+    );
+  const menu = part.querySelector("details[open]");
+  const fresh = answer.getElementById(part.id);
+  if (menu && fresh && actions(part).join() !== actions(fresh).join()) {
+    const now = actions(fresh);
+    news.push(
+      now.length
+        ? `${now.join(", ")} ${now.length === 1 ? "is" : "are"} available in the Maintain menu.`
+        : "No Maintain action is available now.",
+    );
+  }
+  for (const form of part.querySelectorAll("form.confirm")) {
+    const opener = answer.querySelector(`a[href="${CSS.escape(form.getAttribute("action"))}"]`);
+    if (!opener) {
+      news.push(`${form.querySelector("h3").textContent.trim()} is not available now.`);
+    }
+  }
+  return news;
+}
+
+document.addEventListener(
+  "toggle",
+  (event) => {
+    const region = event.target.closest("[data-poll][data-behind]");
+    if (region && !event.target.open) {
+      htmx.trigger(region, "poll-now");
+    }
+  },
+  true, // toggle does not bubble
+);
 
 // --- What a screen reader hears, and where focus goes -------------------------------
 const announcer = () => document.getElementById("status-announcer");
@@ -29,6 +109,7 @@ const statusText = () => {
   return [badge, note].filter(Boolean).map((part) => part.textContent.trim()).join(", ");
 };
 let lastStatus = statusText();
+let lastHeldNews = "";
 
 function focusAfter(trigger, target) {
   const live = document.getElementById("live");
@@ -42,6 +123,8 @@ function focusAfter(trigger, target) {
     if (first) {
       first.focus();
     }
+  } else if (target && target.querySelector("[data-focus-here]")) {
+    target.querySelector("[data-focus-here]").focus(); // what it opened, e.g. credentials
   } else if (trigger.hasAttribute("data-cancel")) {
     (document.getElementById("maintain-toggle") || document.getElementById("status-line"))
       .focus();
@@ -54,13 +137,20 @@ function focusAfter(trigger, target) {
 
 document.addEventListener("htmx:afterSettle", (event) => {
   const now = statusText();
-  if (now && now !== lastStatus && announcer()) {
-    announcer().textContent = now;
+  // "Deployed: Restart service, Enable access are available in the Maintain menu."
+  const news = [now !== lastStatus && now, heldNews !== lastHeldNews && heldNews];
+  if (news.some(Boolean) && announcer()) {
+    announcer().textContent = news.filter(Boolean).join(": ");
   }
   lastStatus = now;
+  lastHeldNews = heldNews;
+  heldNews = "";
   const trigger = event.detail.requestConfig && event.detail.requestConfig.elt;
-  if (trigger && trigger.id !== "live" && trigger.id !== "environments") {
+  if (trigger && !trigger.hasAttribute("data-poll")) {
     focusAfter(trigger, event.detail.target);
+    if (event.detail.target && event.detail.target.id.endsWith("-panel")) {
+      openers.set(event.detail.target, trigger);
+    }
   }
 });
 
@@ -99,6 +189,26 @@ document.addEventListener("click", (event) => {
       menu.open = false;
     }
   }
+});
+
+// --- Confirm steps ------------------------------------------------------------------
+// Escape closes a step opened in a panel of the page, as its Cancel does (or by emptying
+// the panel, where Cancel is a plain link), and focus goes back to what opened it.
+const openers = new WeakMap();
+document.addEventListener("keydown", (event) => {
+  const form = event.key === "Escape" && event.target.closest("[id$=-panel] form.confirm");
+  if (!form) {
+    return;
+  }
+  const cancel = form.querySelector("[data-cancel]");
+  if (cancel) {
+    cancel.click();
+  } else {
+    const panel = form.closest("[id$=-panel]");
+    panel.replaceChildren();
+    openers.get(panel)?.focus();
+  }
+  event.preventDefault();
 });
 
 // --- Credentials: reveal and copy -----------------------------------------------------
