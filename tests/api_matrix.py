@@ -4,8 +4,9 @@ tests/authz_matrix.py has it for the pages.
 tests/test_api_authorization_matrix.py turns each cell into a test, and docs/api.md
 shows the same table (a test checks that it is this one). The cast is
 tests/conftest.py's; each user calls with a Maintain token of their own, and
-"anonymous" with no token. Read tokens are tested apart (tests/test_api_tokens.py):
-whatever they may not do is 403 before anything else is looked at.
+"anonymous" with no token. Read tokens are not in the table: every row that is not a
+GET is 403 insufficient_scope for each role's Read token, before anything else is looked
+at, and changes nothing (tests/test_api_authorization_matrix.py).
 
 Answers are status codes. The firewall rule and the database account were granted to
 the owner (alice), and the operation is the rule's. The maintenance window was

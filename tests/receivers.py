@@ -17,6 +17,10 @@ from aiosmtpd.controller import Controller
 
 from tests.live import free_port
 
+#: How long a held receiver waits for its test at most: far longer than any test holds
+#: it, so it ends a wait only when the test itself has failed.
+HOLD_GUARD_SECONDS = 120
+
 
 @dataclass
 class Mail:
@@ -95,13 +99,15 @@ class Delivery:
 @dataclass
 class Receiver:
     """A webhook receiver: checks each event's signature with ``secret``, answers with
-    the next of ``statuses`` (then 200; a dict holds a list per event), after ``delay``
-    seconds."""
+    the next of ``statuses`` (then 200; a dict holds a list per event), once ``hold`` (a
+    threading.Event the test sets) lets it. ``answered`` lists the events it has
+    answered, in order."""
 
     secret: str
     statuses: list = field(default_factory=list)
-    delay: float = 0.0
+    hold: threading.Event | None = None
     received: list = field(default_factory=list)
+    answered: list = field(default_factory=list)
 
     def handler(self):
         receiver = self
@@ -113,9 +119,11 @@ class Receiver:
                 given = self.headers.get("X-Portal-Signature-256", "")
                 ok = hmac.compare_digest(given, f"sha256={expected}")
                 receiver.received.append(Delivery(dict(self.headers), body, ok))
-                if receiver.delay:
-                    time.sleep(receiver.delay)
-                status = receiver.next_status(json.loads(body).get("event"))
+                if receiver.hold is not None:
+                    # Bounded only so that a failed test leaves no thread behind.
+                    receiver.hold.wait(timeout=HOLD_GUARD_SECONDS)
+                event = json.loads(body).get("event")
+                status = receiver.next_status(event)
                 if not ok:
                     status = 401
                 answer = f"answer {status}".encode()
@@ -126,6 +134,7 @@ class Receiver:
                     self.wfile.write(answer)
                 except OSError:
                     pass  # the portal stopped waiting (its timeout)
+                receiver.answered.append(event)
 
             def log_message(self, *args):
                 pass
@@ -149,7 +158,7 @@ class Receiver:
 
 @pytest.fixture
 def webhook_receiver():
-    """Start a receiver: ``webhook_receiver(secret, statuses=[500, 500], delay=0)``;
+    """Start a receiver: ``webhook_receiver(secret, statuses=[500, 500], hold=event)``;
     its ``url`` is where to send."""
     servers = []
 

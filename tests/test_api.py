@@ -293,6 +293,26 @@ def test_the_cursor_walks_every_row_once_newest_first(as_manager, environment, m
     assert started == sorted(started, reverse=True)
 
 
+def test_the_cursor_walks_rows_that_share_one_start_time_each_once(
+    as_manager, environment, manager
+):
+    older = add_history(environment, manager, 2, start=timezone.now() - timedelta(days=2))
+    tied = add_history(environment, manager, 7)
+    newer = add_history(environment, manager, 2, start=timezone.now() - timedelta(hours=1))
+    one_time = timezone.now() - timedelta(hours=12)
+    Operation.objects.filter(pk__in=[op.pk for op in tied]).update(started_at=one_time)
+
+    # Pages of 3 end inside the tied rows, twice.
+    rows, pages = walk(as_manager, f"{API}/environments/{environment.slug}/history?limit=3")
+
+    ids = [row["activity_id"] for row in rows]
+    assert len(ids) == len(set(ids)) == 11
+    assert set(ids) == {str(op.activity_id) for op in older + tied + newer}
+    assert pages == 4
+    assert ids[:2] == [str(op.activity_id) for op in reversed(newer)]
+    assert ids[-2:] == [str(op.activity_id) for op in reversed(older)]
+
+
 def test_rows_written_while_walking_shift_no_page(as_manager, environment, manager):
     add_history(environment, manager, 30)
     first = as_manager.get(f"{API}/history?limit=10").json()

@@ -13,9 +13,11 @@ from environments.api import api
 from environments.models import (
     AccessLevel,
     DatabaseAccount,
+    Environment,
     FirewallRule,
     MaintenanceWindow,
     Operation,
+    TokenScope,
 )
 from tests.api_clients import api_client, send
 from tests.api_matrix import MATRIX, ROLES, markdown_table
@@ -88,6 +90,37 @@ def test_api_authorization_matrix(world, method, path, body, role, expected):
         assert content_type.startswith("application/json")
     if role == "outsider":
         assert world["environment"].name not in response.content.decode()
+
+
+WRITES = [
+    pytest.param(method, path, body, id=f"{method} {path}")
+    for _, method, path, body, _ in MATRIX
+    if method != "GET"
+]
+
+
+def everything_a_write_could_change():
+    """The rows an API request could change, as the database holds them."""
+    return {
+        model.__name__: list(model.objects.order_by("pk").values())
+        for model in (Operation, MaintenanceWindow, FirewallRule, DatabaseAccount, Environment)
+    }
+
+
+@pytest.mark.parametrize("role", [role for role in ROLES if role != "anonymous"])
+@pytest.mark.parametrize("method, path, body", WRITES)
+def test_a_read_token_is_refused_every_change_with_403_and_changes_nothing(
+    world, method, path, body, role
+):
+    client = api_client(world["users"][role], TokenScope.READ)
+    before = everything_a_write_could_change()
+
+    response = send(client, method, path.format(**world["values"]), body)
+
+    assert response.status_code == 403, response.content[:500]
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["type"] == "urn:lcs-portal:problem:insufficient_scope"
+    assert everything_a_write_could_change() == before
 
 
 def test_the_matrix_covers_every_endpoint_of_the_api():

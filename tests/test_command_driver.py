@@ -4,15 +4,17 @@ their output kept (bounded), and a health check before the environment settles."
 import json
 import re
 import sys
-import time
 
 import pytest
 
 from environments.models import OperationKind, Outcome, ServiceState, Status
 from tests.conftest import make_environment, run_worker
-from tests.live import is_running
+from tests.live import is_running, wait_for
 
 RESTART = OperationKind.RESTART_SERVICE
+#: A command that waits for the test gives up after this long: far longer than any test
+#: runs, so it ends a wait only when the test itself has failed.
+HANG_GUARD_SECONDS = 120
 
 
 def py(code):
@@ -109,29 +111,40 @@ def test_a_command_that_exits_non_zero_fails_with_the_tail_of_stderr(
 def test_a_command_that_hangs_past_its_timeout_is_stopped_with_its_children_and_fails(
     environment, manager, start, configure, tmp_path
 ):
-    pids = tmp_path / "pids"
+    """The command and its child wait for a file the test creates only afterwards: the
+    operation fails at the command's timeout while they still wait (were it to wait for
+    them, they would end by themselves, much later, and the restart would succeed)."""
+    pids, release = tmp_path / "pids", tmp_path / "release"
+    wait_for_release = (
+        "import os, time\n"
+        f"for _ in range({HANG_GUARD_SECONDS * 20}):\n"
+        f"    if os.path.exists({str(release)!r}): break\n"
+        "    time.sleep(0.05)\n"
+    )
     hanging = py(
-        "import os, subprocess, sys, time; "
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        "import os, subprocess, sys; "
+        f"child = subprocess.Popen([sys.executable, '-c', {wait_for_release!r}]); "
         f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}'); "
         "print('waiting for the service to stop', flush=True); "
-        "sys.stderr.write('still waiting for aos\\n'); sys.stderr.flush(); time.sleep(60)"
+        "sys.stderr.write('still waiting for aos\\n'); sys.stderr.flush(); "
+        f"exec({wait_for_release!r})"
     )
     configure(environment, restart=hanging, health=HEALTHY, timeout=1)
 
-    began = time.monotonic()
-    operation = restart_aos(environment, manager, start)
+    try:
+        operation = restart_aos(environment, manager, start)
 
-    assert time.monotonic() - began < 15
-    assert environment.status == Status.FAILED
-    assert "did not finish within 1 s and was stopped: still waiting for aos" in operation.error
-    assert "waiting for the service to stop" in operation.log
-    command_pid, child_pid = map(int, pids.read_text().split())
-    end = time.monotonic() + 5
-    while (is_running(command_pid) or is_running(child_pid)) and time.monotonic() < end:
-        time.sleep(0.05)
-    assert not is_running(command_pid)
-    assert not is_running(child_pid), "the command's child outlived the timeout"
+        assert environment.status == Status.FAILED
+        assert "did not finish within 1 s and was stopped: still waiting for aos" in (
+            operation.error
+        )
+        assert "waiting for the service to stop" in operation.log
+        command_pid, child_pid = map(int, pids.read_text().split())
+        gone = wait_for(lambda: not is_running(command_pid) and not is_running(child_pid), 30)
+        assert not is_running(command_pid)
+        assert gone, "the command's child outlived the timeout"
+    finally:
+        release.touch()
 
 
 def test_a_health_check_that_never_passes_fails_at_the_deadline(

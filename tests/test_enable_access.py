@@ -302,6 +302,35 @@ def test_failed_removals_are_retried_with_back_off(as_manager, environment, sett
     assert removals.all().count() == 3  # a fresh query: the first look cached one row
 
 
+def test_a_removal_that_keeps_failing_waits_twice_as_long_each_time_up_to_an_hour(
+    as_manager, environment, settings, monkeypatch
+):
+    from environments.operations import expire_access
+
+    enable(as_manager, environment)
+    run_worker()
+    settings.PORTAL_FIREWALL_DRIVER = "command"
+    monkeypatch.setenv("PORTAL_FIREWALL_REMOVE", '["false"]')
+    rule = FirewallRule.objects.get()
+    with committing():
+        as_manager.post(reverse("firewall-rule-remove", args=[environment.slug, rule.pk]), **HTMX)
+    run_worker()
+    removals = Operation.objects.filter(kind=OperationKind.REMOVE_ACCESS)
+
+    # The wait after each failure: doubled from a minute, at most an hour.
+    for failures, minutes in enumerate([1, 2, 4, 8, 16, 32, 60, 60], start=1):
+        assert removals.filter(outcome=Outcome.FAILED).count() == failures
+        wait = timedelta(minutes=minutes)
+        failed_at = removals.order_by("-finished_at").first().finished_at
+        with committing():
+            too_soon = expire_access(now=failed_at + wait - timedelta(seconds=1))
+            assert too_soon == [], f"retried before {minutes} min after failure {failures}"
+            assert expire_access(now=failed_at + wait) == [rule], f"not due after {minutes} min"
+        run_worker()  # fails again
+
+    assert removals.filter(outcome=Outcome.FAILED).count() == 9
+
+
 def test_history_shows_when_a_rule_expires_and_how_it_ended(as_manager, environment, manager):
     import csv
     import io

@@ -11,7 +11,8 @@ from django.utils import timezone
 from environments.history_cursor import PAGE_SIZE, decode_cursor, encode_cursor
 from environments.models import Operation, OperationKind, Outcome, Status
 from environments.web.history import csv_safe
-from tests.conftest import make_environment, run_worker
+from tests.api_clients import API, api_client, send
+from tests.conftest import committing, make_environment, run_worker
 
 
 def add_history(environment, user, count, *, start=None, **fields):
@@ -156,6 +157,47 @@ def test_csv_export_streams_the_filtered_rows(as_member, environment, manager, o
     assert len(rows) == 4
     assert {row[9] for row in rows[1:]} == {"mona"}
     assert rows[1][2] == "Restart service: AOS" and rows[1][10] == "routine"
+
+
+def test_csv_export_has_every_column_and_says_which_token_made_a_change(
+    as_member, environment, manager
+):
+    with committing():
+        response = send(
+            api_client(manager, name="nightly"),
+            "POST",
+            f"{API}/environments/{environment.slug}/operations",
+            {"action": "enable_maintenance", "reason": "patching"},
+        )
+    assert response.status_code == 202
+
+    export = as_member.get(reverse("environment-history-csv", args=[environment.slug]))
+
+    header, *rows = csv.reader(io.StringIO(b"".join(export.streaming_content).decode()))
+    assert header == [
+        "activity_id",
+        "environment",
+        "activity",
+        "status_before",
+        "status_after",
+        "outcome",
+        "started",
+        "finished",
+        "duration_seconds",
+        "requested_by",
+        "reason",
+        "error",
+        "access_expires",
+        "access_ended",
+        "via",
+    ]
+    (row,) = [dict(zip(header, row, strict=True)) for row in rows]
+    assert (row["activity"], row["requested_by"], row["reason"]) == (
+        "Enable Maintenance mode",
+        "mona",
+        "patching",
+    )
+    assert row["via"] == "API (nightly)"
 
 
 def test_csv_export_walks_every_row_once_page_by_page_while_history_grows(

@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from environments import operations
 from environments.models import (
+    AccessLevel,
     Environment,
     EnvironmentRole,
     EnvironmentRoleKind,
@@ -142,6 +143,41 @@ def test_a_page_kept_in_the_cache_shows_the_change_that_moved_the_revision(
     operations.enable_maintenance(environment, manager)
 
     assert b"tom (Maintenance mode user)" in client.get(url, HTTP_HX_REQUEST="1").content
+
+
+def rule_being_applied(environment, user):
+    operation = operations.enable_access(
+        environment, user, name="office", cidr="203.0.113.7/32", reason="support"
+    )
+    return operation.firewall_rule, operations.remove_access, b'data-testid="firewall-rule"'
+
+
+def account_being_applied(environment, user):
+    operation = operations.request_access(
+        environment, user, level=AccessLevel.READ, reason="support"
+    )
+    return operation.database_account, operations.revoke_access, b'data-testid="database-account"'
+
+
+@pytest.mark.parametrize("grant", [rule_being_applied, account_being_applied])
+def test_a_grant_ended_while_it_is_still_being_applied_leaves_the_cached_page_at_once(
+    client, environment, manager, grant
+):
+    """Its removal is queued only once the apply settles, but the page shows it ended
+    now: the end itself moves the revision."""
+    grant, end, row = grant(environment, manager)  # queued: the worker has not applied it
+    assert grant.applied_at is None
+    client.force_login(manager)
+    url = reverse("environment-status", args=[environment.slug])
+    shown = client.get(url, HTTP_HX_REQUEST="1")
+    assert row in shown.content
+
+    assert end(grant, manager)
+
+    poll = client.get(url, HTTP_IF_NONE_MATCH=shown["ETag"], HTTP_HX_REQUEST="1")
+    assert poll.status_code == 200
+    assert row not in poll.content
+    assert row not in client.get(url, HTTP_HX_REQUEST="1").content
 
 
 def test_a_user_renamed_in_the_admin_shows_renamed_at_once(client, superuser, environment, maint):

@@ -7,7 +7,14 @@ from django.core.cache.utils import make_template_fragment_key
 from django.urls import reverse
 
 from environments import operations
-from environments.models import AccessLevel, DatabaseAccount, OperationKind
+from environments.models import (
+    AccessLevel,
+    DatabaseAccount,
+    Environment,
+    OperationKind,
+    ProjectMembership,
+    ProjectRole,
+)
 from tests.conftest import committing, run_worker
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -71,6 +78,25 @@ def test_viewers_with_other_roles_get_other_etags(client, environment, manager, 
     assert members["ETag"] != managers["ETag"]
     assert b">Maintain</summary>" in managers.content
     assert b">Maintain</summary>" not in members.content
+
+
+def test_a_role_changed_without_moving_the_revision_still_changes_the_etag(
+    client, environment, member
+):
+    """A bulk update (the shell, a sync from single sign-on) saves no membership, so the
+    revision stays; the ETag names the viewer's role all the same."""
+    client.force_login(member)
+    as_member = client.get(status_url(environment), **HTMX)
+    assert b">Maintain</summary>" not in as_member.content
+    revision = Environment.objects.values_list("revision", flat=True).get(pk=environment.pk)
+
+    ProjectMembership.objects.filter(user=member).update(role=ProjectRole.MANAGER)
+
+    assert Environment.objects.get(pk=environment.pk).revision == revision
+    as_manager = client.get(status_url(environment), HTTP_IF_NONE_MATCH=as_member["ETag"], **HTMX)
+    assert as_manager.status_code == 200
+    assert as_manager["ETag"] != as_member["ETag"]
+    assert b">Maintain</summary>" in as_manager.content
 
 
 def test_the_page_the_poll_and_the_cache_never_hold_a_password(

@@ -14,6 +14,8 @@ from django.utils import timezone
 from environments import windows
 from environments.models import (
     MaintenanceWindow,
+    Notification,
+    NotificationEvent,
     Operation,
     OperationKind,
     Outcome,
@@ -46,6 +48,8 @@ def test_a_window_warns_opens_and_closes_by_itself_and_the_webhook_sees_four_sig
     log = tmp_path / "worker.log"
     worker = start_worker(log, env=subprocess_env(SIMULATED_DRIVER_DELAY=0.3, **smtp_server.env))
     try:
+        # The worker's start-up is not part of the window's three seconds.
+        assert wait_for(lambda: "Starting worker" in log.read_text(), timeout=60), log.read_text()
         starts_at = timezone.now() + timedelta(seconds=3)
         window = windows.schedule(
             environment,
@@ -55,7 +59,6 @@ def test_a_window_warns_opens_and_closes_by_itself_and_the_webhook_sees_four_sig
             reason="Tonight's upgrade",
         )
         assert smtp_server.wait_for(lambda mails: len(mails) >= 3), log.read_text()
-        assert state_of(window) == WindowState.SCHEDULED
         assert wait_for(lambda: state_of(window) == WindowState.COMPLETED, timeout=30), (
             log.read_text()
         )
@@ -67,8 +70,14 @@ def test_a_window_warns_opens_and_closes_by_itself_and_the_webhook_sees_four_sig
         stop(worker)
 
     window.refresh_from_db()
-    assert 0 <= (window.started_at - window.starts_at).total_seconds() < 2
+    # The warning was written before the window opened (its mails may arrive later, on a
+    # loaded machine after it opened; the order they arrive in is checked below).
+    reminder = Notification.objects.get(window=window, event=NotificationEvent.WINDOW_REMINDER)
+    assert reminder.created_at < window.started_at
     on, off = Operation.objects.filter(window=window).order_by("started_at")
+    # Opened no earlier than its start and before its end, closed at its end or after.
+    assert window.starts_at <= window.started_at < window.ends_at <= off.started_at
+    assert window.started_at <= on.started_at
     assert (on.kind, off.kind) == (
         OperationKind.ENABLE_MAINTENANCE,
         OperationKind.DISABLE_MAINTENANCE,
@@ -114,7 +123,6 @@ def test_a_window_due_while_the_worker_was_down_starts_once_when_it_comes_back(
 
     log = tmp_path / "worker.log"
     env = subprocess_env(SIMULATED_DRIVER_DELAY=0.3)
-    back = time.monotonic()
     # Two workers and the watchdog's sweep, all at once, all finding it due.
     workers = [start_worker(log, env=env), start_worker(log, env=env)]
 
@@ -128,7 +136,6 @@ def test_a_window_due_while_the_worker_was_down_starts_once_when_it_comes_back(
     sweeper.start()
     try:
         assert wait_for(lambda: state_of(window) == WindowState.ACTIVE, timeout=60), log.read_text()
-        started_within = time.monotonic() - back
         enable = Operation.objects.filter(window=window)
         assert wait_for(lambda: enable.filter(outcome=Outcome.SUCCEEDED).exists(), timeout=30), (
             log.read_text()
@@ -139,7 +146,6 @@ def test_a_window_due_while_the_worker_was_down_starts_once_when_it_comes_back(
         for worker in workers:
             stop(worker)
 
-    assert started_within < 60
     assert Operation.objects.filter(kind=OperationKind.ENABLE_MAINTENANCE).count() == 1
     environment.refresh_from_db()
     assert environment.status == Status.IN_MAINTENANCE
