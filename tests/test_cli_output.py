@@ -23,7 +23,9 @@ from tests.test_history import add_history
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 #: The colours and styles rich writes itself when it prints to a terminal.
 RICH_STYLES = re.compile(r"\x1b\[[0-9;]*m")
-HOSTILE = "fine\x1b[2J\x1b]0;owned\x07\r\x9b31mFAKE [bold]x[/bold]\x00\x7f :warning:"
+#: Erase the screen, retitle the window, overwrite the line, recolour (8-bit CSI), rich
+#: markup and an emoji code; no NUL, which PostgreSQL refuses to store.
+HOSTILE = "fine\x1b[2J\x1b]0;owned\x07\r\x9b31mFAKE [bold]x[/bold]\x08\x7f :warning:"
 SHOWN = "fine 31mFAKE [bold]x[/bold] :warning:"  # on one line
 SHOWN_LINES = "fine\n31mFAKE [bold]x[/bold] :warning:"  # where lines are kept
 
