@@ -1,5 +1,6 @@
 """The API over HTTP: a bearer token, JSON in and out, problems as exceptions, and a
-polite wait when the portal says 429."""
+polite wait when the portal says 429. Anything that is not the API's JSON (a redirect
+to a sign-in page, an HTML error page of a proxy) is NotAPortal, never read as data."""
 
 import time
 
@@ -10,14 +11,17 @@ from portal_cli import __version__
 API_PATH = "/api/v1/"
 #: How often a 429 (too many requests) is waited out before giving up.
 RATE_LIMIT_RETRIES = 5
+REQUEST_ID_HEADER = "X-Request-Id"
 
 
 class ApiError(Exception):
-    """The portal answered with a problem: ``status``, ``title`` and ``detail``."""
+    """The portal answered with a problem: ``status``, ``title``, ``detail`` and, when
+    the portal sent one, the ``request_id`` its logs know the request by."""
 
-    def __init__(self, status, problem):
+    def __init__(self, status, problem, request_id=None):
         self.status = status
         self.problem = problem
+        self.request_id = request_id
         self.title = problem.get("title") or f"HTTP {status}"
         self.detail = problem.get("detail") or ""
         super().__init__(f"{self.title}: {self.detail}" if self.detail else self.title)
@@ -26,6 +30,14 @@ class ApiError(Exception):
     def refused(self):
         """The portal refused the request (4xx): nothing was done."""
         return 400 <= self.status < 500
+
+
+class NotAPortal(Exception):
+    """What answered is not the portal's API: nothing it said was understood."""
+
+    def __init__(self, url, why, request_id=None):
+        super().__init__(f"{url} does not look like a portal API: {why}.")
+        self.request_id = request_id
 
 
 class Api:
@@ -57,14 +69,8 @@ class Api:
             if response.status_code != 429:
                 break
             # Nothing was done: wait as long as the portal asks, then ask again.
-            time.sleep(min(float(response.headers.get("Retry-After", "1")), 60.0))
-        if response.status_code >= 400:
-            try:
-                problem = response.json()
-            except ValueError:
-                problem = {"detail": response.text[:500]}
-            raise ApiError(response.status_code, problem)
-        return response.json()
+            time.sleep(retry_after(response))
+        return understood(response)
 
     def pages(self, path, **params):
         """Every item of a cursor-paged list, page after page, as they come."""
@@ -74,6 +80,38 @@ class Api:
             if not page["next"]:
                 return
             page = self.request("GET", relative(page["next"]))
+
+
+def understood(response):
+    """The answer's JSON; its problem as ApiError; NotAPortal for anything else."""
+    url = response.request.url
+    request_id = response.headers.get(REQUEST_ID_HEADER)
+    status = f"{response.status_code} {response.reason_phrase}".strip()
+    if response.is_redirect:
+        # The API never redirects: a sign-in front end, or http:// moved to https://.
+        location = response.headers["Location"]
+        raise NotAPortal(url, f"it answered {status}, redirecting to {location}", request_id)
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        what = "an HTML page" if "html" in content_type else content_type or "no content type"
+        raise NotAPortal(url, f"it answered {status} with {what}", request_id)
+    try:
+        body = response.json()
+    except ValueError:
+        raise NotAPortal(url, f"it answered {status} with JSON that does not parse") from None
+    if response.status_code >= 400:
+        if not isinstance(body, dict):
+            raise NotAPortal(url, f"it answered {status} with no problem document", request_id)
+        raise ApiError(response.status_code, body, request_id)
+    return body
+
+
+def retry_after(response):
+    """The seconds a 429 asks to wait (at most a minute; a second if it does not say)."""
+    try:
+        return min(max(float(response.headers.get("Retry-After", "1")), 0.0), 60.0)
+    except ValueError:
+        return 1.0
 
 
 def relative(link):

@@ -1,17 +1,19 @@
-"""The `portal` commands. Exit codes: 0 done, 1 the operation failed (or the portal could
-not be reached), 2 refused by the portal (nothing was done), 3 still running at
---timeout."""
+"""The `portal` commands. Exit codes (portal_cli/exits.py): 0 done, 1 the operation
+failed, 2 refused by the portal or used wrongly (nothing was done), 3 still running at
+--timeout, 4 the portal could not be reached or understood, 130 interrupted."""
 
 import functools
+import os
 import sys
 from datetime import datetime
 
 import click
 import httpx
 
-from portal_cli import __version__, config, output
-from portal_cli.client import Api, ApiError
-from portal_cli.wait import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_TIMEOUT, follow
+from portal_cli import __version__, config, exits, output
+from portal_cli.client import Api, ApiError, NotAPortal
+from portal_cli.output import safe
+from portal_cli.wait import StoppedWaiting, follow
 
 DEFAULT_TIMEOUT = 600
 
@@ -28,19 +30,35 @@ def talks_to_the_portal(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except config.NotConfigured as exc:
-            output.err.print(f"[red]{exc}[/]")
-            sys.exit(EXIT_REFUSED)
+        except (config.Misused, httpx.InvalidURL) as exc:
+            output.misused(exc)
+            sys.exit(exits.REFUSED)
         except ApiError as exc:
             if kwargs.get("as_json"):
                 output.print_json(exc.problem)
-            output.refusal(exc)
-            sys.exit(EXIT_REFUSED if exc.refused else EXIT_FAILED)
+            output.api_error(exc)
+            sys.exit(exits.REFUSED if exc.refused else exits.FAILED)
+        except NotAPortal as exc:
+            output.not_a_portal(exc)
+            sys.exit(exits.UNREACHABLE)
         except httpx.HTTPError as exc:
-            output.err.print(f"[red]Could not reach the portal:[/] {exc}")
-            sys.exit(EXIT_FAILED)
+            output.unreachable(exc, url_of(exc))
+            sys.exit(exits.UNREACHABLE)
+        except StoppedWaiting as exc:
+            output.stopped_waiting(exc.operation)
+            sys.exit(exits.INTERRUPTED)
+        except KeyboardInterrupt:
+            output.err.print("Interrupted.")
+            sys.exit(exits.INTERRUPTED)
 
     return wrapper
+
+
+def url_of(error):
+    try:
+        return str(error.request.url)
+    except RuntimeError:  # raised before it had a request
+        return ""
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
@@ -76,15 +94,57 @@ def cli():
     PORTAL_TOKEN, or `portal login`, say where and as whom."""
 
 
+NO_URL = "No portal URL: give --url, or set PORTAL_URL."
+
+
+def ask(question, *, hide_input=False, missing):
+    """Asked at a terminal; a script is told what to give instead (``missing``)."""
+    if not sys.stdin.isatty():
+        raise config.Misused(missing)
+    return click.prompt(question, hide_input=hide_input)
+
+
 @cli.command()
-@click.option("--url", prompt="Portal URL", help="e.g. https://portal.example.com")
-@click.option("--token", prompt="API token", hide_input=True, help="From the API tokens page.")
+@click.option("--url", help="e.g. https://portal.example.com; else PORTAL_URL, else asked.")
+@click.option(
+    "--token-stdin", is_flag=True, help="Read the token from standard input (its first line)."
+)
+@click.option("--token", hidden=True, help="Visible to other users in `ps`: use --token-stdin.")
 @talks_to_the_portal
-def login(url, token):
-    """Check a token against the portal and keep both in the config file."""
-    visible = Api(url, token).get("environments")
+def login(url, token_stdin, token):
+    """Check a token against the portal, say whom it signs in as, and keep the URL and
+    the token in the config file. The token comes from standard input (--token-stdin),
+    else PORTAL_TOKEN, else it is asked for at a terminal, unechoed."""
+    url = url or os.environ.get("PORTAL_URL") or ask("Portal URL", missing=NO_URL)
+    url = config.portal_url(url)
+    if token_stdin:
+        token = sys.stdin.readline().strip()
+    elif token:
+        output.err.print(
+            "A token on the command line is seen by other users (ps) and kept in the shell's "
+            "history: prefer --token-stdin or PORTAL_TOKEN."
+        )
+    else:
+        token = os.environ.get("PORTAL_TOKEN") or ask(
+            "API token", hide_input=True, missing=config.NO_TOKEN
+        )
+    token = config.api_token(token)
+    me = Api(url, token).get("me")
     path = config.save(url, token)
-    output.out.print(f"Signed in to {url}: {len(visible)} environment(s) visible. Saved in {path}.")
+    output.signed_in(url, me, saved=path)
+
+
+@cli.command()
+@json_option
+@talks_to_the_portal
+def whoami(as_json):
+    """Whom the token signs in as: the user, and the token's name, scope and expiry."""
+    settings = config.load()
+    me = Api(settings.url, settings.token).get("me")
+    if as_json:
+        output.print_json(me)
+    else:
+        output.signed_in(settings.url, me)
 
 
 @cli.command()
@@ -106,7 +166,7 @@ def envs(project, status, as_json):
 @json_option
 @talks_to_the_portal
 def status(env, as_json):
-    """An environment's status, services, access grants and available actions."""
+    """An environment's status, services, access grants and the commands you may run now."""
     details = api().get(f"environments/{env}")
     if as_json:
         output.print_json(details)
@@ -125,38 +185,37 @@ def start(env, action, *, reason, wait, timeout, as_json, **fields):
 
 def finish(client, operation, *, wait, timeout, as_json, result=None):
     """Print what was started, follow it with --wait, exit with how it ended."""
-    code = EXIT_OK
+    code = exits.OK
     if not as_json:
         output.operation_started(operation)
     if wait:
         operation, code = wait_for(client, operation, timeout=timeout, quiet=as_json)
     if as_json:
         output.print_json(result(operation) if result else operation)
-    elif code == EXIT_TIMEOUT:
-        output.out.print(
-            f"Still {operation['environment_status_label']} after {timeout:g} s; it goes on. "
-            f"Follow it with: portal operation {operation['activity_id']} --wait"
-        )
+    elif code == exits.TIMEOUT:
+        output.still_running(operation, timeout)
     elif wait or not operation["active"]:
         output.operation_result(operation)
     else:
-        output.out.print(
-            f"Started: {operation['activity']}, {operation['environment_status_label']}. "
-            f"Follow it with: portal operation {operation['activity_id']} --wait"
-        )
+        output.operation_going_on(operation)
     sys.exit(code)
 
 
 def wait_for(client, operation, *, timeout, quiet=False):
-    with output.err.status(operation["environment_status_label"]) as spinner:
+    """Follow the operation with a spinner; Ctrl-C stops the waiting (StoppedWaiting),
+    never the operation."""
+    try:
+        with output.err.status(safe(operation["environment_status_label"])) as spinner:
 
-        def progress(op, changed):
-            text = f"{op['environment_status_label']} ({op['outcome_label']})"
-            spinner.update(f"{op['activity']}: {text}")
-            if changed and not quiet:
-                output.err.print(f"  {op['environment_status_label']}")
+            def progress(op, changed):
+                status = safe(op["environment_status_label"])
+                spinner.update(f"{safe(op['activity'])}: {status} ({safe(op['outcome_label'])})")
+                if changed and not quiet:
+                    output.err.print(f"  {status}")
 
-        return follow(client, operation, timeout=timeout, progress=progress)
+            return follow(client, operation, timeout=timeout, progress=progress)
+    except KeyboardInterrupt:
+        raise StoppedWaiting(operation) from None
 
 
 @cli.command()
@@ -251,11 +310,7 @@ def access_rule(env, address, reason, name, hours, wait, timeout, as_json):
     body = {"name": name, "address": address, "reason": reason, "hours": hours}
     answer = client.post(f"environments/{env}/firewall-rules", body)
     if not as_json:
-        rule = answer["firewall_rule"]
-        until = output.when(rule["expires_at"])
-        output.out.print(
-            f"Firewall rule {rule['id']} ({rule['name']}, {rule['cidr']}) until {until}."
-        )
+        output.firewall_rule(answer["firewall_rule"])
     finish(
         client,
         answer["operation"],
@@ -280,25 +335,27 @@ def access_db(env, read_write, reason, hours, no_wait, timeout, as_json):
     client = api()
     body = {"level": "read_write" if read_write else "read", "reason": reason, "hours": hours}
     answer = client.post(f"environments/{env}/database-accounts", body)
-    operation, code = answer["operation"], EXIT_OK
+    operation, code = answer["operation"], exits.OK
     if not no_wait:
-        operation, code = wait_for(client, operation, timeout=timeout, quiet=as_json)
+        try:
+            operation, code = wait_for(client, operation, timeout=timeout, quiet=as_json)
+        except StoppedWaiting:
+            if not as_json:
+                output.out.print(NOT_SHOWN)
+            raise
     answer["operation"] = operation
     if as_json:
         output.print_json(answer)
-    elif code == EXIT_OK:
-        account = answer["database_account"]
-        until = output.when(account["expires_at"])
-        output.out.print(f"Database account ({account['level']}) on {env} until {until}:")
-        for label in ("host", "port", "database", "username", "password"):
-            value = account[label] if account[label] is not None else "(ask the portal's admins)"
-            output.out.print(f"  {label:<9} {value}", markup=False)
-        output.out.print("The password is shown this once.")
-    elif code == EXIT_TIMEOUT:
-        output.out.print("The account is still being created; its password is not shown.")
+    elif code == exits.OK:
+        output.credentials(answer["database_account"], env)
+    elif code == exits.TIMEOUT:
+        output.out.print(NOT_SHOWN)
     else:
         output.operation_result(operation)
     sys.exit(code)
+
+
+NOT_SHOWN = "The account is still being created; its password is not shown."
 
 
 @access.command("remove")
@@ -308,7 +365,8 @@ def access_db(env, read_write, reason, hours, no_wait, timeout, as_json):
 def access_remove(rule_id, as_json):
     """Remove a firewall rule before it expires."""
     answer = api().delete(f"firewall-rules/{rule_id}")
-    output.answer(answer, as_json, f"Firewall rule {rule_id}: {answer['firewall_rule']['state']}.")
+    state = safe(answer["firewall_rule"]["state"])
+    output.answer(answer, as_json, f"Firewall rule {rule_id}: {state}.")
 
 
 @access.command("revoke")
@@ -318,7 +376,7 @@ def access_remove(rule_id, as_json):
 def access_revoke(account_id, as_json):
     """Revoke a database account before it expires."""
     answer = api().delete(f"database-accounts/{account_id}")
-    state = answer["database_account"]["state"]
+    state = safe(answer["database_account"]["state"])
     output.answer(answer, as_json, f"Database account {account_id}: {state}.")
 
 
@@ -391,7 +449,7 @@ def window_schedule(env, starts_at, ends_at, reason, notify, as_json):
 def window_cancel(window_id, as_json):
     """Cancel a window that has not started."""
     found = api().post(f"maintenance-windows/{window_id}/cancel", {})
-    output.answer(found, as_json, f"Window {window_id}: {found['state_label']}.")
+    output.answer(found, as_json, f"Window {window_id}: {safe(found['state_label'])}.")
 
 
 @window.command("end")
@@ -405,9 +463,9 @@ def window_end(window_id, wait, timeout, as_json):
     client = api()
     answer = client.post(f"maintenance-windows/{window_id}/end", {})
     if answer["operation"] is None:
-        state = answer["maintenance_window"]["state_label"]
+        state = safe(answer["maintenance_window"]["state_label"])
         output.answer(answer, as_json, f"Window {window_id}: {state}.")
-        sys.exit(EXIT_OK)
+        sys.exit(exits.OK)
     finish(
         client,
         answer["operation"],
@@ -452,4 +510,13 @@ def history(env, since, until, kind, type_, outcome, user, as_csv, as_json):
 
 
 def main():
-    cli()
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.Abort:
+        # Ctrl-C (or the end of the input) at a prompt: nothing was sent.
+        output.err.print("Interrupted.")
+        code = exits.INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()  # a usage error: exit 2
+        code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else exits.OK)

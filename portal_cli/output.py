@@ -1,17 +1,23 @@
-"""What the command line prints: tables and lines for people on stdout, progress on
-stderr, and JSON for scripts with --json."""
+"""What the command line prints: tables and lines for people on stdout, progress and
+errors on stderr, and JSON for scripts with --json.
+
+Every value the portal sends may have been written by someone else (a reason, a token
+or rule name, a driver's error), so each one is printed through `safe`: no escape
+sequence or control character reaches the terminal (none recolours it, moves the cursor
+or fakes a line of output), and no "[bold]" in it is read as rich markup."""
 
 import csv
 import json
+import re
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 HISTORY_COLUMNS = [
     "activity_id",
@@ -29,18 +35,51 @@ HISTORY_COLUMNS = [
     "error",
 ]
 LOG_TAIL_LINES = 10
+#: The beginnings a spreadsheet reads as a formula, neutralised as the pages' CSV does.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+_ESCAPE_SEQUENCES = re.compile(
+    r"\x1b\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]"  # CSI: colours, cursor moves, erasing
+    r"|\x1b[\]PX^_][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"  # OSC, DCS…: titles, links
+    r"|\x1b[\x20-\x2f]*[\x30-\x7e]"  # the others ("ESC c" resets the terminal)
+)
+#: C0 but tab and newline, DEL, and C1 (whose 0x9b alone starts a sequence).
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe(value, *, markup=True, multiline=False):
+    """``value`` as text that may be printed: without escape sequences and control
+    characters; tabs and line breaks kept with ``multiline`` (a lone CR, which would
+    move back over what is shown, becomes a newline), else turned into spaces, so that
+    a value cannot fake a line of its own; escaped for rich markup with ``markup``, to
+    be put into a line that is printed as markup."""
+    text = "" if value is None else str(value)
+    text = _ESCAPE_SEQUENCES.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if not multiline:
+        text = text.replace("\n", " ").replace("\t", " ")
+    text = _CONTROL_CHARACTERS.sub("", text)
+    return escape(text) if markup else text
+
+
+def csv_cell(value):
+    """A CSV cell: safe, and read by a spreadsheet as text, never as a formula."""
+    text = safe(value, markup=False, multiline=True)
+    # "\n" too: safe() turns the CR the pages' CSV looks for into one.
+    return "'" + text if text.startswith((*FORMULA_START, "\n")) else text
 
 
 def print_json(data):
+    # json.dumps writes every control character as \u escape: nothing to strip.
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
 def answer(data, as_json, line):
-    """The API's answer for scripts (--json), or one line for people."""
+    """The API's answer for scripts (--json), or one line for people (markup, its
+    values through `safe`)."""
     if as_json:
         print_json(data)
     else:
-        out.print(line, markup=False)
+        out.print(line)
 
 
 def when(value):
@@ -53,11 +92,54 @@ def local_time(value):
     return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
-def window_text(window):
-    return (
-        f"{window['environment']} in maintenance mode from {local_time(window['starts_at'])} "
-        f"to {local_time(window['ends_at'])}, {window['state_label']} ({window['reason']})"
+def expiry(value):
+    """When a token expires, and how soon: "2026-12-24 23:00 CET (in 89 days)"."""
+    days = (datetime.fromisoformat(value) - datetime.now(UTC)).days
+    left = "in less than a day" if days < 1 else f"in {days} day{'s' * (days != 1)}"
+    return f"{local_time(value)} ({left})"
+
+
+# --- Who is signed in ---------------------------------------------------------------
+
+
+def signed_in(url, me, saved=None):
+    """`portal login` and `portal whoami`: the user, and the token's scope and expiry."""
+    user, token = me["user"], me["token"]
+    name = f" ({safe(user['full_name'])})" if user["full_name"] else ""
+    out.print(f"Signed in to {safe(url)} as {safe(user['username'])}{name}.")
+    out.print(
+        f"Token: {safe(token['name'])} ({safe(token['prefix'])}…), "
+        f"scope {safe(token['scope_label'])}, expires {expiry(token['expires_at'])}."
     )
+    if saved:
+        out.print(f"Saved in {safe(saved)}.")
+
+
+# --- Environments -------------------------------------------------------------------
+
+#: The command that starts each of the API's actions, for ``portal status`` to show.
+COMMANDS = {
+    "restart_service": "portal restart {slug} {services} --reason …",
+    "enable_maintenance": "portal maintenance {slug} on --reason …",
+    "disable_maintenance": "portal maintenance {slug} off --reason …",
+    "resume": "portal resume {slug} --reason …",
+    "rollback": "portal rollback {slug} --reason …",
+    "abort": "portal abort {slug} --reason …",
+    "enable_access": "portal access rule {slug} ADDRESS --reason …",
+    "request_access": "portal access db {slug} [--read-write] --reason …",
+}
+RECOVERY = {
+    "resume": "run the failed operation again",
+    "rollback": "undo it",
+    "abort": "return to the status before it, acting on nothing",
+}
+
+
+def command_for(action, slug, services=("aos", "dixf", "mr")):
+    template = COMMANDS.get(action)
+    if template is None:  # an action newer than this command line
+        return f"{action} (not in this version of portal)"
+    return template.format(slug=slug, services="|".join(services))
 
 
 def windows_table(windows):
@@ -67,109 +149,262 @@ def windows_table(windows):
             str(window["id"]),
             local_time(window["starts_at"]),
             local_time(window["ends_at"]),
-            window["state_label"],
-            escape(window["scheduled_by"]),
-            escape(window["reason"]),
+            safe(window["state_label"]),
+            safe(window["scheduled_by"]),
+            safe(window["reason"]),
         )
     out.print(table)
 
 
+def window_text(window):
+    return (
+        f"{safe(window['environment'])} in maintenance mode from "
+        f"{local_time(window['starts_at'])} to {local_time(window['ends_at'])}, "
+        f"{safe(window['state_label'])} ({safe(window['reason'])})"
+    )
+
+
 def environments_table(environments):
     table = Table("Name", "Project", "Tier", "Status", "Maintenance mode")
-    table.add_column("Environment", no_wrap=True)  # what the other commands take
+    # What the other commands take: shown whole, folded at worst, never cut short.
+    table.add_column("Environment", no_wrap=True, overflow="fold")
     for env in environments:
         table.add_row(
-            env["name"],
-            env["project_name"],
+            safe(env["name"]),
+            safe(env["project_name"]),
             str(env["tier"]),
-            env["status_label"],
+            safe(env["status_label"]),
             "on" if env["maintenance_mode"] else "off",
-            env["slug"],
+            safe(env["slug"]),
         )
     out.print(table)
 
 
 def environment_details(env):
+    """`portal status`. Grants are lines, not table cells: an address or a database
+    user name is printed whole on its line, however narrow the terminal or wherever
+    the output goes, so that it can be copied."""
+    slug = safe(env["slug"])
     out.print(
-        f"[bold]{env['name']}[/] ({env['slug']}), {env['project_name']}: {env['status_label']}"
+        f"[bold]{safe(env['name'])}[/] ({slug}), {safe(env['project_name'])}: "
+        f"{safe(env['status_label'])}"
     )
-    out.print(
-        f"Maintenance mode: {'on' if env['maintenance_mode'] else 'off'}. {env['who_may_sign_in']}"
-    )
+    mode = "on" if env["maintenance_mode"] else "off"
+    out.print(f"Maintenance mode: {mode}. {safe(env['who_may_sign_in'])}")
     if env.get("maintenance_window"):
         window = env["maintenance_window"]
         out.print(
             f"Maintenance window: {local_time(window['starts_at'])} to "
-            f"{local_time(window['ends_at'])} (portal window list {env['slug']})"
+            f"{local_time(window['ends_at'])} (portal window list {slug})"
         )
     if env["maintenance_users"]:
-        users = ", ".join(f"{u['username']} ({u['role_label']})" for u in env["maintenance_users"])
+        users = ", ".join(
+            f"{safe(u['username'])} ({safe(u['role_label'])})" for u in env["maintenance_users"]
+        )
         out.print(f"May sign in during maintenance: {users}")
     for key, label in (("running_operation", "Running"), ("failed_operation", "Failed")):
         if env[key]:
             op = env[key]
-            out.print(f"{label}: {op['activity']} ({op['outcome']}, {op['activity_id']})")
+            out.print(
+                f"{label}: {safe(op['activity'])} ({safe(op['outcome'])}, "
+                f"portal operation {safe(op['activity_id'])})"
+            )
     services = Table("Service", "State", "Last restarted")
     for service in env["services"]:
-        services.add_row(service["code"], service["state"], when(service["last_restarted_at"]))
+        services.add_row(
+            safe(service["code"]), safe(service["state"]), when(service["last_restarted_at"])
+        )
     out.print(services)
     if env["firewall_rules"]:
-        rules = Table("Rule id", "Name", "Address", "Requested by", "Expires", "State")
+        out.print("Firewall rules (portal access remove RULE_ID):")
         for rule in env["firewall_rules"]:
-            rules.add_row(
-                str(rule["id"]),
-                rule["name"],
-                rule["cidr"],
-                rule["requested_by"],
-                when(rule["expires_at"]),
-                rule["state"],
+            out.print(
+                f"  {rule['id']}  {safe(rule['cidr'])}  {safe(rule['name'])}, "
+                f"by {safe(rule['requested_by'])} until {when(rule['expires_at'])}, "
+                f"{safe(rule['state'])}"
             )
-        out.print(rules)
     if env["database_accounts"]:
-        accounts = Table("Account id", "User name", "Access", "Requested by", "Expires", "State")
+        out.print("Database accounts (portal access revoke ACCOUNT_ID):")
         for account in env["database_accounts"]:
-            accounts.add_row(
-                str(account["id"]),
-                account["username"],
-                account["level"],
-                account["requested_by"],
-                when(account["expires_at"]),
-                account["state"],
+            out.print(
+                f"  {account['id']}  {safe(account['username'])}  {safe(account['level'])}, "
+                f"by {safe(account['requested_by'])} until {when(account['expires_at'])}, "
+                f"{safe(account['state'])}"
             )
-        out.print(accounts)
-    actions = ", ".join(env["available_actions"]) or "none (with this token, now)"
-    out.print(f"Available actions: {actions}")
+    services = [safe(service["kind"]) for service in env["services"]]
+    commands = [command_for(safe(a), slug, services) for a in env["available_actions"]]
+    if commands:
+        out.print("You may run now:")
+        for command in commands:
+            out.print(f"  {command}")
+    else:
+        out.print("You may run now: nothing (with this token, in this status).")
+
+
+# --- Operations ---------------------------------------------------------------------
 
 
 def operation_started(op):
-    err.print(f"{op['activity']} on {op['environment']}: activity {op['activity_id']}")
+    err.print(
+        f"{safe(op['activity'])} on {safe(op['environment'])}: activity {safe(op['activity_id'])}"
+    )
+
+
+def follow_hint(op):
+    return f"Follow it with: portal operation {safe(op['activity_id'])} --wait"
+
+
+def operation_going_on(op):
+    """Started without --wait."""
+    out.print(
+        f"Started: {safe(op['activity'])}, {safe(op['environment_status_label'])}. "
+        + follow_hint(op)
+    )
+
+
+def still_running(op, timeout):
+    """--timeout passed."""
+    out.print(
+        f"Still {safe(op['environment_status_label'])} after {timeout:g} s; it goes on. "
+        + follow_hint(op)
+    )
+
+
+def stopped_waiting(op):
+    """Ctrl-C during --wait."""
+    err.print("Stopped waiting: the operation goes on. " + follow_hint(op))
 
 
 def operation_result(op):
-    """How an operation ended (or stands), with the error and the log's last lines."""
+    """How an operation ended (or stands), with the error and the log's last lines, and
+    after a failure the commands that recover the environment."""
     duration = op["duration_seconds"]
     took = f" in {duration:.0f} s" if duration is not None else ""
-    status = op["environment_status_label"]
-    out.print(f"{op['outcome_label']}{took}: {op['activity']}; {op['environment']} is {status}.")
+    out.print(
+        f"{safe(op['outcome_label'])}{took}: {safe(op['activity'])}; "
+        f"{safe(op['environment'])} is {safe(op['environment_status_label'])}."
+    )
     if op["error"]:
-        out.print(f"[red]Error:[/] {op['error']}")
-    log = op.get("log", "").strip().splitlines()
+        out.print(f"[red]Error:[/] {safe(op['error'], multiline=True)}")
+    log = safe(op.get("log", ""), multiline=True).strip().splitlines()
     if op["outcome"] == "failed" and log:
         out.print(f"Driver log (last {min(len(log), LOG_TAIL_LINES)} lines):")
         for line in log[-LOG_TAIL_LINES:]:
-            out.print(f"  {line}", markup=False)
+            out.print(f"  {line}")
+    if op.get("environment_status") == "failed":
+        slug = safe(op["environment"])
+        out.print("Next, one of:")
+        width = max(len(command_for(action, slug)) for action in RECOVERY)
+        for action, what in RECOVERY.items():
+            out.print(f"  {command_for(action, slug):<{width}}  {what}")
 
 
-def refusal(error):
-    err.print(f"[red]Refused ({error.status} {error.title}):[/] {error.detail}")
+def firewall_rule(rule):
+    out.print(
+        f"Firewall rule {rule['id']} ({safe(rule['name'])}, {safe(rule['cidr'])}) "
+        f"until {when(rule['expires_at'])}."
+    )
+
+
+def credentials(account, env):
+    """A new database account's credentials: printed this once."""
+    out.print(
+        f"Database account ({safe(account['level'])}) on {safe(env)} "
+        f"until {when(account['expires_at'])}:"
+    )
+    for label in ("host", "port", "database", "username", "password"):
+        value = account[label] if account[label] is not None else "(ask the portal's admins)"
+        out.print(f"  {label:<9} {safe(value)}")
+    out.print("The password is shown this once.")
+
+
+# --- What went wrong ----------------------------------------------------------------
+
+#: The command line's name for each field the API may name in a refusal.
+FIELD_OPTIONS = {
+    "reason": "--reason",
+    "starts_at": "--start",
+    "ends_at": "--end",
+    "notify_users": "--notify",
+    "hours": "--hours",
+    "name": "--name",
+    "address": "ADDRESS",
+    "level": "--read-write",
+    "service": "SERVICE",
+    "since": "--since",
+    "until": "--until",
+    "kind": "--kind",
+    "type": "--type",
+    "outcome": "--outcome",
+    "user": "--user",
+    "project": "--project",
+    "status": "--status",
+    "state": "--state",
+}
+#: ninja's location prefixes ("body: …", "query.limit: …"), should a detail carry one.
+_LOCATION = re.compile(r"(^|; )(?:body|query|path|header|cookie|form|file)(?:\.[\w.]+)?: ")
+
+
+def problem_text(problem):
+    """A problem's words for people: its errors one by one, each naming the option it
+    is about rather than the API's path to a field."""
+    errors = problem.get("errors")
+    if isinstance(errors, list) and errors and all(isinstance(e, dict) for e in errors):
+        parts = []
+        for error in errors:
+            field = str(error.get("field") or "").rsplit(".", 1)[-1]
+            option = FIELD_OPTIONS.get(field, field)
+            message = str(error.get("message") or "").rstrip(".")
+            parts.append(f"{message} ({option})." if option else f"{message}.")
+        return " ".join(parts)
+    return _LOCATION.sub(r"\1", str(problem.get("detail") or ""))
+
+
+def api_error(error):
+    """A problem the portal answered with: refused (4xx), or failed on its side."""
+    if error.status == 401:
+        text = (
+            "The token was not accepted: it may have expired, been revoked, or its user "
+            "deactivated. Make a new one on the portal's API tokens page, then run "
+            "`portal login --token-stdin`."
+        )
+    else:
+        text = problem_text(error.problem)
+    what = "Refused" if error.refused else "The portal failed"
+    err.print(f"[red]{what} ({error.status} {safe(error.title)}):[/] {safe(text, multiline=True)}")
+    request_id(error)
+
+
+def not_a_portal(error):
+    err.print(f"[red]Could not understand the portal:[/] {safe(error)}")
+    err.print("Is PORTAL_URL (or the URL given to `portal login`) the portal's own address?")
+    request_id(error)
+
+
+def unreachable(error, url):
+    why = safe(error) or type(error).__name__  # a timeout's message may be empty
+    err.print(f"[red]Could not reach the portal at {safe(url)}:[/] {why}")
+
+
+def request_id(error):
+    if getattr(error, "request_id", None):
+        err.print(f"Request id: {safe(error.request_id)}")
+
+
+def misused(error):
+    err.print(f"[red]{safe(error)}[/]")
+
+
+# --- History ------------------------------------------------------------------------
 
 
 def history_line(op):
     who = op["requested_by"] + (f" via {op['via']}" if op["via"] else "")
-    return (
+    line = (
         f"{when(op['started_at'])}  {op['environment']}  {op['activity']}  "
         f"{op['outcome_label']}  {who}"
     )
+    return safe(line, markup=False)
 
 
 class HistoryWriter:
@@ -184,7 +419,7 @@ class HistoryWriter:
 
     def write(self, op):
         if self.form == "csv":
-            self.csv.writerow(["" if op[c] is None else op[c] for c in HISTORY_COLUMNS])
+            self.csv.writerow([csv_cell(op[column]) for column in HISTORY_COLUMNS])
         elif self.form == "json":
             sys.stdout.write(("[\n" if not self.count else ",\n") + json.dumps(op))
         else:

@@ -3,14 +3,18 @@ changes ("Restarting service" → "Deployed"), and say how it ended in the exit 
 
 import time
 
-#: Exit codes of every command that acts (docs/api.md).
-EXIT_OK = 0
-EXIT_FAILED = 1  # the operation failed (or the portal could not be reached)
-EXIT_REFUSED = 2  # the portal refused the request: nothing was done
-EXIT_TIMEOUT = 3  # still running when --timeout passed; it goes on
+from portal_cli import exits
 
 SUCCESS_OUTCOMES = {"succeeded", "rolled_back", "aborted"}
 POLL_SECONDS = 0.5
+
+
+class StoppedWaiting(Exception):
+    """Ctrl-C while following ``operation``: the portal goes on with it."""
+
+    def __init__(self, operation):
+        super().__init__(operation["activity_id"])
+        self.operation = operation
 
 
 def follow(api, operation, *, timeout, progress):
@@ -27,8 +31,8 @@ def follow(api, operation, *, timeout, progress):
         shown = status
         if not operation["active"]:
             ok = operation["outcome"] in SUCCESS_OUTCOMES
-            return operation, EXIT_OK if ok else EXIT_FAILED
+            return operation, exits.OK if ok else exits.FAILED
         if time.monotonic() >= give_up:
-            return operation, EXIT_TIMEOUT
+            return operation, exits.TIMEOUT
         time.sleep(POLL_SECONDS)
         operation = api.get(f"operations/{operation['activity_id']}")

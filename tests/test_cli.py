@@ -1,6 +1,8 @@
 """The `portal` command line, run as the installed script against a live gunicorn and a
-db_worker: every exit code (done, failed, refused, timed out), --wait's progress,
---json, database access, history streaming and login. It never imports Django."""
+db_worker: the Maintain actions with --wait's progress, --json, database access,
+windows, history streaming, login and whoami. It never imports Django.
+(tests/test_cli_exit_codes.py has every exit code, tests/test_cli_output.py what the
+output keeps whole and what it strips.)"""
 
 import csv
 import io
@@ -24,14 +26,15 @@ from environments.models import (
     Operation,
     Outcome,
     Status,
+    TokenScope,
     WindowState,
 )
 from tests.api_clients import token_for
+from tests.cli_live import idle, live_portal, portal_env, run_portal
 from tests.conftest import subprocess_env
-from tests.live import Gunicorn, start_worker, stop, wait_for
+from tests.live import wait_for
 from tests.test_history import add_history
 
-PORTAL = Path(sys.executable).parent / "portal"
 DRIVER_DELAY = 1.0
 
 
@@ -46,55 +49,27 @@ def live(django_db_setup, django_db_blocker, tmp_path_factory):
         env = subprocess_env(
             SIMULATED_DRIVER_DELAY=DRIVER_DELAY, SIMULATED_DRIVER_FAIL_FILE=failures
         )
-    server = Gunicorn(folder / "gunicorn.log", workers=2, threads=4, env=env)
-    worker = None
-    try:
-        server.start()
-        worker = start_worker(folder / "worker.log", env=env)
-        yield {"url": f"http://127.0.0.1:{server.port}", "failures": failures, "dir": folder}
-    finally:
-        stop(worker)
-        server.stop()
-        log = server.log()
-        assert "Traceback" not in log, log[-3000:]
+    with live_portal(folder, env) as url:
+        yield {"url": url, "failures": failures, "dir": folder}
 
 
 @pytest.fixture
 def portal(live, transactional_db, manager, tmp_path):
     """Run `portal ...` as the manager's Maintain token; returns (exit code, stdout,
-    stderr)."""
+    stderr). ``stdin`` is text piped in."""
     _, secret = token_for(manager, name="cli")
     live["failures"].write_text("")
 
-    def run(*args, token=secret, timeout=60, **extra_env):
-        env = dict(
-            os.environ,
-            PORTAL_URL=live["url"],
-            PORTAL_TOKEN=token,
-            PORTAL_CONFIG=str(tmp_path / "config.json"),
-            COLUMNS="200",
-        )
-        env.update(extra_env)
-        env.pop("DJANGO_SETTINGS_MODULE", None)
-        result = subprocess.run(
-            [str(PORTAL), *args],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        return result.returncode, result.stdout, result.stderr
+    def run(*args, token=secret, timeout=60, stdin=None, **extra_env):
+        settings = {"PORTAL_URL": live["url"], "PORTAL_TOKEN": token}
+        env = portal_env(**{**settings, "PORTAL_CONFIG": tmp_path / "config.json", **extra_env})
+        return run_portal(*args, env=env, stdin=stdin, timeout=timeout)
 
     yield run
     # The worker finishes what the test started (an operation's task, its notification)
     # before the tables are emptied for the next test: a task row emptied from under it
     # would stop the worker the whole module shares.
     assert wait_for(idle, timeout=30), list(DBTaskResult.objects.values("task_path", "status"))
-
-
-def idle():
-    return not (DBTaskResult.objects.ready().exists() or DBTaskResult.objects.running().exists())
 
 
 def settled(environment):
@@ -131,6 +106,7 @@ def test_a_failure_exits_1_with_the_error_and_the_log_then_resume_exits_0(
     assert code == 1, out + err
     assert "Failed" in out and "Simulated failure" in out
     assert "Driver log" in out and "simulated: restarting MR" in out
+    assert f"portal resume {environment.slug} --reason …" in out
 
     code, out, err = portal("restart", environment.slug, "aos", "--reason", "again", "--wait")
     assert code == 2, out + err  # refused while Failed: nothing was done
@@ -296,17 +272,62 @@ def test_history_streams_every_page(portal, environment, manager):
     assert code == 0 and out == ""
 
 
-def test_login_keeps_the_url_and_token_for_the_owner_only(portal, live, manager, environment):
-    _, secret = token_for(manager, name="laptop")
-    code, out, err = portal("login", "--url", live["url"], "--token", secret, PORTAL_TOKEN="")
+def test_login_reads_the_token_from_stdin_says_whom_it_signs_in_as_and_keeps_it(
+    portal, live, manager, environment
+):
+    manager.first_name, manager.last_name = "Mona", "Lisa"
+    manager.save()
+    expires_at = timezone.now() + timedelta(days=30, hours=1)
+    token, secret = token_for(manager, name="laptop", expires_at=expires_at)
+    code, out, err = portal(
+        "login",
+        "--url",
+        live["url"],
+        "--token-stdin",
+        stdin=secret + "\n",
+        PORTAL_TOKEN="",
+        TZ="UTC",
+    )
     assert code == 0, out + err
+    assert f"Signed in to {live['url']} as mona (Mona Lisa)." in out
+    assert f"Token: laptop ({token.prefix}…), scope Maintain (includes read), expires " in out
+    assert f"expires {expires_at:%Y-%m-%d %H:%M} UTC (in 30 days)." in out
     config = Path(out.split("Saved in ")[1].strip().rstrip("."))
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     assert json.loads(config.read_text()) == {"url": live["url"], "token": secret}
     code, out, _ = portal("envs", PORTAL_URL="", PORTAL_TOKEN="")
     assert code == 0 and environment.slug in out
-    code, out, err = portal("login", "--url", live["url"], "--token", "lcsp_wrong")
-    assert code == 2 and "401" in err
+
+
+def test_login_takes_portal_token_without_asking(portal, live, manager):
+    _, secret = token_for(manager, name="ci")
+    code, out, err = portal("login", "--url", live["url"], PORTAL_TOKEN=secret)
+    assert code == 0, out + err
+    assert "as mona" in out and "Token: ci (" in out
+    assert json.loads(Path(out.split("Saved in ")[1].strip().rstrip(".")).read_text())["token"]
+
+
+def test_login_without_a_token_or_with_a_wrong_one_exits_2_and_saves_nothing(
+    portal, live, tmp_path
+):
+    code, out, err = portal("login", "--url", live["url"], PORTAL_TOKEN="")
+    assert code == 2 and "--token-stdin" in err, out + err
+    code, out, err = portal(
+        "login", "--url", live["url"], "--token-stdin", stdin="lcsp_wrong\n", PORTAL_TOKEN=""
+    )
+    assert code == 2 and "401" in err and "portal login --token-stdin" in err, out + err
+    assert not (tmp_path / "config.json").exists()
+
+
+def test_whoami_shows_the_tokens_own_user_and_scope(portal, manager, member):
+    token_for(manager, name="mona's")
+    _, secret = token_for(member, TokenScope.READ, name="dashboard")
+    code, out, err = portal("whoami", token=secret)
+    assert code == 0, out + err
+    assert "as tom." in out and "Token: dashboard (" in out and "scope Read, expires" in out
+    assert "mona" not in out
+    code, out, _ = portal("whoami", "--json", token=secret)
+    assert json.loads(out)["user"] == {"username": "tom", "full_name": ""}
 
 
 def test_the_command_line_never_imports_django(live, portal):
@@ -349,16 +370,3 @@ def test_the_command_line_waits_out_a_429_and_follows_next_links_through_its_own
     assert list(api.pages("history", limit=2)) == [1, 2, 3]
     assert seen[0] == seen[1] == "http://127.0.0.1:9/api/v1/history?limit=2"
     assert seen[2] == "http://127.0.0.1:9/api/v1/history?type=all&cursor=c1&limit=2"
-
-
-def test_no_portal_to_talk_to_exits_2_and_an_unreachable_one_1(tmp_path):
-    from tests.live import free_port
-
-    env = dict(os.environ, PORTAL_CONFIG=str(tmp_path / "none.json"))
-    for name in ("PORTAL_URL", "PORTAL_TOKEN", "DJANGO_SETTINGS_MODULE"):
-        env.pop(name, None)
-    result = subprocess.run([str(PORTAL), "envs"], env=env, capture_output=True, text=True)
-    assert result.returncode == 2 and "portal login" in result.stderr
-    env.update(PORTAL_URL=f"http://127.0.0.1:{free_port()}", PORTAL_TOKEN="lcsp_x")
-    result = subprocess.run([str(PORTAL), "envs"], env=env, capture_output=True, text=True)
-    assert result.returncode == 1 and "Could not reach the portal" in result.stderr
