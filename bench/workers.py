@@ -81,7 +81,7 @@ def run_workers(env, url, processes, count):
         url,
         "SELECT count(*), min(started_at), max(finished_at) "
         "FROM django_tasks_database_dbtaskresult "
-        "WHERE task_path = 'environments.operations.core.run_operation' AND status = 'SUCCESSFUL'",
+        "WHERE task_path = 'environments.operations.core.run_step' AND status = 'SUCCESSFUL'",
     )[0]
     succeeded = common.query(
         url,

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from environments import operations
-from environments.operations.core import run_operation
+from environments.operations.core import run_step
 
 
 @pytest.mark.django_db
@@ -34,11 +34,11 @@ def test_healthz_answers_200_with_an_empty_queue(client, django_assert_num_queri
 @pytest.mark.django_db
 def test_healthz_reports_the_age_of_the_oldest_ready_task(client, environment, manager):
     operation = operations.restart_service(environment, manager, "aos")
-    run_operation.enqueue(operation.pk)
+    run_step.enqueue(operation.pk, 1)
     enqueued_at = timezone.now() - timedelta(seconds=90)
     DBTaskResult.objects.update(enqueued_at=enqueued_at)
     # Not due yet: a task for later counts only once its time has come.
-    run_operation.using(run_after=timezone.now() + timedelta(hours=1)).enqueue(operation.pk)
+    run_step.using(run_after=timezone.now() + timedelta(hours=1)).enqueue(operation.pk, 2)
     answer = client.get("/healthz").json()
     asked_by = (timezone.now() - enqueued_at).total_seconds()
     assert answer["tasks_ready"] == 1

@@ -44,7 +44,7 @@ def add_service(environment):
 
 CHANGES = {
     "an operation starts": lambda env, user: start_restart(env, user),
-    "the worker claims it": lambda env, user: operations.mark_running(start_restart(env, user).pk),
+    "the worker claims it": lambda env, user: operations.claim_step(start_restart(env, user).pk, 1),
     "it succeeds": lambda env, user: operations.complete_operation(start_restart(env, user).pk),
     "it fails": lambda env, user: operations.fail_operation(start_restart(env, user).pk, "boom"),
     "an access grant is applied": grant_rule,

@@ -55,7 +55,7 @@ def test_an_unchanged_poll_gets_304_in_three_queries(
 def test_every_step_of_the_operation_changes_the_etag(as_manager, environment, running):
     queued = as_manager.get(status_url(environment), **HTMX)["ETag"]
 
-    operations.mark_running(running.pk)
+    operations.claim_step(running.pk, 1)
     progressed = as_manager.get(status_url(environment), HTTP_IF_NONE_MATCH=queued, **HTMX)
     assert progressed.status_code == 200
     assert progressed["ETag"] != queued

@@ -4,6 +4,7 @@ transaction (environments.operations.events announces each one)."""
 
 from environments.operations.core import (
     busy_message,
+    claim_step,
     check_allowed,
     complete_operation,
     end_grant,

@@ -81,7 +81,7 @@ def test_a_half_filled_form_survives_someone_elses_operation(
         });
       }"""
     )
-    operations.mark_running(restart.pk)
+    operations.claim_step(restart.pk, 1)
     page.wait_for_function("() => window.__running")
     assert page.evaluate("window.__said") == 0
     operations.complete_operation(restart.pk)

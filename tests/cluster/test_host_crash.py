@@ -106,7 +106,7 @@ def test_a_host_killed_mid_restart_leaves_nothing_stuck_and_nginx_routes_around_
         assert answer.status == 200, answer.body[:500]
         assert wait_for(lambda: operation(running)[0] == "running", timeout=30)
         _, _, operation_id = operation(running)
-        (host1_worker,), task_status = task_workers(running, operation_id, "run_operation")
+        (host1_worker,), task_status = task_workers(running, operation_id, "run_step")
         assert task_status == "RUNNING"
         host2.resume_workers()
         started_at = time.monotonic()
@@ -133,7 +133,7 @@ def test_a_host_killed_mid_restart_leaves_nothing_stuck_and_nginx_routes_around_
         assert deadline_worker != host1_worker, "host 1's worker is dead: host 2's must run it"
         # The dead worker's task stays RUNNING in the task table: nothing reclaims it,
         # and nothing needs to (docs/deploy.md, what to monitor).
-        assert task_workers(running, operation_id, "run_operation")[1] == "RUNNING"
+        assert task_workers(running, operation_id, "run_step")[1] == "RUNNING"
 
         # In flight: sent before host 1 was gone, answered after it was killed. A host
         # dies over a few milliseconds, and until then its socket may take a request.

@@ -46,7 +46,7 @@ def drain(cluster, phase):
         cluster,
         f"SELECT t.started_at, t.finished_at, t.worker_ids, t.status FROM {TASKS} t "
         "JOIN environments_operation o ON (t.args_kwargs -> 'args' ->> 0)::bigint = o.id "
-        "WHERE t.task_path = 'environments.operations.core.run_operation' AND o.reason = %s",
+        "WHERE t.task_path = 'environments.operations.core.run_step' AND o.reason = %s",
         phase,
     )
     assert len(rows) == DRAIN_ENVIRONMENTS, f"{len(rows)} run tasks for {phase}"
