@@ -160,6 +160,12 @@ def operation_result(op):
             out.print(f"  {line}", markup=False)
 
 
+def log_line(line):
+    """A driver log line as --wait sees it come, at this machine's time."""
+    at = datetime.fromisoformat(line["at"]).astimezone().strftime("%H:%M:%S")
+    err.print(f"    {at} {line['text']}", markup=False)
+
+
 def refusal(error):
     err.print(f"[red]Refused ({error.status} {error.title}):[/] {error.detail}")
 

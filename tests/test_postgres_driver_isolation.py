@@ -239,7 +239,7 @@ def test_the_grant_log_names_the_checked_databases_never_the_password(
 ):
     account = grant(pg_environment, manager, "read")
     password = login(client, manager, pg_environment)["password"]
-    log = Operation.objects.get(kind=OperationKind.REQUEST_ACCESS).log
+    log = Operation.objects.get(kind=OperationKind.REQUEST_ACCESS).log_text
     assert f"check what {account.username} may do in {other_database}" in log
     assert f"ALTER ROLE {account.username} LOGIN" in log
     assert password not in log

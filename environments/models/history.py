@@ -1,6 +1,7 @@
 """The environment history: one Operation row per action."""
 
 import uuid
+from datetime import UTC
 
 from django.conf import settings
 from django.db import models
@@ -94,6 +95,8 @@ class Operation(models.Model):
     # The settled status before the original action: where Rollback and Abort return.
     return_status = models.CharField(max_length=30, choices=Status.choices)
     error = models.TextField(blank=True)
+    # The driver log of operations from before log lines (OperationLogLine) existed;
+    # newer operations leave it empty and write their lines as they happen.
     log = models.TextField(blank=True)
 
     objects = OperationQuerySet.as_manager()
@@ -203,6 +206,15 @@ class Operation(models.Model):
         return Outcome.SUCCEEDED
 
     @property
+    def log_text(self):
+        """The driver log as one text, a line per entry with its UTC time: the lines
+        written as it ran, or the text of an operation from before them."""
+        lines = self.log_lines.all()
+        if not lines:
+            return self.log
+        return "".join(line.as_text() for line in lines)
+
+    @property
     def duration(self):
         if self.finished_at is None:
             return None
@@ -221,3 +233,22 @@ class Operation(models.Model):
         if minutes:
             return f"{minutes} min {seconds} s"
         return f"{seconds} s"
+
+
+class OperationLogLine(models.Model):
+    """One line a driver wrote while the operation ran, written as it happened so the
+    operation's page, the API and ``portal --wait`` show progress."""
+
+    operation = models.ForeignKey(Operation, on_delete=models.PROTECT, related_name="log_lines")
+    at = models.DateTimeField(default=timezone.now)
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["operation", "at", "id"], name="op_log_line_order")]
+
+    def __str__(self):
+        return self.as_text().rstrip("\n")
+
+    def as_text(self):
+        return f"{self.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} {self.text}\n"

@@ -130,18 +130,18 @@ def run_operation(operation_id):
     if operation is None:
         logger.info("Operation %s is no longer queued; nothing to do.", operation_id)
         return
-    log = OperationLog()
+    # Each line the driver writes is stored as it happens (not inside a transaction:
+    # the worker runs tasks outside one), so the operation shows its progress.
+    log = OperationLog(operation)
     try:
         perform(operation, log)
     except DriverError as exc:
-        fail_operation(operation_id, str(exc), log.text)
+        fail_operation(operation_id, str(exc))
     except Exception as exc:
         logger.exception("Operation %s failed unexpectedly", operation.activity_id)
-        fail_operation(
-            operation_id, f"Unexpected error in the driver: {type(exc).__name__}: {exc}", log.text
-        )
+        fail_operation(operation_id, f"Unexpected error in the driver: {type(exc).__name__}: {exc}")
     else:
-        complete_operation(operation_id, log.text)
+        complete_operation(operation_id)
 
 
 def perform(operation, log):
@@ -201,17 +201,17 @@ def mark_running(operation_id):
     ).get(pk=operation_id)
 
 
-def complete_operation(operation_id, log=""):
+def complete_operation(operation_id):
     """The driver succeeded: the environment reaches the operation's target status."""
-    return _finish(operation_id, error="", log=log)
+    return _finish(operation_id, error="")
 
 
-def fail_operation(operation_id, error, log=""):
+def fail_operation(operation_id, error):
     """The driver failed or the deadline passed: the environment becomes Failed."""
-    return _finish(operation_id, error=error or "The operation failed.", log=log)
+    return _finish(operation_id, error=error or "The operation failed.")
 
 
-def _finish(operation_id, *, error, log):
+def _finish(operation_id, *, error):
     with transaction.atomic():
         environment_id = Operation.objects.values_list("environment_id", flat=True).get(
             pk=operation_id
@@ -247,9 +247,7 @@ def _finish(operation_id, *, error, log):
 
         operation.finished_at = now
         operation.status_after = environment.status
-        if log:
-            operation.log = (operation.log + log) if operation.log else log
-        operation.save(update_fields=["outcome", "error", "finished_at", "status_after", "log"])
+        operation.save(update_fields=["outcome", "error", "finished_at", "status_after"])
 
         service = operation.service
         if service is not None and operation.action == OperationKind.RESTART_SERVICE:
