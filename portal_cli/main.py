@@ -75,9 +75,29 @@ def ask_for_reason(ctx, param, value):
 reason_option = click.option(
     "--reason", callback=ask_for_reason, help="Why: kept in the environment history."
 )
-wait_option = click.option(
-    "--wait", is_flag=True, help="Follow the operation until it settles; the exit code says how."
+#: Where --quiet is kept for wait_for (click's context meta, for options no command
+#: function needs to take).
+QUIET = "portal.quiet"
+quiet_option = click.option(
+    "--quiet",
+    is_flag=True,
+    expose_value=False,
+    callback=lambda ctx, param, value: ctx.meta.__setitem__(QUIET, value),
+    help="While waiting, show the status changes only, not the driver's log lines.",
 )
+
+
+def wait_option(command):
+    """--wait, and --quiet to leave the driver's log lines out while it waits."""
+    command = quiet_option(command)
+    return click.option(
+        "--wait",
+        is_flag=True,
+        help="Follow the operation until it settles, printing the driver's log lines as "
+        "they come; the exit code says how.",
+    )(command)
+
+
 timeout_option = click.option(
     "--timeout",
     type=float,
@@ -202,14 +222,23 @@ def finish(client, operation, *, wait, timeout, as_json, result=None):
 
 
 def wait_for(client, operation, *, timeout, quiet=False):
-    """Follow the operation with a spinner; Ctrl-C stops the waiting (StoppedWaiting),
-    never the operation."""
+    """Follow the operation with a spinner, printing the driver's lines as they come;
+    Ctrl-C stops the waiting (StoppedWaiting), never the operation."""
+    show_lines = not (quiet or click.get_current_context().meta.get(QUIET))
+    shown_lines = 0
     try:
         with output.err.status(safe(operation["environment_status_label"])) as spinner:
 
             def progress(op, changed):
+                nonlocal shown_lines
                 status = safe(op["environment_status_label"])
                 spinner.update(f"{safe(op['activity'])}: {status} ({safe(op['outcome_label'])})")
+                # Lines are only ever added, oldest first: the ones past those shown are new.
+                lines = op.get("log_lines", [])
+                if show_lines:
+                    for line in lines[shown_lines:]:
+                        output.log_line(line)
+                shown_lines = len(lines)
                 if changed and not quiet:
                     output.err.print(f"  {status}")
 
@@ -327,6 +356,7 @@ def access_rule(env, address, reason, name, hours, wait, timeout, as_json):
 @click.option("--reason", required=True, help="Why access is needed (kept in the history).")
 @click.option("--hours", type=float, help="How long it lasts (default and maximum: the portal's).")
 @click.option("--no-wait", is_flag=True, help="Print the credentials before the account exists.")
+@quiet_option
 @timeout_option
 @json_option
 @talks_to_the_portal

@@ -398,6 +398,12 @@ def misused(error):
 # --- History ------------------------------------------------------------------------
 
 
+def log_line(line):
+    """A driver log line as --wait sees it come, at this machine's time."""
+    at = datetime.fromisoformat(line["at"]).astimezone().strftime("%H:%M:%S")
+    err.print(f"    {at} {safe(line['text'], markup=False)}", markup=False)
+
+
 def history_line(op):
     who = op["requested_by"] + (f" via {op['via']}" if op["via"] else "")
     line = (

@@ -8,9 +8,11 @@ import csv
 import io
 import json
 import os
+import queue
 import stat
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -30,9 +32,9 @@ from environments.models import (
     WindowState,
 )
 from tests.api_clients import token_for
-from tests.cli_live import idle, live_portal, portal_env, run_portal
+from tests.cli_live import PORTAL, idle, live_portal, portal_env, run_portal
 from tests.conftest import subprocess_env
-from tests.live import wait_for
+from tests.live import held_drivers, wait_for
 from tests.test_history import add_history
 
 DRIVER_DELAY = 1.0
@@ -47,7 +49,10 @@ def live(django_db_setup, django_db_blocker, tmp_path_factory):
     failures.write_text("")
     with django_db_blocker.unblock():
         env = subprocess_env(
-            SIMULATED_DRIVER_DELAY=DRIVER_DELAY, SIMULATED_DRIVER_FAIL_FILE=failures
+            SIMULATED_DRIVER_DELAY=DRIVER_DELAY,
+            SIMULATED_DRIVER_FAIL_FILE=failures,
+            # Absent (every environment simulated) unless a test holds its drivers.
+            PORTAL_DRIVERS_FILE=folder / "drivers.json",
         )
     with live_portal(folder, env) as url:
         yield {"url": url, "failures": failures, "dir": folder}
@@ -60,11 +65,25 @@ def portal(live, transactional_db, manager, tmp_path):
     _, secret = token_for(manager, name="cli")
     live["failures"].write_text("")
 
-    def run(*args, token=secret, timeout=60, stdin=None, **extra_env):
+    def environ(token, extra_env):
         settings = {"PORTAL_URL": live["url"], "PORTAL_TOKEN": token}
-        env = portal_env(**{**settings, "PORTAL_CONFIG": tmp_path / "config.json", **extra_env})
-        return run_portal(*args, env=env, stdin=stdin, timeout=timeout)
+        return portal_env(**{**settings, "PORTAL_CONFIG": tmp_path / "config.json", **extra_env})
 
+    def run(*args, token=secret, timeout=60, stdin=None, **extra_env):
+        return run_portal(*args, env=environ(token, extra_env), stdin=stdin, timeout=timeout)
+
+    def popen(*args, token=secret, **extra_env):
+        """`portal ...` running on: read its output as it comes."""
+        return subprocess.Popen(
+            [str(PORTAL), *args],
+            env=environ(token, extra_env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    run.popen = popen
     yield run
     # The worker finishes what the test started (an operation's task, its notification)
     # before the tables are emptied for the next test: a task row emptied from under it
@@ -84,6 +103,44 @@ def test_restart_with_wait_shows_the_status_change_and_exits_0(portal, environme
     assert "Succeeded" in out and "Restart service: AOS" in out
     operation = Operation.objects.get()
     assert operation.via == "API (cli)" and operation.outcome == Outcome.SUCCEEDED
+
+
+def test_wait_prints_the_drivers_log_lines_and_quiet_leaves_them_out(portal, environment):
+    code, out, err = portal("restart", environment.slug, "aos", "--reason", "cli", "--wait")
+    assert code == 0, out + err
+    # Each answer's new lines, then the status they led to.
+    assert f"simulated: restarting AOS on {environment.slug}" in err
+    assert err.index("simulated: restarting AOS: done") < err.index("  Deployed")
+
+    code, out, err = portal(
+        "restart", environment.slug, "mr", "--reason", "cli", "--wait", "--quiet"
+    )
+    assert code == 0, out + err
+    assert "Deployed" in err and "simulated:" not in err
+    assert "Succeeded" in out
+
+
+def test_wait_prints_a_line_while_the_operation_is_still_running(portal, live, environment):
+    release, _ = held_drivers(live["dir"], environment.slug)  # the health check waits
+    process = portal.popen("restart", environment.slug, "aos", "--reason", "cli", "--wait")
+    lines = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stderr])
+    reader.start()
+    try:
+        seen = []
+        while not any(line.rstrip().endswith(" $ true") for line in seen):
+            seen.append(lines.get(timeout=60))
+        # Printed while the driver still waits for the release.
+        assert Operation.objects.get().outcome == Outcome.RUNNING
+    finally:
+        release.touch()
+        out, _ = process.communicate(timeout=60)
+        reader.join(timeout=60)
+        (live["dir"] / "drivers.json").unlink()
+    rest = "".join(lines.get() for _ in range(lines.qsize()))
+    assert process.returncode == 0, "".join(seen) + rest + out
+    assert "Health check of AOS passed" in rest and "  Deployed" in rest
+    assert "Succeeded" in out
 
 
 def test_maintenance_on_and_off_with_wait(portal, environment):

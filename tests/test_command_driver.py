@@ -56,10 +56,10 @@ def test_restart_runs_the_command_then_the_health_check_and_settles_deployed(
 
     assert environment.status == Status.DEPLOYED, operation.error
     assert operation.outcome == Outcome.SUCCEEDED
-    assert "with the command driver" in operation.log
-    assert "restarted aos on demo-sandbox" in operation.log
-    assert "Health check of AOS passed (attempt 1" in operation.log
-    assert "aos is healthy" in operation.log
+    assert "with the command driver" in operation.log_text
+    assert "restarted aos on demo-sandbox" in operation.log_text
+    assert "Health check of AOS passed (attempt 1" in operation.log_text
+    assert "aos is healthy" in operation.log_text
     assert environment.services.get(kind="aos").state == ServiceState.RUNNING
 
 
@@ -79,11 +79,11 @@ def test_the_health_check_runs_until_it_passes(environment, manager, start, conf
     assert attempts.read_text() == "xxx"
     assert (
         "Health check of AOS not passed yet (attempt 1): exited with status 1: not listening yet"
-        in operation.log
+        in operation.log_text
     )
-    assert "Health check of AOS passed (attempt 3" in operation.log
+    assert "Health check of AOS passed (attempt 3" in operation.log_text
     # The same failure is logged once, not once per attempt.
-    assert operation.log.count("not passed yet") == 1
+    assert operation.log_text.count("not passed yet") == 1
 
 
 def test_a_command_that_exits_non_zero_fails_with_the_tail_of_stderr(
@@ -103,8 +103,8 @@ def test_a_command_that_exits_non_zero_fails_with_the_tail_of_stderr(
     assert "exited with status 5: ..." in operation.error
     assert operation.error.endswith("Failed to restart aos.service: Unit is masked.")
     assert len(operation.error) < 1200
-    assert "stopping aos" in operation.log
-    assert "Health check" not in operation.log
+    assert "stopping aos" in operation.log_text
+    assert "Health check" not in operation.log_text
     assert environment.services.get(kind="aos").state == ServiceState.FAILED
 
 
@@ -138,7 +138,7 @@ def test_a_command_that_hangs_past_its_timeout_is_stopped_with_its_children_and_
         assert "did not finish within 1 s and was stopped: still waiting for aos" in (
             operation.error
         )
-        assert "waiting for the service to stop" in operation.log
+        assert "waiting for the service to stop" in operation.log_text
         command_pid, child_pid = map(int, pids.read_text().split())
         gone = wait_for(lambda: not is_running(command_pid) and not is_running(child_pid), 30)
         assert not is_running(command_pid)
@@ -164,7 +164,7 @@ def test_a_health_check_that_never_passes_fails_at_the_deadline(
     assert attempts >= 2
     assert operation.finished_at >= operation.deadline
     assert "exited with status 1: AOS answers HTTP 503" in operation.error
-    assert "restarted aos" in operation.log
+    assert "restarted aos" in operation.log_text
     assert environment.services.get(kind="aos").state == ServiceState.FAILED
 
 
@@ -200,7 +200,7 @@ def test_resume_after_fixing_the_command_succeeds(environment, manager, start, c
     assert environment.status == Status.DEPLOYED, resumed.error
     assert resumed.outcome == Outcome.SUCCEEDED
     assert resumed.failed_operation == failed
-    assert "restarted aos.service" in resumed.log
+    assert "restarted aos.service" in resumed.log_text
     assert environment.services.get(kind="aos").state == ServiceState.RUNNING
 
 
@@ -215,11 +215,11 @@ def test_output_larger_than_the_bound_is_cut_and_the_log_says_so(
     assert environment.status == Status.DEPLOYED, operation.error
     assert (
         "[cut 99008 bytes of stdout here: 100008 bytes in all, kept the first 500 and the last 500]"
-        in operation.log
+        in operation.log_text
     )
-    assert "BEGIN" in operation.log
-    assert "END" in operation.log
-    assert len(operation.log) < 4000
+    assert "BEGIN" in operation.log_text
+    assert "END" in operation.log_text
+    assert len(operation.log_text) < 4000
 
 
 def test_maintenance_mode_runs_its_commands_and_waits_for_the_flag(
@@ -242,7 +242,7 @@ def test_maintenance_mode_runs_its_commands_and_waits_for_the_flag(
     enabling.refresh_from_db()
     assert environment.status == Status.IN_MAINTENANCE, enabling.error
     assert flag.exists()
-    assert "Health check of maintenance mode on passed" in enabling.log
+    assert "Health check of maintenance mode on passed" in enabling.log_text
 
     disabling = start(OperationKind.DISABLE_MAINTENANCE, environment, manager)
     run_worker()
@@ -286,7 +286,7 @@ def test_arguments_reach_the_command_as_they_are_without_a_shell(
     operation = restart_aos(environment, manager, start)
 
     assert environment.status == Status.DEPLOYED, operation.error
-    assert "['; touch pwned', '$HOME']" in operation.log
+    assert "['; touch pwned', '$HOME']" in operation.log_text
     assert not (tmp_path / "pwned").exists()
 
 
@@ -350,7 +350,7 @@ def test_environments_the_file_does_not_name_use_portal_driver(
     operation = restart_aos(other, manager, start)
 
     assert other.status == Status.DEPLOYED
-    assert "with the simulated driver" in operation.log
+    assert "with the simulated driver" in operation.log_text
 
 
 def test_a_toml_configuration_file_works_too(environment, manager, start, settings, tmp_path):
@@ -368,7 +368,7 @@ health = ["{sys.executable}", "-c", "pass"]
     operation = restart_aos(environment, manager, start)
 
     assert environment.status == Status.DEPLOYED, operation.error
-    assert "toml restart of aos" in operation.log
+    assert "toml restart of aos" in operation.log_text
 
 
 def test_an_unreadable_configuration_file_fails_the_operation_with_its_path(

@@ -138,8 +138,8 @@ def test_revoke_ends_open_sessions_and_refuses_new_logins(
     assert account.end_reason == AccessEnd.REVOKED and account.ended_by == manager
     assert account.password_encrypted == ""
     revoke = Operation.objects.get(kind=OperationKind.REVOKE_ACCESS)
-    assert "ended 1 open session(s)" in revoke.log
-    assert f"DROP ROLE {account.username}" in revoke.log
+    assert "ended 1 open session(s)" in revoke.log_text
+    assert f"DROP ROLE {account.username}" in revoke.log_text
 
 
 def test_expired_account_is_ended_and_dropped(client, pg_environment, manager, dropped_roles):
@@ -266,7 +266,7 @@ def test_password_never_reaches_logs_history_admin_or_csv(
     for operation in Operation.objects.all():
         assert (
             password
-            not in f"{operation.log} {operation.error} {operation.reason} {operation.target}"
+            not in f"{operation.log_text} {operation.error} {operation.reason} {operation.target}"
         )
     client.force_login(superuser)
     pages = [

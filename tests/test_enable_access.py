@@ -50,7 +50,7 @@ def test_rule_is_applied_listed_with_expiry_and_recorded(as_manager, environment
     operation = Operation.objects.get(kind=OperationKind.ENABLE_ACCESS)
     assert operation.outcome == Outcome.SUCCEEDED
     assert operation.activity == "Enable access: 203.0.113.7/32 (office)"
-    assert "simulated firewall: allow 203.0.113.7/32" in operation.log
+    assert "simulated firewall: allow 203.0.113.7/32" in operation.log_text
     body = as_manager.get(environment.get_absolute_url()).content.decode()
     assert 'data-testid="firewall-rule"' in body and "Active" in body
 
@@ -174,7 +174,7 @@ def test_remove_ends_the_rule_and_history_says_who(as_manager, environment, mana
     assert rule.removed_at is not None
     removal = Operation.objects.get(kind=OperationKind.REMOVE_ACCESS)
     assert removal.requested_by == manager and removal.outcome == Outcome.SUCCEEDED
-    assert "remove the rule for 203.0.113.7/32" in removal.log
+    assert "remove the rule for 203.0.113.7/32" in removal.log_text
     assert as_manager.post(url, **HTMX).status_code == 409  # already ended
 
 

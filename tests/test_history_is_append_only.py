@@ -5,7 +5,8 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 
-from environments.models import Environment, Operation, OperationKind
+from environments.drivers import OperationLog
+from environments.models import Environment, Operation, OperationKind, OperationLogLine
 
 on_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql",
@@ -34,6 +35,14 @@ def test_postgresql_refuses_a_queryset_delete_of_history(history):
     with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
         Operation.objects.all()._raw_delete(connection.alias)
     assert Operation.objects.count() == 1
+
+
+@on_postgresql
+def test_postgresql_refuses_a_raw_delete_of_a_log_line(history):
+    OperationLog(history).write("turning maintenance mode on")
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+        OperationLogLine.objects.all()._raw_delete(connection.alias)
+    assert OperationLogLine.objects.count() == 1
 
 
 def test_the_admin_offers_no_way_to_delete_history(client, superuser, history):

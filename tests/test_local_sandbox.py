@@ -87,7 +87,7 @@ def test_restarting_aos_runs_a_new_process_and_settles_only_once_it_answers(
     assert sandbox.status("mr")["pid"] == before["mr"]["pid"]
     # supervisorctl returned while the new AOS was still starting; the portal waited
     # for it to answer, and the answer that passed came from the new process.
-    log = operation.log
+    log = operation.log_text
     assert "aos: started" in log
     assert "Health check of AOS not passed yet (attempt 1)" in log
     passed = log.index("Health check of AOS passed")
@@ -133,13 +133,13 @@ def test_maintenance_mode_flips_the_flag_the_aos_reports(local, manager, start, 
 
     assert local.status == Status.IN_MAINTENANCE, enabling.error
     assert sandbox.status("aos")["maintenance"] is True
-    assert '"maintenance": true' in enabling.log
+    assert '"maintenance": true' in enabling.log_text
 
     disabling = act(OperationKind.DISABLE_MAINTENANCE, local, manager, start)
 
     assert local.status == Status.DEPLOYED, disabling.error
     assert sandbox.status("aos")["maintenance"] is False
-    assert '"maintenance": false' in disabling.log
+    assert '"maintenance": false' in disabling.log_text
 
 
 def test_stopping_supervisord_stops_every_service():

@@ -259,7 +259,7 @@ def test_the_grant_log_shows_the_check_never_the_password(
 ):
     account = grant(pg_environment, manager, "read")
     password = login(client, manager, pg_environment)["password"]
-    log = Operation.objects.get(kind=OperationKind.REQUEST_ACCESS).log
+    log = Operation.objects.get(kind=OperationKind.REQUEST_ACCESS).log_text
     assert f"list the other databases {account.username} can connect to" in log
     assert f"ALTER ROLE {account.username} LOGIN" in log
     assert password not in log

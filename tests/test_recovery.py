@@ -47,8 +47,8 @@ def test_rollback_undoes_the_operation_and_returns_to_the_status_before(
     rollback.refresh_from_db()
     assert environment.status == Status.DEPLOYED
     assert rollback.outcome == Outcome.ROLLED_BACK
-    assert "Undoing Enable Maintenance mode" in rollback.log
-    assert "turning maintenance mode off" in rollback.log
+    assert "Undoing Enable Maintenance mode" in rollback.log_text
+    assert "turning maintenance mode off" in rollback.log_text
 
 
 def test_abort_returns_to_the_status_before_without_acting(
@@ -60,7 +60,7 @@ def test_abort_returns_to_the_status_before_without_acting(
     assert environment.status == Status.DEPLOYED
     assert abort.outcome == Outcome.ABORTED
     assert abort.finished_at is not None
-    assert abort.log == ""
+    assert abort.log_text == ""
     run_worker()
     assert Operation.objects.filter(outcome=Outcome.ABORTED).count() == 1
 

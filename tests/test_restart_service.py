@@ -32,7 +32,7 @@ def test_restart_shows_restarting_service_until_the_worker_finishes(environment,
     assert operation.status_before == Status.DEPLOYED
     assert operation.status_after == Status.DEPLOYED
     assert operation.finished_at is not None
-    assert "restarting AOS" in operation.log
+    assert "restarting AOS" in operation.log_text
     aos = environment.services.get(kind="aos")
     assert aos.state == ServiceState.RUNNING
     assert aos.last_restarted_at == operation.finished_at

@@ -27,7 +27,7 @@ def test_a_db_worker_process_restarts_the_service_and_settles_deployed(
         assert wait_for(settled), f"still {environment.status}"
         operation.refresh_from_db()
         assert operation.outcome == Outcome.SUCCEEDED
-        assert "restarting AOS" in operation.log
+        assert "restarting AOS" in operation.log_text
     finally:
         stop(worker)
 

@@ -195,6 +195,11 @@ class HistoryEntryOut(Schema):
     error: str
 
 
+class LogLineOut(Schema):
+    at: datetime = Field(..., description="When the driver wrote it (UTC)")
+    text: str
+
+
 class OperationOut(HistoryEntryOut):
     active: bool
     deadline: datetime
@@ -202,7 +207,12 @@ class OperationOut(HistoryEntryOut):
     status_after_label: str
     environment_status: str
     environment_status_label: str
-    log: str
+    log: str = Field(..., description="The driver log as one text, a UTC time on each line")
+    log_lines: list[LogLineOut] = Field(
+        ...,
+        description="The driver log's lines as they were written, oldest first; they grow "
+        "while the operation is active. Empty for operations from before lines were kept.",
+    )
 
 
 class HistoryPageOut(Schema):
@@ -383,6 +393,7 @@ def history_entry_out(operation):
 def operation_out(operation):
     """An operation with its log and its environment's status now."""
     environment = Environment.objects.only("status").get(pk=operation.environment_id)
+    lines = list(operation.log_lines.all())
     return {
         **history_entry_out(operation),
         "active": operation.is_active,
@@ -393,7 +404,8 @@ def operation_out(operation):
         ),
         "environment_status": environment.status,
         "environment_status_label": environment.get_status_display(),
-        "log": operation.log,
+        "log": "".join(line.as_text() for line in lines) if lines else operation.log,
+        "log_lines": [{"at": line.at.astimezone(UTC), "text": line.text} for line in lines],
     }
 
 

@@ -8,7 +8,10 @@ or waits for a service, so one worker drives many operations at once.
 
 from dataclasses import dataclass
 
+from django.db import transaction
 from django.utils import timezone
+
+from environments.models import Environment, OperationLogLine
 
 
 class DriverError(Exception):
@@ -33,33 +36,50 @@ class Later:
 
 
 class OperationLog:
-    """Timestamped lines of what a driver did, bounded so a chatty command cannot
-    fill the database; when cut, the log says so."""
+    """What a driver did, a line at a time, each kept with its time.
 
-    def __init__(self, limit=64 * 1024):
+    Given an operation, every line is written to the database the moment the driver
+    writes it (an OperationLogLine, in a short transaction of its own, with the
+    environment's revision), so the operation's page, the API and ``portal --wait``
+    show progress while it runs. The worker runs the driver outside any transaction,
+    so each line commits at once. Bounded so a chatty command cannot fill the
+    database: past ``limit`` characters in all, one line says the log was cut.
+    """
+
+    def __init__(self, operation=None, limit=64 * 1024):
+        self.operation = operation
         self.limit = limit
-        self._parts = []
-        self._size = 0
-        self.truncated = False
+        self.lines = []  # (time, text), as written
+        # The bound holds across the operation's steps: each step logs through a new one.
+        self._size = operation.log_size() if operation is not None else 0
+        self.truncated = self._size >= limit
 
     def write(self, line):
-        entry = f"{timezone.now():%Y-%m-%d %H:%M:%S} {line.rstrip()}\n"
-        room = self.limit - self._size
-        if room <= 0:
-            self.truncated = True
+        if self.truncated:
             return
-        if len(entry) > room:
-            entry = entry[:room]
+        now = timezone.now()
+        text = line.rstrip()
+        room = self.limit - self._size
+        if len(text) > room:
+            text = text[:room]
             self.truncated = True
-        self._parts.append(entry)
-        self._size += len(entry)
+        if text or not self.truncated:
+            self._size += len(text)
+            self._store(now, text)
+        if self.truncated:
+            self._store(now, f"[log cut at {self.limit} characters]")
+
+    def _store(self, at, text):
+        self.lines.append((at, text))
+        if self.operation is None:
+            return
+        with transaction.atomic():
+            OperationLogLine.objects.create(operation_id=self.operation.pk, at=at, text=text)
+            Environment.objects.filter(pk=self.operation.environment_id).bump_revision()
 
     @property
     def text(self):
-        text = "".join(self._parts)
-        if self.truncated:
-            text += f"[log cut at {self.limit} characters]\n"
-        return text
+        return "".join(f"{at:%Y-%m-%d %H:%M:%S} {text}\n" for at, text in self.lines)
 
 
 class Driver:

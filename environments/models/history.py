@@ -1,9 +1,11 @@
 """The environment history: one Operation row per action."""
 
 import uuid
+from datetime import UTC
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Length
 from django.urls import reverse
 from django.utils import timezone
 
@@ -97,6 +99,8 @@ class Operation(models.Model):
     # The settled status before the original action: where Rollback and Abort return.
     return_status = models.CharField(max_length=30, choices=Status.choices)
     error = models.TextField(blank=True)
+    # The driver log of operations from before log lines (OperationLogLine) existed;
+    # newer operations leave it empty and write their lines as they happen.
     log = models.TextField(blank=True)
     # The pending step (environments.operations.core): its name, its number (a step's
     # task carries it, so a stale or repeated task changes nothing), when it is due, and
@@ -195,6 +199,10 @@ class Operation(models.Model):
     def is_active(self):
         return self.outcome in ACTIVE_OUTCOMES
 
+    def log_size(self):
+        """Characters of driver log written so far (OperationLog's bound)."""
+        return self.log_lines.aggregate(size=models.Sum(Length("text")))["size"] or 0
+
     @property
     def is_stopping(self):
         """Stop was asked for and the step in flight has not ended yet."""
@@ -247,6 +255,15 @@ class Operation(models.Model):
         return Outcome.SUCCEEDED
 
     @property
+    def log_text(self):
+        """The driver log as one text, a line per entry with its UTC time: the lines
+        written as it ran, or the text of an operation from before them."""
+        lines = self.log_lines.all()
+        if not lines:
+            return self.log
+        return "".join(line.as_text() for line in lines)
+
+    @property
     def duration(self):
         if self.finished_at is None:
             return None
@@ -265,3 +282,22 @@ class Operation(models.Model):
         if minutes:
             return f"{minutes} min {seconds} s"
         return f"{seconds} s"
+
+
+class OperationLogLine(models.Model):
+    """One line a driver wrote while the operation ran, written as it happened so the
+    operation's page, the API and ``portal --wait`` show progress."""
+
+    operation = models.ForeignKey(Operation, on_delete=models.PROTECT, related_name="log_lines")
+    at = models.DateTimeField(default=timezone.now)
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["operation", "at", "id"], name="op_log_line_order")]
+
+    def __str__(self):
+        return self.as_text().rstrip("\n")
+
+    def as_text(self):
+        return f"{self.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} {self.text}\n"

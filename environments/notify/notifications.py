@@ -408,7 +408,7 @@ def _content(notification, user, kind):
             operation_url=absolute_url(
                 reverse("operation-detail", args=[environment.slug, operation.activity_id])
             ),
-            log_tail="\n".join(operation.log.splitlines()[-LOG_TAIL_LINES:]),
+            log_tail="\n".join(operation.log_text.splitlines()[-LOG_TAIL_LINES:]),
             recovery=_recovery_links(operation, environment),
             window=operation.window if operation.window_id else None,
         )

@@ -4,8 +4,8 @@ transaction (environments.operations.events announces each one)."""
 
 from environments.operations.core import (
     busy_message,
-    claim_step,
     check_allowed,
+    claim_step,
     complete_operation,
     end_grant,
     expire_grant,

@@ -12,8 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Value
-from django.db.models.functions import Concat
+from django.db.models import Q
 from django.utils import timezone
 from django_fsm import can_proceed
 from django_tasks import task
@@ -155,39 +154,38 @@ def run_step(operation_id, number):
     if operation is None:
         logger.info("Step %s of operation %s is not pending; nothing to do.", number, operation_id)
         return
-    log = OperationLog()
+    # Each line the driver writes is stored as it happens (not inside a transaction:
+    # the worker runs tasks outside one), so the operation shows its progress.
+    log = OperationLog(operation)
     if cut:
         log.write(
             f"The previous attempt of step {number} ({operation.step}) was cut off (its "
             "worker stopped before it ended): running it again."
         )
     if operation.stop_requested_at is not None:
-        stopped(operation_id, log.text)
+        stopped(operation_id)
         return
     try:
         later = perform_step(operation, log)
     except TryAgain as exc:
         tries = operation.memo.get("tries", 0) + 1
         if tries >= TRIES:
-            fail_operation(operation_id, f"{exc} (tried {tries} times)", log.text, number)
+            fail_operation(operation_id, f"{exc} (tried {tries} times)", number)
             return
         operation.memo["tries"] = tries
         later = Later(operation.step, exc.seconds)
         log.write(f"Trying again in {exc.seconds:g} s (try {tries + 1} of {TRIES}).")
     except DriverError as exc:
-        fail_operation(operation_id, str(exc), log.text, number)
+        fail_operation(operation_id, str(exc), number)
         return
     except Exception as exc:
         logger.exception("Operation %s failed unexpectedly", operation.activity_id)
         fail_operation(
-            operation_id,
-            f"Unexpected error in the driver: {type(exc).__name__}: {exc}",
-            log.text,
-            number,
+            operation_id, f"Unexpected error in the driver: {type(exc).__name__}: {exc}", number
         )
         return
     if later is None:
-        complete_operation(operation_id, log.text, number)
+        complete_operation(operation_id, number)
     else:
         next_step(operation, number, later, log)
 
@@ -227,7 +225,6 @@ def next_step(operation, number, later, log, now=None):
                 step_due_at=due,
                 step_lease_until=None,
                 memo=operation.memo,
-                log=Concat("log", Value(log.text)),
             )
         )
         if moved:
@@ -237,17 +234,17 @@ def next_step(operation, number, later, log, now=None):
             )
     if not moved:
         # Stopped while this step ran (or settled by the deadline meanwhile).
-        stopped(operation.pk, log.text)
+        stopped(operation.pk)
 
 
-def stopped(operation_id, log_text=""):
+def stopped(operation_id):
     """End an operation whose Stop was asked for, now that no step of it runs."""
     operation = Operation.objects.select_related("stop_requested_by").get(pk=operation_id)
     if not operation.is_active or operation.stop_requested_at is None:
         return operation
     by = operation.stop_requested_by
     who = by.get_username() if by else "the portal"
-    return fail_operation(operation_id, f"Stopped by {who}: {operation.stop_reason}", log_text)
+    return fail_operation(operation_id, f"Stopped by {who}: {operation.stop_reason}")
 
 
 def perform_step(operation, log):
@@ -308,18 +305,18 @@ def enforce_deadline(operation_id):
 # --- Progress and finishing (the worker and the watchdog) ------------------------
 
 
-def complete_operation(operation_id, log="", step=None):
+def complete_operation(operation_id, step=None):
     """The driver succeeded: the environment reaches the operation's target status.
     ``step``: the number of the step that says so, ignored unless still the pending one."""
-    return _finish(operation_id, error="", log=log, step=step)
+    return _finish(operation_id, error="", step=step)
 
 
-def fail_operation(operation_id, error, log="", step=None):
+def fail_operation(operation_id, error, step=None):
     """The driver failed or the deadline passed: the environment becomes Failed."""
-    return _finish(operation_id, error=error or "The operation failed.", log=log, step=step)
+    return _finish(operation_id, error=error or "The operation failed.", step=step)
 
 
-def _finish(operation_id, *, error, log, step=None):
+def _finish(operation_id, *, error, step=None):
     with transaction.atomic():
         environment_id = Operation.objects.values_list("environment_id", flat=True).get(
             pk=operation_id
@@ -357,12 +354,10 @@ def _finish(operation_id, *, error, log, step=None):
 
         operation.finished_at = now
         operation.status_after = environment.status
-        if log:
-            operation.log = (operation.log + log) if operation.log else log
         operation.step, operation.step_due_at, operation.step_lease_until = "", None, None
         operation.save(
             update_fields=[
-                *("outcome", "error", "finished_at", "status_after", "log"),
+                *("outcome", "error", "finished_at", "status_after"),
                 *("step", "step_due_at", "step_lease_until"),
             ]
         )

@@ -2,8 +2,6 @@
 Failed (Resume, Rollback, Abort)."""
 
 from django.db import transaction
-from django.db.models import Value
-from django.db.models.functions import Concat
 from django.utils import timezone
 
 from environments.models import (
@@ -153,13 +151,10 @@ def stop(environment, user, reason, via=""):
                 f"{operation.activity} is already stopping.", OperationRefused.NOT_ALLOWED
             )
         who = f" via {via}" if via else ""
-        line = f"{now:%Y-%m-%d %H:%M:%S} Stop asked for by {user}{who}: {reason}\n"
         Operation.objects.filter(pk=operation.pk).update(
-            stop_requested_at=now,
-            stop_requested_by=user,
-            stop_reason=reason,
-            log=Concat("log", Value(line)),
+            stop_requested_at=now, stop_requested_by=user, stop_reason=reason
         )
+        operation.log_lines.create(at=now, text=f"Stop asked for by {user}{who}: {reason}")
         Environment.objects.filter(pk=locked.pk).bump_revision()
         in_flight = operation.step_lease_until is not None and operation.step_lease_until > now
         if not in_flight:

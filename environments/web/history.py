@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from django_htmx.http import HttpResponseStopPolling
 
 from environments.cache_keys import shared_key, viewer_key
 from environments.forms import HistoryFilterForm
@@ -90,11 +91,20 @@ def operation_detail(request, slug, activity_id):
         ),
         activity_id=activity_id,
     )
-    return render(
-        request,
-        "environments/operation_detail.html",
-        {"environment": environment, "operation": operation},
-    )
+    context = {
+        "environment": environment,
+        "operation": operation,
+        "log_lines": list(operation.log_lines.all()),
+        "time_zone": timezone.get_current_timezone_name(),
+    }
+    if not request.htmx:
+        return render(request, "environments/operation_detail.html", context)
+    # The page's poll: the operation as it stands, until it has ended (286 stops htmx
+    # polling, after it swaps in this last answer).
+    response = render(request, "environments/operation_detail.html#operation", context)
+    if not operation.is_active:
+        response.status_code = HttpResponseStopPolling.status_code
+    return response
 
 
 # --- helpers ------------------------------------------------------------------------
