@@ -21,7 +21,7 @@ from environments.models import (
 )
 from tests.api_clients import API, api_client, send
 from tests.conftest import committing, make_environment, run_worker
-from tests.test_history import add_history
+from tests.helpers import add_history
 
 
 def start(client, environment, action, **body):

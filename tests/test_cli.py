@@ -28,8 +28,8 @@ from environments.models import (
 )
 from tests.api_clients import token_for
 from tests.conftest import subprocess_env
+from tests.helpers import add_history
 from tests.live import Gunicorn, start_worker, stop, wait_for
-from tests.test_history import add_history
 
 PORTAL = Path(sys.executable).parent / "portal"
 DRIVER_DELAY = 1.0

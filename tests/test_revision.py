@@ -16,7 +16,7 @@ from environments.models import (
     ServiceKind,
 )
 from tests.conftest import make_user
-from tests.test_admin import environment_form
+from tests.helpers import environment_form
 
 
 def revision(environment):
@@ -145,7 +145,7 @@ def test_a_page_kept_in_the_cache_shows_the_change_that_moved_the_revision(
 
 
 def test_a_user_renamed_in_the_admin_shows_renamed_at_once(client, superuser, environment, maint):
-    from tests.test_admin import user_page_form
+    from tests.helpers import user_page_form
 
     client.force_login(superuser)
     before = revision(environment)
