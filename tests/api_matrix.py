@@ -10,7 +10,7 @@ at, and changes nothing (tests/test_api_authorization_matrix.py).
 
 Answers are status codes. The firewall rule and the database account were granted to
 the owner (alice), and the operation is the rule's. The maintenance window was
-scheduled by the owner, two days ahead.
+scheduled by the owner, a day ahead (the world of tests/conftest.py).
 """
 
 from datetime import UTC, datetime, timedelta

@@ -11,22 +11,30 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.utils import timezone
 
 from environments.models import (
+    AccessLevel,
+    DatabaseAccount,
     Deployment,
     Environment,
     EnvironmentRole,
     EnvironmentRoleKind,
     EnvironmentType,
+    FirewallRule,
     Project,
     ProjectMembership,
     ProjectRole,
     Service,
     ServiceKind,
+    Status,
     Subscription,
+    UserSettings,
 )
+from tests.api_clients import api_client
 
 PASSWORD = "correct horse battery staple"
 _counter = itertools.count(1)
@@ -131,6 +139,72 @@ def users(owner, manager, member, outsider, superuser):
         "member": member,
         "outsider": outsider,
         "superuser": superuser,
+    }
+
+
+@pytest.fixture
+def as_manager(client, manager):
+    """The pages, signed in as the environment manager (mona)."""
+    client.force_login(manager)
+    return client
+
+
+@pytest.fixture
+def api_as_manager(manager):
+    """The API with a Maintain token of the manager's named "nightly" (history says
+    "API (nightly)")."""
+    return api_client(manager, name="nightly")
+
+
+@pytest.fixture
+def t0():
+    """A window's start: two days from now, on the hour. Nothing it enqueues falls due
+    in run_worker."""
+    return (timezone.now() + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+
+
+@pytest.fixture
+def world(environment, owner, manager, member, maint, outsider, superuser):
+    """The whole cast, and the environment with some history, an active firewall rule and
+    database account (both granted to the owner, the operation is the rule's) and a
+    maintenance window the owner scheduled a day ahead. "values" fills the placeholders
+    of the authorization matrices' paths; the calendar is the outsider's own address."""
+    from environments import operations, windows
+
+    rule_operation = operations.enable_access(
+        environment, owner, name="office", cidr="203.0.113.7/32", reason="support"
+    )
+    operations.complete_operation(rule_operation.pk)
+    account_operation = operations.request_access(
+        environment, owner, level=AccessLevel.READ, reason="support"
+    )
+    operations.complete_operation(account_operation.pk)
+    assert Environment.objects.get(pk=environment.pk).status == Status.DEPLOYED
+    starts_at = timezone.now() + timedelta(days=1)
+    window = windows.schedule(
+        environment, owner, starts_at=starts_at, ends_at=starts_at + timedelta(hours=1), reason="x"
+    )
+    users = {
+        "anonymous": None,
+        "outsider": outsider,
+        "member": member,
+        "maint": maint,
+        "manager": manager,
+        "owner": owner,
+        "superuser": superuser,
+    }
+    return {
+        "environment": environment,
+        "users": users,
+        "values": {
+            "slug": environment.slug,
+            "rule": FirewallRule.objects.get().pk,
+            "account": DatabaseAccount.objects.get().pk,
+            "activity": rule_operation.activity_id,
+            "admin": django_settings.ADMIN_PATH,
+            "window": window.pk,
+            "calendar": UserSettings.objects.get_or_create(user=outsider)[0].calendar_token,
+        },
     }
 
 

@@ -22,8 +22,9 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from environments.drivers.postgres import group_role
-from environments.models import AccessLevel, DatabaseAccount
-from tests.conftest import make_environment
+from environments.models import AccessLevel, DatabaseAccount, Outcome
+from environments.operations import request_access, revoke_access
+from tests.conftest import committing, make_environment, run_worker
 from tests.live import ThrowawayPostgres
 
 SHARED_URL = os.environ.get(
@@ -183,3 +184,67 @@ def other_database(driver_role):
         yield name
     finally:
         drop_database(name)
+
+
+# The database access tests' steps, shared with tests/test_postgres_driver_isolation.py.
+
+
+def grant(environment, user, level, lifetime=None):
+    with committing():
+        operation = request_access(
+            environment, user, level=level, reason="investigate", lifetime=lifetime
+        )
+    run_worker()
+    operation.refresh_from_db()
+    assert operation.outcome == Outcome.SUCCEEDED, operation.error
+    return DatabaseAccount.objects.get(pk=operation.database_account_id)
+
+
+def shown_credentials(client, environment):
+    """What the requester sees behind the details page's Show credentials link, read
+    back from the HTML."""
+    from html.parser import HTMLParser
+
+    values = {}
+
+    class Reader(HTMLParser):
+        field = None
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            testid = attrs.get("data-testid", "")
+            if testid == "show-credentials":
+                values.setdefault("link", attrs["href"])
+            self.field = (
+                testid.removeprefix("credential-") if testid.startswith("credential-") else None
+            )
+
+        def handle_data(self, data):
+            if self.field:
+                values[self.field] = data.strip()
+                self.field = None
+
+    Reader().feed(client.get(environment.get_absolute_url()).content.decode())
+    if "password" not in values and "link" in values:
+        Reader().feed(client.get(values["link"]).content.decode())
+    values.pop("link", None)
+    return values
+
+
+def connect_as(credentials):
+    return psycopg.connect(
+        host=credentials["host"],
+        port=credentials["port"],
+        dbname=credentials["database"],
+        user=credentials["username"],
+        password=credentials["password"],
+        connect_timeout=5,
+        autocommit=True,
+    )
+
+
+def revoke_and_drop(environment, account, user):
+    with committing():
+        revoke_access(account, user)
+    run_worker()
+    assert not role_exists(account.username)

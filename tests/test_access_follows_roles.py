@@ -23,7 +23,7 @@ from environments.models import (
 )
 from environments.refusals import OperationRefused
 from tests.conftest import committing, run_worker
-from tests.test_admin import user_page_form
+from tests.helpers import user_page_form
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from environments.models import (
     Outcome,
 )
 from tests.conftest import make_user
+from tests.helpers import environment_form, user_page_form
 
 
 @pytest.fixture
@@ -81,36 +82,6 @@ def test_bulk_delete_of_roles_records_each_removal(as_admin, environment):
     )
     assert not EnvironmentRole.objects.exists()
     assert [row[0] for row in role_history(environment)] == [OperationKind.REMOVE_ROLE] * 2
-
-
-def environment_form(environment, roles, services):
-    data = {
-        "name": environment.name,
-        "slug": environment.slug,
-        "project": environment.project_id,
-        "tier": environment.tier,
-        "type": environment.type,
-        "subscription": environment.subscription,
-        "deployment": environment.deployment,
-        "url": environment.url,
-        "database_server": environment.database_server,
-        "database_name": environment.database_name,
-        "services-TOTAL_FORMS": len(services),
-        "services-INITIAL_FORMS": len(services),
-        "roles-TOTAL_FORMS": len(roles),
-        "roles-INITIAL_FORMS": sum(1 for role in roles if role.get("id")),
-    }
-    for i, service in enumerate(services):
-        data.update(
-            {
-                f"services-{i}-id": service.pk,
-                f"services-{i}-environment": environment.pk,
-                f"services-{i}-kind": service.kind,
-            }
-        )
-    for i, role in enumerate(roles):
-        data.update({f"roles-{i}-{key}": value for key, value in role.items()})
-    return data
 
 
 def test_roles_assigned_inline_on_the_environment_page_are_recorded(as_admin, environment):
@@ -226,24 +197,3 @@ def test_a_user_deactivated_in_admin_keeps_no_token_when_reactivated(as_admin, m
     assert manager.is_active and token.revoked_at is not None
     api = Client(headers={"Authorization": f"Bearer {secret}"})
     assert api.get(f"{API}/environments").status_code == 401
-
-
-def user_page_form(as_admin, user):
-    """What the admin's user page posts back unchanged (its inlines empty)."""
-    page = as_admin.get(reverse("admin:auth_user_change", args=[user.pk]))
-    form = page.context["adminform"].form
-    data = {
-        key: value
-        for key, value in form.initial.items()
-        if key in form.fields
-        and value is not None
-        and value is not False
-        and key not in ("groups", "user_permissions", "password")
-    }
-    data.update({"last_login_0": "", "last_login_1": ""})
-    data["date_joined_0"], data["date_joined_1"] = user.date_joined.strftime(
-        "%Y-%m-%d %H:%M:%S"
-    ).split()
-    for prefix in ("project_memberships", "environment_roles"):
-        data.update({f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0})
-    return data

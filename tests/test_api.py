@@ -21,12 +21,7 @@ from environments.models import (
 )
 from tests.api_clients import API, api_client, send
 from tests.conftest import committing, make_environment, run_worker
-from tests.test_history import add_history
-
-
-@pytest.fixture
-def as_manager(manager):
-    return api_client(manager, name="nightly")
+from tests.helpers import add_history
 
 
 def start(client, environment, action, **body):
@@ -49,8 +44,8 @@ def problem(response):
 # --- Maintain actions -------------------------------------------------------------------
 
 
-def test_restart_answers_202_with_the_operation_and_its_location(as_manager, environment):
-    response = start(as_manager, environment, "restart_service", service="aos")
+def test_restart_answers_202_with_the_operation_and_its_location(api_as_manager, environment):
+    response = start(api_as_manager, environment, "restart_service", service="aos")
     assert response.status_code == 202
     body = response.json()
     assert response["Location"] == f"{API}/operations/{body['activity_id']}"
@@ -61,10 +56,10 @@ def test_restart_answers_202_with_the_operation_and_its_location(as_manager, env
     assert environment.status == Status.RESTARTING_SERVICE
 
 
-def test_an_operation_is_followed_to_its_end_by_its_location(as_manager, environment):
-    location = start(as_manager, environment, "restart_service", service="dixf")["Location"]
+def test_an_operation_is_followed_to_its_end_by_its_location(api_as_manager, environment):
+    location = start(api_as_manager, environment, "restart_service", service="dixf")["Location"]
     run_worker()
-    body = as_manager.get(location).json()
+    body = api_as_manager.get(location).json()
     assert body["outcome"] == "succeeded" and body["active"] is False
     assert body["status_before"] == "deployed" and body["status_after"] == "deployed"
     assert body["environment_status_label"] == "Deployed"
@@ -72,26 +67,26 @@ def test_an_operation_is_followed_to_its_end_by_its_location(as_manager, environ
     assert "simulated" in body["log"]
 
 
-def test_what_the_api_changes_lands_in_history_via_the_tokens_name(as_manager, environment):
-    start(as_manager, environment, "enable_maintenance", reason="patching")
+def test_what_the_api_changes_lands_in_history_via_the_tokens_name(api_as_manager, environment):
+    start(api_as_manager, environment, "enable_maintenance", reason="patching")
     operation = Operation.objects.get()
     assert operation.via == "API (nightly)"
     assert operation.reason == "patching"
     assert operation.requested_by.username == "mona"
-    row = as_manager.get(f"{API}/environments/{environment.slug}/history").json()["items"][0]
+    row = api_as_manager.get(f"{API}/environments/{environment.slug}/history").json()["items"][0]
     assert row["via"] == "API (nightly)" and row["requested_by"] == "mona"
 
 
-def test_the_history_page_shows_via_api(client, as_manager, environment, manager):
-    start(as_manager, environment, "enable_maintenance")
+def test_the_history_page_shows_via_api(client, api_as_manager, environment, manager):
+    start(api_as_manager, environment, "enable_maintenance")
     client.force_login(manager)
     page = client.get(f"/environments/{environment.slug}/history/").content.decode()
     assert "via API (nightly)" in page
 
 
-def test_a_second_action_while_one_runs_is_409_with_the_reason(as_manager, environment):
-    assert start(as_manager, environment, "restart_service", service="aos").status_code == 202
-    response = start(as_manager, environment, "enable_maintenance")
+def test_a_second_action_while_one_runs_is_409_with_the_reason(api_as_manager, environment):
+    assert start(api_as_manager, environment, "restart_service", service="aos").status_code == 202
+    response = start(api_as_manager, environment, "enable_maintenance")
     assert response.status_code == 409
     body = problem(response)
     assert body["type"] == "urn:lcs-portal:problem:busy"
@@ -99,15 +94,15 @@ def test_a_second_action_while_one_runs_is_409_with_the_reason(as_manager, envir
     assert Operation.objects.count() == 1
 
 
-def test_an_action_the_status_does_not_allow_is_409(as_manager, environment):
-    response = start(as_manager, environment, "disable_maintenance")
+def test_an_action_the_status_does_not_allow_is_409(api_as_manager, environment):
+    response = start(api_as_manager, environment, "disable_maintenance")
     assert response.status_code == 409
     assert problem(response)["type"] == "urn:lcs-portal:problem:not_allowed"
 
 
-def test_restart_on_an_ineligible_environment_is_409_with_why(as_manager, project):
+def test_restart_on_an_ineligible_environment_is_409_with_why(api_as_manager, project):
     production = make_environment(project, type=EnvironmentType.PRODUCTION, tier=5)
-    response = start(as_manager, production, "restart_service", service="aos")
+    response = start(api_as_manager, production, "restart_service", service="aos")
     assert response.status_code == 409
     body = problem(response)
     assert body["type"] == "urn:lcs-portal:problem:ineligible"
@@ -124,15 +119,17 @@ def test_restart_on_an_ineligible_environment_is_409_with_why(as_manager, projec
         ({"reason": "x"}, "action"),
     ],
 )
-def test_bad_values_are_400_with_the_field_named(as_manager, environment, body, field):
-    response = act(as_manager, "POST", f"{API}/environments/{environment.slug}/operations", body)
+def test_bad_values_are_400_with_the_field_named(api_as_manager, environment, body, field):
+    response = act(
+        api_as_manager, "POST", f"{API}/environments/{environment.slug}/operations", body
+    )
     assert response.status_code == 400
     assert field in [error["field"] for error in problem(response)["errors"]]
     assert not Operation.objects.exists()
 
 
-def test_a_body_that_is_not_json_is_400(as_manager, environment):
-    response = as_manager.post(
+def test_a_body_that_is_not_json_is_400(api_as_manager, environment):
+    response = api_as_manager.post(
         f"{API}/environments/{environment.slug}/operations", "{", content_type="application/json"
     )
     assert response.status_code == 400
@@ -140,26 +137,26 @@ def test_a_body_that_is_not_json_is_400(as_manager, environment):
 
 
 def test_resume_rollback_and_abort_recover_a_failed_environment(
-    as_manager, environment, fail_driver
+    api_as_manager, environment, fail_driver
 ):
     fail_driver(f"{environment.slug} restart_service")
-    start(as_manager, environment, "restart_service", service="aos")
+    start(api_as_manager, environment, "restart_service", service="aos")
     run_worker()
     environment.refresh_from_db()
     assert environment.status == Status.FAILED
-    details = as_manager.get(f"{API}/environments/{environment.slug}").json()
+    details = api_as_manager.get(f"{API}/environments/{environment.slug}").json()
     assert details["failed_operation"]["activity"] == "Restart service: AOS"
     assert {"resume", "rollback", "abort"} <= set(details["available_actions"])
 
-    assert start(as_manager, environment, "resume").status_code == 202
+    assert start(api_as_manager, environment, "resume").status_code == 202
     run_worker()
     assert Operation.objects.filter(kind="resume").get().outcome == Outcome.FAILED
-    assert start(as_manager, environment, "rollback").status_code == 202
+    assert start(api_as_manager, environment, "rollback").status_code == 202
     run_worker()
     rollback = Operation.objects.get(kind="rollback")
     assert rollback.outcome == Outcome.FAILED  # the driver still fails
 
-    response = start(as_manager, environment, "abort")
+    response = start(api_as_manager, environment, "abort")
     assert response.status_code == 202
     assert response.json()["outcome"] == "aborted"
     assert response.json()["active"] is False
@@ -168,11 +165,11 @@ def test_resume_rollback_and_abort_recover_a_failed_environment(
 
 
 def test_the_environment_shows_services_grants_and_who_may_sign_in(
-    as_manager, environment, maint, owner
+    api_as_manager, environment, maint, owner
 ):
-    start(as_manager, environment, "enable_maintenance")
+    start(api_as_manager, environment, "enable_maintenance")
     run_worker()
-    body = as_manager.get(f"{API}/environments/{environment.slug}").json()
+    body = api_as_manager.get(f"{API}/environments/{environment.slug}").json()
     assert body["status"] == "in_maintenance" and body["maintenance_mode"] is True
     assert body["who_may_sign_in"].startswith("Only System administrators")
     assert body["maintenance_users"] == [
@@ -182,63 +179,65 @@ def test_the_environment_shows_services_grants_and_who_may_sign_in(
     assert body["available_actions"] == ["disable_maintenance", "enable_access", "request_access"]
 
 
-def test_environments_filter_by_project_and_status(as_manager, environment, other_environment):
-    assert [e["slug"] for e in as_manager.get(f"{API}/environments").json()] == [environment.slug]
-    assert as_manager.get(f"{API}/environments?project=contoso").json()[0]["slug"] == (
+def test_environments_filter_by_project_and_status(api_as_manager, environment, other_environment):
+    assert [e["slug"] for e in api_as_manager.get(f"{API}/environments").json()] == [
+        environment.slug
+    ]
+    assert api_as_manager.get(f"{API}/environments?project=contoso").json()[0]["slug"] == (
         environment.slug
     )
-    assert as_manager.get(f"{API}/environments?project=fabrikam").json() == []
-    assert as_manager.get(f"{API}/environments?status=failed").json() == []
-    assert as_manager.get(f"{API}/environments?status=broken").status_code == 400
+    assert api_as_manager.get(f"{API}/environments?project=fabrikam").json() == []
+    assert api_as_manager.get(f"{API}/environments?status=failed").json() == []
+    assert api_as_manager.get(f"{API}/environments?status=broken").status_code == 400
 
 
 # --- Database access ------------------------------------------------------------------
 
 
-def test_a_firewall_rule_is_made_and_removed(as_manager, environment):
+def test_a_firewall_rule_is_made_and_removed(api_as_manager, environment):
     body = {"name": "office", "address": "203.0.113.7", "reason": "support", "hours": 2}
     response = act(
-        as_manager, "POST", f"{API}/environments/{environment.slug}/firewall-rules", body
+        api_as_manager, "POST", f"{API}/environments/{environment.slug}/firewall-rules", body
     )
     assert response.status_code == 202
     rule = response.json()["firewall_rule"]
     assert rule["cidr"] == "203.0.113.7/32" and rule["state"] == "Being applied"
     assert response["Location"].endswith(response.json()["operation"]["activity_id"])
     run_worker()
-    response = act(as_manager, "DELETE", f"{API}/firewall-rules/{rule['id']}")
+    response = act(api_as_manager, "DELETE", f"{API}/firewall-rules/{rule['id']}")
     assert response.status_code == 202
     assert response.json()["firewall_rule"]["state"] == "Removed"
     assert response.json()["operation"]["kind"] == "remove_access"
     assert response.json()["operation"]["via"] == "API (nightly)"
-    again = act(as_manager, "DELETE", f"{API}/firewall-rules/{rule['id']}")
+    again = act(api_as_manager, "DELETE", f"{API}/firewall-rules/{rule['id']}")
     assert again.status_code == 409
     assert "already ended" in problem(again)["detail"]
 
 
 @pytest.mark.parametrize("address", ["0.0.0.0/0", "10.0.0.0/8", "127.0.0.1", "not an address", "*"])
-def test_firewall_rules_follow_the_pages_rules_for_addresses(as_manager, environment, address):
+def test_firewall_rules_follow_the_pages_rules_for_addresses(api_as_manager, environment, address):
     body = {"name": "wide", "address": address, "reason": "support"}
     response = act(
-        as_manager, "POST", f"{API}/environments/{environment.slug}/firewall-rules", body
+        api_as_manager, "POST", f"{API}/environments/{environment.slug}/firewall-rules", body
     )
     assert response.status_code == 400
     assert problem(response)["errors"][0]["field"] == "address"
     assert not FirewallRule.objects.exists()
 
 
-def test_access_longer_than_the_maximum_is_400(as_manager, environment):
+def test_access_longer_than_the_maximum_is_400(api_as_manager, environment):
     body = {"level": "read", "reason": "support", "hours": 100}
     response = act(
-        as_manager, "POST", f"{API}/environments/{environment.slug}/database-accounts", body
+        api_as_manager, "POST", f"{API}/environments/{environment.slug}/database-accounts", body
     )
     assert response.status_code == 400
     assert "at most" in problem(response)["detail"]
 
 
-def test_the_database_password_is_in_the_creating_answer_only(as_manager, environment):
+def test_the_database_password_is_in_the_creating_answer_only(api_as_manager, environment):
     body = {"level": "read_write", "reason": "support"}
     response = act(
-        as_manager, "POST", f"{API}/environments/{environment.slug}/database-accounts", body
+        api_as_manager, "POST", f"{API}/environments/{environment.slug}/database-accounts", body
     )
     assert response.status_code == 202
     account = response.json()["database_account"]
@@ -253,20 +252,22 @@ def test_the_database_password_is_in_the_creating_answer_only(as_manager, enviro
         f"{API}/history",
         f"{API}/environments/{environment.slug}/history",
     ]:
-        answer = as_manager.get(path)
+        answer = api_as_manager.get(path)
         assert answer.status_code == 200
         assert password not in answer.content.decode()
-    response = act(as_manager, "DELETE", f"{API}/database-accounts/{account['id']}")
+    response = act(api_as_manager, "DELETE", f"{API}/database-accounts/{account['id']}")
     assert response.status_code == 202
     assert response.json()["database_account"]["state"] == "Revoked"
     assert "password" not in response.json()["database_account"]
     assert DatabaseAccount.objects.get().password_encrypted == ""
 
 
-def test_database_access_on_an_ineligible_environment_is_409(as_manager, project):
+def test_database_access_on_an_ineligible_environment_is_409(api_as_manager, project):
     legacy = make_environment(project, deployment="legacy")
     body = {"level": "read", "reason": "support"}
-    response = act(as_manager, "POST", f"{API}/environments/{legacy.slug}/database-accounts", body)
+    response = act(
+        api_as_manager, "POST", f"{API}/environments/{legacy.slug}/database-accounts", body
+    )
     assert response.status_code == 409
     assert problem(response)["type"] == "urn:lcs-portal:problem:ineligible"
 
@@ -284,9 +285,9 @@ def walk(client, url):
     return rows, pages
 
 
-def test_the_cursor_walks_every_row_once_newest_first(as_manager, environment, manager):
+def test_the_cursor_walks_every_row_once_newest_first(api_as_manager, environment, manager):
     add_history(environment, manager, 25)
-    rows, pages = walk(as_manager, f"{API}/environments/{environment.slug}/history?limit=10")
+    rows, pages = walk(api_as_manager, f"{API}/environments/{environment.slug}/history?limit=10")
     assert pages == 3
     started = [row["started_at"] for row in rows]
     assert len(rows) == 25 == len({row["activity_id"] for row in rows})
@@ -294,7 +295,7 @@ def test_the_cursor_walks_every_row_once_newest_first(as_manager, environment, m
 
 
 def test_the_cursor_walks_rows_that_share_one_start_time_each_once(
-    as_manager, environment, manager
+    api_as_manager, environment, manager
 ):
     older = add_history(environment, manager, 2, start=timezone.now() - timedelta(days=2))
     tied = add_history(environment, manager, 7)
@@ -303,7 +304,7 @@ def test_the_cursor_walks_rows_that_share_one_start_time_each_once(
     Operation.objects.filter(pk__in=[op.pk for op in tied]).update(started_at=one_time)
 
     # Pages of 3 end inside the tied rows, twice.
-    rows, pages = walk(as_manager, f"{API}/environments/{environment.slug}/history?limit=3")
+    rows, pages = walk(api_as_manager, f"{API}/environments/{environment.slug}/history?limit=3")
 
     ids = [row["activity_id"] for row in rows]
     assert len(ids) == len(set(ids)) == 11
@@ -313,58 +314,60 @@ def test_the_cursor_walks_rows_that_share_one_start_time_each_once(
     assert ids[-2:] == [str(op.activity_id) for op in reversed(older)]
 
 
-def test_rows_written_while_walking_shift_no_page(as_manager, environment, manager):
+def test_rows_written_while_walking_shift_no_page(api_as_manager, environment, manager):
     add_history(environment, manager, 30)
-    first = as_manager.get(f"{API}/history?limit=10").json()
+    first = api_as_manager.get(f"{API}/history?limit=10").json()
     # Ten new rows arrive between pages, as a busy portal's would.
     add_history(environment, manager, 10, start=timezone.now())
-    rest, _ = walk(as_manager, first["next"])
+    rest, _ = walk(api_as_manager, first["next"])
     ids = [row["activity_id"] for row in first["items"] + rest]
     assert len(ids) == 30 == len(set(ids))
 
 
-def test_the_next_link_keeps_the_filters(as_manager, environment, manager):
+def test_the_next_link_keeps_the_filters(api_as_manager, environment, manager):
     add_history(environment, manager, 5, kind=OperationKind.ENABLE_MAINTENANCE)
     add_history(environment, manager, 5, outcome=Outcome.FAILED)
     url = f"{API}/history?outcome=failed&limit=2"
-    first = as_manager.get(url).json()
+    first = api_as_manager.get(url).json()
     assert "outcome=failed" in first["next"] and first["next"].startswith("http://testserver/")
-    rows, pages = walk(as_manager, url)
+    rows, pages = walk(api_as_manager, url)
     assert len(rows) == 5 and pages == 3
     assert {row["outcome"] for row in rows} == {"failed"}
 
 
-def test_history_filters_are_the_pages(as_manager, environment, manager, owner):
+def test_history_filters_are_the_pages(api_as_manager, environment, manager, owner):
     add_history(environment, manager, 3)
     add_history(environment, owner, 2, start=timezone.now() - timedelta(days=10))
-    assert len(as_manager.get(f"{API}/history?user=ALI").json()["items"]) == 2
+    assert len(api_as_manager.get(f"{API}/history?user=ALI").json()["items"]) == 2
     since = (timezone.now() - timedelta(days=2)).date().isoformat()
-    assert len(as_manager.get(f"{API}/history?since={since}").json()["items"]) == 3
-    assert len(as_manager.get(f"{API}/history?kind=restart_service").json()["items"]) == 5
-    assert as_manager.get(f"{API}/history?type=roles").json()["items"] == []
-    assert as_manager.get(f"{API}/history?type=everything").status_code == 400
-    bad = as_manager.get(f"{API}/history?since=2026-12-02&until=2026-12-01")
+    assert len(api_as_manager.get(f"{API}/history?since={since}").json()["items"]) == 3
+    assert len(api_as_manager.get(f"{API}/history?kind=restart_service").json()["items"]) == 5
+    assert api_as_manager.get(f"{API}/history?type=roles").json()["items"] == []
+    assert api_as_manager.get(f"{API}/history?type=everything").status_code == 400
+    bad = api_as_manager.get(f"{API}/history?since=2026-12-02&until=2026-12-01")
     assert bad.status_code == 400 and "From date" in problem(bad)["detail"]
-    assert as_manager.get(f"{API}/history?cursor=nonsense").status_code == 400
-    assert as_manager.get(f"{API}/history?limit=100000").status_code == 400
+    assert api_as_manager.get(f"{API}/history?cursor=nonsense").status_code == 400
+    assert api_as_manager.get(f"{API}/history?limit=100000").status_code == 400
 
 
-def test_history_across_environments_shows_every_kind_by_default(as_manager, environment, manager):
+def test_history_across_environments_shows_every_kind_by_default(
+    api_as_manager, environment, manager
+):
     add_history(environment, manager, 1, kind=OperationKind.GRANT_ROLE)
-    assert len(as_manager.get(f"{API}/history").json()["items"]) == 1
-    assert as_manager.get(f"{API}/history?type=maintain").json()["items"] == []
+    assert len(api_as_manager.get(f"{API}/history").json()["items"]) == 1
+    assert api_as_manager.get(f"{API}/history?type=maintain").json()["items"] == []
 
 
-def test_a_deep_page_costs_what_the_first_does(as_manager, environment, manager):
+def test_a_deep_page_costs_what_the_first_does(api_as_manager, environment, manager):
     """Keyset paging: no OFFSET, and the same queries on page 1 and on the last page."""
     add_history(environment, manager, 60)
     url = f"{API}/environments/{environment.slug}/history?limit=5"
     with CaptureQueriesContext(connection) as first:
-        page = as_manager.get(url).json()
+        page = api_as_manager.get(url).json()
     for _ in range(10):
-        page = as_manager.get(page["next"]).json()
+        page = api_as_manager.get(page["next"]).json()
     with CaptureQueriesContext(connection) as deep:
-        as_manager.get(page["next"])
+        api_as_manager.get(page["next"])
     assert len(first.captured_queries) == len(deep.captured_queries)
     assert not any("OFFSET" in query["sql"] for query in deep.captured_queries)
 
@@ -387,15 +390,15 @@ def test_a_server_error_is_a_problem_too(manager, environment, monkeypatch):
     assert "boom" not in response.content.decode()
 
 
-def test_a_wrong_method_is_405_with_allow(as_manager, environment):
-    response = as_manager.put(f"{API}/environments/{environment.slug}")
+def test_a_wrong_method_is_405_with_allow(api_as_manager, environment):
+    response = api_as_manager.put(f"{API}/environments/{environment.slug}")
     assert response.status_code == 405
     assert response["Allow"] == "GET"
     assert problem(response)["detail"] == "PUT is not allowed here; use GET."
 
 
-def test_answers_are_never_stored_by_a_cache(as_manager, environment):
-    response = as_manager.get(f"{API}/environments/{environment.slug}")
+def test_answers_are_never_stored_by_a_cache(api_as_manager, environment):
+    response = api_as_manager.get(f"{API}/environments/{environment.slug}")
     assert "no-store" in response["Cache-Control"]
 
 
@@ -420,11 +423,11 @@ def test_the_pages_404_is_still_a_page(manager):
 
 
 def test_a_busy_environment_with_an_empty_reason_is_409_on_the_page_and_in_the_api(
-    client, as_manager, manager, environment
+    client, api_as_manager, manager, environment
 ):
     """Both check the state before the input, in one place (operations.start_from_input)."""
-    assert start(as_manager, environment, "restart_service", service="aos").status_code == 202
-    api = start(as_manager, environment, "enable_maintenance", reason="")
+    assert start(api_as_manager, environment, "restart_service", service="aos").status_code == 202
+    api = start(api_as_manager, environment, "enable_maintenance", reason="")
     client.force_login(manager)
     page = client.post(
         f"/environments/{environment.slug}/maintain/enable_maintenance/",

@@ -2,16 +2,12 @@
 
 import json
 import re
-from datetime import timedelta
 
 import pytest
 from django.conf import settings
-from django.utils import timezone
 
-from environments import operations, windows
 from environments.api import api
 from environments.models import (
-    AccessLevel,
     DatabaseAccount,
     Environment,
     FirewallRule,
@@ -21,44 +17,6 @@ from environments.models import (
 )
 from tests.api_clients import api_client, send
 from tests.api_matrix import MATRIX, ROLES, markdown_table
-
-
-@pytest.fixture
-def world(environment, owner, manager, member, maint, outsider, superuser):
-    """The environment with some history, an active firewall rule and database account."""
-    rule_operation = operations.enable_access(
-        environment, owner, name="office", cidr="203.0.113.7/32", reason="support"
-    )
-    operations.complete_operation(rule_operation.pk)
-    account_operation = operations.request_access(
-        environment, owner, level=AccessLevel.READ, reason="support"
-    )
-    operations.complete_operation(account_operation.pk)
-    starts_at = timezone.now() + timedelta(days=2)
-    window = windows.schedule(
-        environment, owner, starts_at=starts_at, ends_at=starts_at + timedelta(hours=1), reason="x"
-    )
-    users = {
-        "anonymous": None,
-        "outsider": outsider,
-        "member": member,
-        "maint": maint,
-        "manager": manager,
-        "owner": owner,
-        "superuser": superuser,
-    }
-    return {
-        "environment": environment,
-        "users": users,
-        "values": {
-            "slug": environment.slug,
-            "rule": FirewallRule.objects.get().pk,
-            "account": DatabaseAccount.objects.get().pk,
-            "activity": rule_operation.activity_id,
-            "window": window.pk,
-        },
-    }
-
 
 CASES = [
     pytest.param(method, path, body, role, expected, id=f"{method} {path} as {role}")

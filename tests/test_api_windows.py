@@ -23,17 +23,6 @@ from tests.conftest import committing, run_worker
 HOUR = timedelta(hours=1)
 
 
-@pytest.fixture
-def t0():
-    """Two days from now, on the hour: no task it enqueues falls due in run_worker."""
-    return (timezone.now() + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
-
-
-@pytest.fixture
-def as_manager(manager):
-    return api_client(manager, name="nightly")
-
-
 def schedule(client, environment, starts_at, ends_at=None, **body):
     body = {
         "starts_at": starts_at.isoformat(),
@@ -48,9 +37,9 @@ def schedule(client, environment, starts_at, ends_at=None, **body):
 
 
 def test_a_window_scheduled_through_the_api_answers_201_with_its_location(
-    as_manager, environment, manager, t0
+    api_as_manager, environment, manager, t0
 ):
-    response = schedule(as_manager, environment, t0, notify_users=False)
+    response = schedule(api_as_manager, environment, t0, notify_users=False)
 
     assert response.status_code == 201, response.content
     body = response.json()
@@ -59,31 +48,31 @@ def test_a_window_scheduled_through_the_api_answers_201_with_its_location(
     assert (window.starts_at, window.ends_at, window.scheduled_by) == (t0, t0 + HOUR, manager)
     assert window.notify_users is False
     assert body["state"] == "scheduled" and body["scheduled_by"] == manager.username
-    assert as_manager.get(body["url"]).json() == body
+    assert api_as_manager.get(body["url"]).json() == body
 
 
-def test_a_time_with_an_offset_is_stored_in_utc(as_manager, environment, t0):
+def test_a_time_with_an_offset_is_stored_in_utc(api_as_manager, environment, t0):
     pacific = timezone.get_fixed_timezone(-8 * 60)
     local = datetime.combine(t0.date() + timedelta(days=1), datetime.min.time(), pacific)
     two_am = local.replace(hour=2)
 
-    response = schedule(as_manager, environment, two_am)
+    response = schedule(api_as_manager, environment, two_am)
     assert response.status_code == 201
 
     stored = MaintenanceWindow.objects.get().starts_at
     assert stored.astimezone(UTC).hour == 10 and stored == two_am
     # The answer says it in UTC, as every time of the API, and as reading it back does.
     assert response.json()["starts_at"].endswith("T10:00:00Z")
-    assert as_manager.get(response["Location"]).json() == response.json()
+    assert api_as_manager.get(response["Location"]).json() == response.json()
 
 
 @pytest.mark.parametrize("starts_at", ["2030-01-01T22:00:00", 1924984800, "tonight", None], ids=str)
 def test_a_time_without_an_offset_or_not_one_at_all_is_refused_and_nothing_is_scheduled(
-    as_manager, environment, starts_at
+    api_as_manager, environment, starts_at
 ):
     body = {"starts_at": starts_at, "ends_at": "2030-01-01T23:00:00Z", "reason": "x"}
     response = send(
-        as_manager, "POST", f"{API}/environments/{environment.slug}/maintenance-windows", body
+        api_as_manager, "POST", f"{API}/environments/{environment.slug}/maintenance-windows", body
     )
 
     assert response.status_code == 400
@@ -101,7 +90,9 @@ def test_a_time_without_an_offset_or_not_one_at_all_is_refused_and_nothing_is_sc
         ({"ends_at": "a day and a half later"}, "A window lasts at most 24 hours."),
     ],
 )
-def test_the_pages_rules_refuse_a_bad_window_with_400(as_manager, environment, t0, change, message):
+def test_the_pages_rules_refuse_a_bad_window_with_400(
+    api_as_manager, environment, t0, change, message
+):
     values = {
         "same as the start": t0,
         "in the past": timezone.now() - HOUR,
@@ -111,17 +102,17 @@ def test_the_pages_rules_refuse_a_bad_window_with_400(as_manager, environment, t
     starts_at = body.pop("starts_at", t0)
     ends_at = body.pop("ends_at", None)
 
-    response = schedule(as_manager, environment, starts_at, ends_at, **body)
+    response = schedule(api_as_manager, environment, starts_at, ends_at, **body)
 
     assert response.status_code == 400
     assert message in response.json()["detail"]
     assert not MaintenanceWindow.objects.exists()
 
 
-def test_an_overlapping_window_is_refused_naming_the_other(as_manager, environment, t0):
-    assert schedule(as_manager, environment, t0).status_code == 201
+def test_an_overlapping_window_is_refused_naming_the_other(api_as_manager, environment, t0):
+    assert schedule(api_as_manager, environment, t0).status_code == 201
 
-    response = schedule(as_manager, environment, t0 + HOUR / 2)
+    response = schedule(api_as_manager, environment, t0 + HOUR / 2)
 
     assert response.status_code == 400
     assert "overlaps another window" in response.json()["detail"]
@@ -130,59 +121,59 @@ def test_an_overlapping_window_is_refused_naming_the_other(as_manager, environme
 
 
 def test_the_list_shows_windows_to_come_and_a_state_on_request(
-    as_manager, environment, manager, t0
+    api_as_manager, environment, manager, t0
 ):
-    first = schedule(as_manager, environment, t0 + 2 * HOUR).json()
-    second = schedule(as_manager, environment, t0).json()
-    assert as_manager.post(f"{first['url']}/cancel").status_code == 200
+    first = schedule(api_as_manager, environment, t0 + 2 * HOUR).json()
+    second = schedule(api_as_manager, environment, t0).json()
+    assert api_as_manager.post(f"{first['url']}/cancel").status_code == 200
     path = f"{API}/environments/{environment.slug}/maintenance-windows"
 
-    assert [w["id"] for w in as_manager.get(path).json()] == [second["id"]]
-    cancelled = as_manager.get(path, {"state": "cancelled"}).json()
+    assert [w["id"] for w in api_as_manager.get(path).json()] == [second["id"]]
+    cancelled = api_as_manager.get(path, {"state": "cancelled"}).json()
     assert [(w["id"], w["state"], w["ended_by"]) for w in cancelled] == [
         (first["id"], "cancelled", manager.username)
     ]
-    assert as_manager.get(path, {"state": ""}).json() == as_manager.get(path).json()
-    wrong = as_manager.get(path, {"state": "soon"})
+    assert api_as_manager.get(path, {"state": ""}).json() == api_as_manager.get(path).json()
+    wrong = api_as_manager.get(path, {"state": "soon"})
     assert wrong.status_code == 400 and "scheduled, active" in wrong.json()["detail"]
 
 
 def test_the_list_costs_the_same_queries_for_one_window_or_ten(
-    as_manager, environment, manager, t0, django_assert_max_num_queries
+    api_as_manager, environment, manager, t0, django_assert_max_num_queries
 ):
     path = f"{API}/environments/{environment.slug}/maintenance-windows?state=cancelled"
     for n in range(10):
-        window = schedule(as_manager, environment, t0 + n * HOUR).json()
-        assert as_manager.post(f"{window['url']}/cancel").status_code == 200
+        window = schedule(api_as_manager, environment, t0 + n * HOUR).json()
+        assert api_as_manager.post(f"{window['url']}/cancel").status_code == 200
         if n == 0:
             with CaptureQueriesContext(connection) as captured:
-                as_manager.get(path)
+                api_as_manager.get(path)
             for_one = len(captured)  # read now: the next request empties the log
     with django_assert_max_num_queries(for_one):
-        assert len(as_manager.get(path).json()) == 10
-    assert len(as_manager.get(f"{path}&limit=3").json()) == 3
+        assert len(api_as_manager.get(path).json()) == 10
+    assert len(api_as_manager.get(f"{path}&limit=3").json()) == 3
 
 
-def test_a_window_is_cancelled_once_then_409(as_manager, environment, t0):
-    window = schedule(as_manager, environment, t0).json()
+def test_a_window_is_cancelled_once_then_409(api_as_manager, environment, t0):
+    window = schedule(api_as_manager, environment, t0).json()
 
-    cancelled = as_manager.post(f"{window['url']}/cancel")
-    again = as_manager.post(f"{window['url']}/cancel")
+    cancelled = api_as_manager.post(f"{window['url']}/cancel")
+    again = api_as_manager.post(f"{window['url']}/cancel")
 
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     assert again.status_code == 409 and "Cancelled" in again.json()["detail"]
 
 
 def test_an_active_window_ended_early_turns_maintenance_mode_off_and_completes(
-    as_manager, environment, t0
+    api_as_manager, environment, t0
 ):
-    window = schedule(as_manager, environment, t0).json()
+    window = schedule(api_as_manager, environment, t0).json()
     with committing():
         windows.start_window(window["id"], now=t0)
     run_worker()
 
     with committing():
-        response = as_manager.post(f"{window['url']}/end")
+        response = api_as_manager.post(f"{window['url']}/end")
     assert response.status_code == 202
     operation = response.json()["operation"]
     assert operation["kind"] == OperationKind.DISABLE_MAINTENANCE
@@ -190,15 +181,15 @@ def test_an_active_window_ended_early_turns_maintenance_mode_off_and_completes(
     assert response["Location"] == f"{API}/operations/{operation['activity_id']}"
     run_worker()
 
-    assert as_manager.get(window["url"]).json()["state"] == WindowState.COMPLETED
+    assert api_as_manager.get(window["url"]).json()["state"] == WindowState.COMPLETED
     environment.refresh_from_db()
     assert environment.status == Status.DEPLOYED
 
 
 def test_an_active_window_with_maintenance_mode_already_off_completes_at_once_with_200(
-    as_manager, environment, manager, t0
+    api_as_manager, environment, manager, t0
 ):
-    window = schedule(as_manager, environment, t0).json()
+    window = schedule(api_as_manager, environment, t0).json()
     with committing():
         windows.start_window(window["id"], now=t0)
     run_worker()
@@ -207,16 +198,16 @@ def test_an_active_window_with_maintenance_mode_already_off_completes_at_once_wi
     run_worker()
     MaintenanceWindow.objects.filter(pk=window["id"]).update(state=WindowState.ACTIVE)
 
-    response = as_manager.post(f"{window['url']}/end")
+    response = api_as_manager.post(f"{window['url']}/end")
 
     assert response.status_code == 200, response.content
     assert response.json()["operation"] is None
     assert response.json()["maintenance_window"]["state"] == WindowState.COMPLETED
 
 
-def test_a_window_that_has_not_started_cannot_be_ended(as_manager, environment, t0):
-    window = schedule(as_manager, environment, t0).json()
-    response = as_manager.post(f"{window['url']}/end")
+def test_a_window_that_has_not_started_cannot_be_ended(api_as_manager, environment, t0):
+    window = schedule(api_as_manager, environment, t0).json()
+    response = api_as_manager.post(f"{window['url']}/end")
     assert response.status_code == 409 and "Only an active window" in response.json()["detail"]
     assert not Operation.objects.filter(kind=OperationKind.DISABLE_MAINTENANCE).exists()
 
@@ -231,17 +222,17 @@ def test_a_read_token_lists_windows_but_schedules_none(manager, environment, t0)
 
 
 def test_the_environment_names_its_next_window_without_a_query_more(
-    as_manager, environment, t0, django_assert_max_num_queries
+    api_as_manager, environment, t0, django_assert_max_num_queries
 ):
     path = f"{API}/environments"
     with CaptureQueriesContext(connection) as captured:
-        assert as_manager.get(path).json()[0]["maintenance_window"] is None
+        assert api_as_manager.get(path).json()[0]["maintenance_window"] is None
     without = len(captured)
-    schedule(as_manager, environment, t0)
+    schedule(api_as_manager, environment, t0)
 
     with django_assert_max_num_queries(without):
-        listed = as_manager.get(path).json()[0]["maintenance_window"]
-    details = as_manager.get(f"{path}/{environment.slug}").json()["maintenance_window"]
+        listed = api_as_manager.get(path).json()[0]["maintenance_window"]
+    details = api_as_manager.get(f"{path}/{environment.slug}").json()["maintenance_window"]
 
     assert listed == details
     assert listed["starts_at"] == t0.strftime("%Y-%m-%dT%H:%M:%SZ")

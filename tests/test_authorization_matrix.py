@@ -1,62 +1,16 @@
 """Every URL x every role, generated from the table in tests/authz_matrix.py."""
 
 import re
-from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
 
-from environments import operations, windows
 from environments.models import (
-    AccessLevel,
-    DatabaseAccount,
-    FirewallRule,
     Operation,
-    UserSettings,
 )
 from tests.authz_matrix import MATRIX, ROLES, markdown_table
-
-
-@pytest.fixture
-def world(environment, owner, manager, member, maint, outsider, superuser):
-    """The environment with some history, an active firewall rule and database account."""
-    rule_operation = operations.enable_access(
-        environment, owner, name="office", cidr="203.0.113.7/32", reason="support"
-    )
-    operations.complete_operation(rule_operation.pk)
-    account_operation = operations.request_access(
-        environment, owner, level=AccessLevel.READ, reason="support"
-    )
-    operations.complete_operation(account_operation.pk)
-    starts = timezone.now() + timedelta(days=1)
-    window = windows.schedule(
-        environment, owner, starts_at=starts, ends_at=starts + timedelta(hours=1), reason="x"
-    )
-    users = {
-        "anonymous": None,
-        "outsider": outsider,
-        "member": member,
-        "maint": maint,
-        "manager": manager,
-        "owner": owner,
-        "superuser": superuser,
-    }
-    return {
-        "environment": environment,
-        "users": users,
-        "values": {
-            "slug": environment.slug,
-            "rule": FirewallRule.objects.get().pk,
-            "account": DatabaseAccount.objects.get().pk,
-            "activity": rule_operation.activity_id,
-            "admin": settings.ADMIN_PATH,
-            "window": window.pk,
-            "calendar": UserSettings.objects.get_or_create(user=outsider)[0].calendar_token,
-        },
-    }
 
 
 def answer(client, method, path):

@@ -34,8 +34,8 @@ from environments.models import (
 from tests.api_clients import token_for
 from tests.cli_live import PORTAL, idle, live_portal, portal_env, run_portal
 from tests.conftest import subprocess_env
+from tests.helpers import add_history
 from tests.live import held_drivers, wait_for
-from tests.test_history import add_history
 
 DRIVER_DELAY = 1.0
 

@@ -18,7 +18,14 @@ from environments.models import AccessEnd, DatabaseAccount, Operation, Operation
 from environments.operations import OperationRefused, expire_access, request_access, revoke_access
 from tests import pg_roles
 from tests.conftest import committing, make_environment, run_worker
-from tests.pg_roles import as_superuser, role_exists
+from tests.pg_roles import (
+    as_superuser,
+    connect_as,
+    grant,
+    revoke_and_drop,
+    role_exists,
+    shown_credentials,
+)
 
 # The PostgreSQL fixtures of tests/pg_roles.py, used by name.
 driver_role = pg_roles.driver_role
@@ -26,60 +33,6 @@ target_database = pg_roles.target_database
 pg_environment = pg_roles.pg_environment
 dropped_roles = pg_roles.dropped_roles
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-def grant(environment, user, level, lifetime=None):
-    with committing():
-        operation = request_access(
-            environment, user, level=level, reason="investigate", lifetime=lifetime
-        )
-    run_worker()
-    operation.refresh_from_db()
-    assert operation.outcome == Outcome.SUCCEEDED, operation.error
-    return DatabaseAccount.objects.get(pk=operation.database_account_id)
-
-
-def shown_credentials(client, environment):
-    """What the requester sees behind the details page's Show credentials link, read
-    back from the HTML."""
-    from html.parser import HTMLParser
-
-    values = {}
-
-    class Reader(HTMLParser):
-        field = None
-
-        def handle_starttag(self, tag, attrs):
-            attrs = dict(attrs)
-            testid = attrs.get("data-testid", "")
-            if testid == "show-credentials":
-                values.setdefault("link", attrs["href"])
-            self.field = (
-                testid.removeprefix("credential-") if testid.startswith("credential-") else None
-            )
-
-        def handle_data(self, data):
-            if self.field:
-                values[self.field] = data.strip()
-                self.field = None
-
-    Reader().feed(client.get(environment.get_absolute_url()).content.decode())
-    if "password" not in values and "link" in values:
-        Reader().feed(client.get(values["link"]).content.decode())
-    values.pop("link", None)
-    return values
-
-
-def connect_as(credentials):
-    return psycopg.connect(
-        host=credentials["host"],
-        port=credentials["port"],
-        dbname=credentials["database"],
-        user=credentials["username"],
-        password=credentials["password"],
-        connect_timeout=5,
-        autocommit=True,
-    )
 
 
 def test_read_account_can_read_but_not_write(client, pg_environment, manager, dropped_roles):
@@ -106,13 +59,6 @@ def test_read_write_account_can_write(client, pg_environment, manager, dropped_r
         connection.execute("INSERT INTO orders VALUES (3, 'gizmo')")
         assert connection.execute("SELECT count(*) FROM orders").fetchone() == (3,)
     revoke_and_drop(pg_environment, account, manager)
-
-
-def revoke_and_drop(environment, account, user):
-    with committing():
-        revoke_access(account, user)
-    run_worker()
-    assert not role_exists(account.username)
 
 
 def test_revoke_ends_open_sessions_and_refuses_new_logins(

@@ -13,12 +13,6 @@ from tests.conftest import committing, run_worker
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
-@pytest.fixture
-def as_manager(client, manager):
-    client.force_login(manager)
-    return client
-
-
 def enable(client, environment, **fields):
     data = {"name": "office", "address": "203.0.113.7", "reason": "troubleshooting"}
     data.update(fields)

@@ -11,27 +11,23 @@ import io
 import ipaddress
 import string
 from collections import Counter
-from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.test import Client
-from django.utils import timezone
 from django.utils.html import escape
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from environments import operations, windows
+from environments import operations
 from environments.models import (
     AccessLevel,
     DatabaseAccount,
     Environment,
     FirewallRule,
     Operation,
-    Status,
-    UserSettings,
 )
 from tests.authz_matrix import MATRIX
 from tests.conftest import make_user
@@ -80,13 +76,6 @@ def written(environment):
         DatabaseAccount.objects.count(),
         environment.status,
     )
-
-
-@pytest.fixture
-def as_manager(manager):
-    client = Client()
-    client.force_login(manager)
-    return client
 
 
 HTMX = {"headers": {"HX-Request": "true"}}
@@ -490,32 +479,3 @@ def test_csv_export_neutralises_formulas_in_every_cell(world, reason, name, user
             assert [c for c in cells if c.startswith(FORMULA)] == []
             assert "'" + reason.strip() in cells and "'" + name in cells and "'" + username in cells
         transaction.set_rollback(True)
-
-
-@pytest.fixture
-def world(environment, owner, manager):
-    rule_operation = operations.enable_access(
-        environment, owner, name="office", cidr="203.0.113.7/32", reason="support"
-    )
-    operations.complete_operation(rule_operation.pk)
-    account_operation = operations.request_access(
-        environment, owner, level="read", reason="support"
-    )
-    operations.complete_operation(account_operation.pk)
-    assert Environment.objects.get(pk=environment.pk).status == Status.DEPLOYED
-    starts = timezone.now() + timedelta(days=1)
-    window = windows.schedule(
-        environment, owner, starts_at=starts, ends_at=starts + timedelta(hours=1), reason="x"
-    )
-    return {
-        "environment": environment,
-        "values": {
-            "slug": environment.slug,
-            "rule": FirewallRule.objects.get().pk,
-            "account": DatabaseAccount.objects.get().pk,
-            "activity": rule_operation.activity_id,
-            "admin": django_settings.ADMIN_PATH,
-            "window": window.pk,
-            "calendar": UserSettings.objects.get_or_create(user=owner)[0].calendar_token,
-        },
-    }

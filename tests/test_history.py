@@ -9,34 +9,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from environments.history_cursor import PAGE_SIZE, decode_cursor, encode_cursor
-from environments.models import Operation, OperationKind, Outcome, Status
+from environments.models import Operation, OperationKind, Outcome
 from environments.web.history import csv_safe
 from tests.api_clients import API, api_client, send
 from tests.conftest import committing, make_environment, run_worker
-
-
-def add_history(environment, user, count, *, start=None, **fields):
-    """Write finished history rows directly, as bulk data (oldest first)."""
-    start = start or timezone.now() - timedelta(days=1)
-    rows = [
-        Operation(
-            environment=environment,
-            kind=fields.get("kind", OperationKind.RESTART_SERVICE),
-            action=fields.get("kind", OperationKind.RESTART_SERVICE),
-            service=environment.services.get(kind="aos"),
-            requested_by=user,
-            reason=fields.get("reason", ""),
-            started_at=start + timedelta(seconds=i),
-            finished_at=start + timedelta(seconds=i + 5),
-            deadline=start + timedelta(seconds=i + 300),
-            outcome=fields.get("outcome", Outcome.SUCCEEDED),
-            status_before=Status.DEPLOYED,
-            status_after=Status.DEPLOYED,
-            return_status=Status.DEPLOYED,
-        )
-        for i in range(count)
-    ]
-    return Operation.objects.bulk_create(rows)
+from tests.helpers import add_history
 
 
 @pytest.fixture

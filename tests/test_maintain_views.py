@@ -17,12 +17,6 @@ def status_url(environment):
     return reverse("environment-status", args=[environment.slug])
 
 
-@pytest.fixture
-def as_manager(client, manager):
-    client.force_login(manager)
-    return client
-
-
 def test_restart_confirm_step_offers_the_services(as_manager, environment):
     response = as_manager.get(maintain_url(environment, "restart_service"), **HTMX)
     body = response.content.decode()

@@ -18,8 +18,8 @@ from django.db import connection
 from environments.models import Operation, OperationKind, Outcome
 from tests.api_clients import token_for
 from tests.conftest import subprocess_env
+from tests.helpers import add_history
 from tests.live import Gunicorn, free_port, request, signed_in, start_worker, stop, wait_for
-from tests.test_history import add_history
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

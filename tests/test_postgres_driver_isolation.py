@@ -22,8 +22,17 @@ from environments.models import Operation, OperationKind, Outcome
 from environments.operations import request_access
 from tests import pg_roles
 from tests.conftest import committing, run_worker
-from tests.pg_roles import as_owner, as_superuser, is_superuser, role_exists, url
-from tests.test_database_access import connect_as, grant, revoke_and_drop, shown_credentials
+from tests.pg_roles import (
+    as_owner,
+    as_superuser,
+    connect_as,
+    grant,
+    is_superuser,
+    revoke_and_drop,
+    role_exists,
+    shown_credentials,
+    url,
+)
 
 # The PostgreSQL fixtures of tests/pg_roles.py, used by name.
 driver_role = pg_roles.driver_role

@@ -19,7 +19,7 @@ from environments.models import (
     OperationKind,
 )
 from tests.conftest import make_environment
-from tests.test_history import add_history
+from tests.helpers import add_history
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 

@@ -17,7 +17,7 @@ from environments.models import (
     ServiceKind,
 )
 from tests.conftest import make_user
-from tests.test_admin import environment_form
+from tests.helpers import environment_form
 
 
 def revision(environment):
@@ -181,7 +181,7 @@ def test_a_grant_ended_while_it_is_still_being_applied_leaves_the_cached_page_at
 
 
 def test_a_user_renamed_in_the_admin_shows_renamed_at_once(client, superuser, environment, maint):
-    from tests.test_admin import user_page_form
+    from tests.helpers import user_page_form
 
     client.force_login(superuser)
     before = revision(environment)

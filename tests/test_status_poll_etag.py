@@ -29,12 +29,6 @@ def running(environment, manager, start):
     return start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
 
 
-@pytest.fixture
-def as_manager(client, manager):
-    client.force_login(manager)
-    return client
-
-
 def test_an_unchanged_poll_gets_304_in_three_queries(
     as_manager, environment, running, django_assert_num_queries
 ):

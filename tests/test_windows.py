@@ -30,12 +30,6 @@ pytestmark = pytest.mark.django_db
 HOUR = timedelta(hours=1)
 
 
-@pytest.fixture
-def t0():
-    """The start of the test's window: two days from now, on the minute."""
-    return (timezone.now() + timedelta(days=2)).replace(second=0, microsecond=0)
-
-
 def schedule(environment, user, starts_at, ends_at=None, reason="Upgrade to 10.0.40", **kw):
     with committing():
         return windows.schedule(
