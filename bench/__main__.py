@@ -1,4 +1,4 @@
-"""python -m bench [pages|sessions|workers|all] — see docs/performance.md."""
+"""python -m bench [pages|sessions|workers|techniques|operations|all] — see docs/performance.md."""
 
 import argparse
 import json
@@ -15,10 +15,11 @@ def main(argv=None):
         "what",
         nargs="?",
         default="all",
-        choices=["pages", "sessions", "workers", "techniques", "all"],
+        choices=["pages", "sessions", "workers", "techniques", "operations", "all"],
         help="pages: the HTTP table; sessions: baseline B under each session set-up; "
         "workers: db_worker throughput; techniques: what each cache buys, in one process; "
-        "all: pages, techniques and workers (default)",
+        "operations: many operations at once, each a chain of steps (printed, not written "
+        "to the docs); all: pages, techniques and workers (default)",
     )
     parser.add_argument("--environments", type=int, default=1000)
     parser.add_argument("--history", type=int, default=1_000_000)
@@ -45,7 +46,25 @@ def main(argv=None):
     parser.add_argument(
         "--no-write", action="store_true", help="print only; leave docs/performance.md alone"
     )
+    parser.add_argument("--operations", type=int, default=200, help="operations: N at once")
+    parser.add_argument(
+        "--large", type=int, default=1000, help="operations: the figure runs' N (0: skip them)"
+    )
+    parser.add_argument("--health-after", type=float, default=60, help="operations: T seconds")
+    parser.add_argument("--poll", type=float, default=10, help="operations: P seconds")
+    parser.add_argument(
+        "--databases", nargs="+", default=["postgres", "sqlite"], choices=["postgres", "sqlite"]
+    )
     args = parser.parse_args(argv)
+    if args.what == "operations":
+        from bench import operations
+
+        figures = operations.run(args)
+        common.VAR_DIR.mkdir(parents=True, exist_ok=True)
+        dump = common.VAR_DIR / f"results-operations-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        dump.write_text(json.dumps(figures, indent=2, default=str))
+        common.log(f"raw figures: {dump}")
+        return
     args.connections = args.connections or (16 if args.sqlite else 8)
     args.wrk_threads = args.wrk_threads or (2 if args.sqlite else 1)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)

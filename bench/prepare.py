@@ -60,12 +60,13 @@ def main():
 
     history = visible_operations(user).order_by("-started_at", "-id")
     total = history.count()
-    deep_page = 10_000
+    # Page 10,000, or the last whole page of a smaller history (--history 100000).
+    deep_page = max(2, min(10_000, total // PAGE_SIZE))
     edge = history.values("started_at", "id")[PAGE_SIZE * (deep_page - 1) - 1]
     deep_cursor = encode_cursor(SimpleNamespace(started_at=edge["started_at"], pk=edge["id"]))
 
     # A CSV filter that selects about 100,000 rows: from the day of the 100,000th newest.
-    hundred_thousandth = history.values_list("started_at", flat=True)[99_999]
+    hundred_thousandth = history.values_list("started_at", flat=True)[min(99_999, total - 1)]
     since = timezone.localtime(hundred_thousandth).date()
     # All activity, as a script exporting everything would ask (the page's default is
     # the Maintain operations alone).
@@ -84,6 +85,7 @@ def main():
             "csrf_cookie": csrf_cookie,
             "username": user.get_username(),
             "history_rows": total,
+            "deep_page": deep_page,
             "environments": scale.count(),
             "urls": {
                 "list": reverse("environment-list"),

@@ -304,6 +304,29 @@ recovery_command(
 
 
 @cli.command()
+@click.argument("env")
+@reason_option
+@json_option
+@talks_to_the_portal
+def stop(env, reason, as_json):
+    """Stop the operation running on ENV: no further step runs; a command in flight is
+    allowed to end, then the operation fails with your reason."""
+    client = api()
+    running = client.get(f"environments/{env}")["running_operation"]
+    if running is None:
+        output.err.print(f"Nothing is running on {safe(env)} to stop.")
+        sys.exit(exits.REFUSED)
+    operation = client.post(f"operations/{running['activity_id']}/stop", {"reason": reason})
+    if operation["active"]:
+        line = f"Stopping {safe(operation['activity'])}: the step in flight ends first."
+    else:
+        line = f"Stopped {safe(operation['activity'])}: {safe(operation['error'])}"
+    output.answer(operation, as_json, line)
+    if not as_json and operation["active"]:
+        output.out.print(f"Follow it with: portal operation {operation['activity_id']} --wait")
+
+
+@cli.command()
 @click.argument("activity_id")
 @wait_option
 @timeout_option

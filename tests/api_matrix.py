@@ -54,6 +54,13 @@ MATRIX = [
         (401, 404, 200, 200, 200, 200, 200),
     ),
     (
+        "Stop an operation (this one has ended)",
+        "POST",
+        "/api/v1/operations/{activity}/stop",
+        {"reason": "matrix"},
+        (401, 404, 403, 403, 409, 409, 409),
+    ),
+    (
         "Environment history",
         "GET",
         "/api/v1/environments/{slug}/history",

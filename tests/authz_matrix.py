@@ -49,6 +49,18 @@ MATRIX = [
         (S, 404, 403, 403, 400, 400, 400),
     ),
     (
+        "Stop: confirm step (nothing runs)",
+        "GET",
+        "/environments/{slug}/stop/",
+        (S, 404, 403, 403, 409, 409, 409),
+    ),
+    (
+        "Stop (nothing runs)",
+        "POST",
+        "/environments/{slug}/stop/",
+        (S, 404, 403, 403, 409, 409, 409),
+    ),
+    (
         "Remove firewall rule: confirm step",
         "GET",
         "/environments/{slug}/access/rules/{rule}/remove/",

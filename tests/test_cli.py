@@ -143,6 +143,29 @@ def test_wait_prints_a_line_while_the_operation_is_still_running(portal, live, e
     assert "Succeeded" in out
 
 
+def test_stop_ends_a_running_restart_with_the_reason_and_nothing_to_stop_exits_2(
+    portal, live, environment
+):
+    release, _ = held_drivers(live["dir"], environment.slug)  # the health check waits
+    try:
+        code, out, err = portal("restart", environment.slug, "aos", "--reason", "cli")
+        assert code == 0, out + err
+        assert wait_for(lambda: Operation.objects.get().outcome == Outcome.RUNNING, timeout=30)
+
+        code, out, err = portal("stop", environment.slug, "--reason", "wrong sandbox")
+
+        assert code == 0, out + err
+        assert "Stop" in out
+        stopped = lambda: Operation.objects.get().outcome == Outcome.FAILED  # noqa: E731
+        assert wait_for(stopped, timeout=30)
+        assert Operation.objects.get().error == "Stopped by mona: wrong sandbox"
+        code, out, err = portal("stop", environment.slug, "--reason", "again")
+        assert code == 2 and "Nothing is running" in err, out + err
+    finally:
+        release.touch()
+        (live["dir"] / "drivers.json").unlink()
+
+
 def test_maintenance_on_and_off_with_wait(portal, environment):
     code, out, err = portal("maintenance", environment.slug, "on", "--reason", "patch", "--wait")
     assert code == 0, out + err

@@ -4,9 +4,11 @@ Each endpoint fetches its environment through permissions.environment_for and st
 through environments.operations, exactly as the pages do, with the pages' own forms
 checking the values."""
 
+from uuid import UUID
+
 import ninja
-from django.http import HttpResponse
-from ninja import Router
+from django.http import Http404, HttpResponse
+from ninja import Field, Router, Schema
 
 from environments import operations
 from environments.api.auth import maintainer, user_of, via
@@ -23,8 +25,14 @@ from environments.api.schemas import (
     environment_out,
     operation_out,
 )
+from environments.forms import MaintainForm
 from environments.models import OperationKind, Status
-from environments.permissions import MAINTAIN, environment_for, visible_environments
+from environments.permissions import (
+    MAINTAIN,
+    environment_for,
+    visible_environments,
+    visible_operations,
+)
 from environments.refusals import OperationRefused
 
 router = Router(tags=["Environments"])
@@ -89,4 +97,36 @@ def start_operation(request, slug: str, payload: OperationIn, response: HttpResp
     if operation is None:
         raise FormInvalid(form)
     response["Location"] = api_url("operation", operation.activity_id)
+    return ninja.Status(202, operation_out(operation))
+
+
+class StopIn(Schema):
+    reason: str = Field(..., description="Why: kept in the environment history.")
+
+
+@router.post(
+    "/operations/{activity_id}/stop",
+    response=answers(202, OperationOut, 400, 403, 404, 409),
+    url_name="operation_stop",
+)
+def stop_operation(request, activity_id: UUID, payload: StopIn):
+    """Stop a running Maintain operation: no further step runs. A command in flight is
+    allowed to end; the answer says Running (its stop asked for) until then, and the
+    operation then fails with "Stopped by <user>: <reason>". Ending access is not
+    stopped: revoke or remove the grant instead."""
+    user = maintainer(request)
+    operation = visible_operations(user).filter(activity_id=activity_id).first()
+    if operation is None:
+        raise Http404("No such operation.")
+    environment = environment_for(user, operation.environment.slug, MAINTAIN)
+    if operations.stoppable(environment) != operation:
+        raise OperationRefused(
+            f"{operation.activity} is not running: there is nothing of it to stop.",
+            OperationRefused.NOT_ALLOWED,
+        )
+    form = MaintainForm({"reason": payload.reason}, environment=environment)
+    if not form.is_valid():
+        raise FormInvalid(form)
+    operations.stop(environment, user, form.cleaned_data["reason"], via=via(request))
+    operation.refresh_from_db()
     return ninja.Status(202, operation_out(operation))

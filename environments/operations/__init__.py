@@ -32,6 +32,7 @@ from environments.operations.maintain import (
     resume,
     rollback,
     stop,
+    stoppable,
 )
 from environments.operations.requests import START_FUNCTIONS, form_for, start_from_input
 from environments.operations.roles import (

@@ -127,6 +127,21 @@ def _start_recovery(environment, user, kind, reason, via=""):
     return start_operation(environment, user, kind, start)
 
 
+def stoppable(environment):
+    """The running Maintain operation that Stop would stop; refused when there is none,
+    or it is stopping already."""
+    operation = environment.operations.active().maintain().first()
+    if operation is None:
+        raise OperationRefused(
+            f"Nothing is running on {environment.name} to stop.", OperationRefused.NOT_ALLOWED
+        )
+    if operation.stop_requested_at is not None:
+        raise OperationRefused(
+            f"{operation.activity} is already stopping.", OperationRefused.NOT_ALLOWED
+        )
+    return operation
+
+
 def stop(environment, user, reason, via=""):
     """Stop the running Maintain operation: no further step runs. The step in flight
     is allowed to end (a command is never killed half-way); only then does the operation
@@ -141,15 +156,7 @@ def stop(environment, user, reason, via=""):
                 "Only project owners and environment managers may stop an operation.",
                 OperationRefused.FORBIDDEN,
             )
-        operation = locked.operations.active().maintain().first()
-        if operation is None:
-            raise OperationRefused(
-                f"Nothing is running on {locked.name} to stop.", OperationRefused.NOT_ALLOWED
-            )
-        if operation.stop_requested_at is not None:
-            raise OperationRefused(
-                f"{operation.activity} is already stopping.", OperationRefused.NOT_ALLOWED
-            )
+        operation = stoppable(locked)
         who = f" via {via}" if via else ""
         Operation.objects.filter(pk=operation.pk).update(
             stop_requested_at=now, stop_requested_by=user, stop_reason=reason

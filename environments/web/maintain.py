@@ -7,6 +7,7 @@ from django.views.decorators.http import require_http_methods
 from django_htmx.http import reswap, retarget
 
 from environments import operations
+from environments.forms import MaintainForm
 from environments.models import OperationKind
 from environments.permissions import MAINTAIN, environment_for
 from environments.refusals import OperationRefused
@@ -103,3 +104,23 @@ def refused_response(request, environment, refused):
         return render(request, "environments/detail.html", context, status=refused.status)
     response = render(request, "environments/detail.html#live", context, status=refused.status)
     return reswap(retarget(response, "#live"), "outerHTML")
+
+
+@login_required
+@never_cache
+@require_http_methods(["GET", "POST"])
+def stop(request, slug):
+    """GET: the confirm step of Stop, with its reason. POST: stop the running operation."""
+    environment = environment_for(request.user, slug, MAINTAIN)
+    try:
+        running = operations.stoppable(environment)
+        form = MaintainForm(request.POST or None, environment=environment)
+        if request.method == "POST" and form.is_valid():
+            operations.stop(environment, request.user, form.cleaned_data["reason"])
+            return show_live(request, environment)
+    except OperationRefused as refused:
+        return refused_response(request, environment, refused)
+    status = 400 if request.method == "POST" else 200
+    context = live_context(request, environment, stop={"form": form, "operation": running})
+    template = "environments/detail.html#live" if request.htmx else "environments/detail.html"
+    return render(request, template, context, status=status)

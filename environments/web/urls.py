@@ -26,6 +26,7 @@ urlpatterns = [
         maintain.maintain,
         name="environment-maintain",
     ),
+    path("environments/<slug:slug>/stop/", maintain.stop, name="environment-stop"),
     path("environments/<slug:slug>/auth/", gate.environment_auth, name="environment-auth"),
     path("environments/<slug:slug>/sign-in/", gate.environment_sign_in, name="environment-sign-in"),
     path(

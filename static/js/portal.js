@@ -233,3 +233,25 @@ document.addEventListener("click", (event) => {
     }, 1500);
   });
 });
+
+// --- Elapsed time of a running operation ----------------------------------------------
+// Counted here, not on the server, so that the cached live region stays valid while the
+// seconds go by: <span data-elapsed-since="ISO time">.
+function elapsedText(seconds) {
+  const hours = Math.floor(seconds / 3600);
+  const minutes = Math.floor((seconds % 3600) / 60);
+  const rest = seconds % 60;
+  if (hours) return `${hours} h ${minutes} min`;
+  if (minutes) return `${minutes} min ${rest} s`;
+  return `${rest} s`;
+}
+
+function showElapsed() {
+  for (const span of document.querySelectorAll("[data-elapsed-since]")) {
+    const since = Date.parse(span.dataset.elapsedSince);
+    span.textContent = elapsedText(Math.max(0, Math.round((Date.now() - since) / 1000)));
+  }
+}
+setInterval(showElapsed, 1000);
+document.addEventListener("htmx:afterSettle", showElapsed);
+document.addEventListener("DOMContentLoaded", showElapsed);
