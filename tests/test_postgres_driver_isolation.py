@@ -111,7 +111,7 @@ def test_on_a_server_whose_databases_admit_public_a_login_is_refused_naming_each
     if connection.vendor == "postgresql":  # the portal's, with its sessions and password hashes
         databases.append(settings.DATABASES["default"]["NAME"])
     for database in databases:
-        assert f"REVOKE CONNECT ON DATABASE {database} FROM PUBLIC;" in operation.log
+        assert f"REVOKE CONNECT ON DATABASE {database} FROM PUBLIC;" in operation.log_text
     assert not role_exists(operation.database_account.username)
 
 
