@@ -320,3 +320,20 @@ def test_a_health_check_that_never_answers_holds_up_no_other_environment(
     assert checks and settled.finished_at < hung.finished_at
     # Still checking after the other one had settled.
     assert hung.log_lines.filter(at__gt=settled.finished_at).exists()
+
+
+def test_a_stop_reaches_the_webhooks_with_who_and_why(environment, manager, start, steps):
+    from environments.models import Webhook, WebhookDelivery
+
+    Webhook.objects.create(
+        project=environment.project, name="chat", url="http://127.0.0.1:9/hook", secret="s"
+    )
+    operation = start(RESTART, environment, manager, service_kind="aos")
+    run_step.call(operation.pk, 1)
+    with committing():
+        operations.stop(environment, manager, "wrong sandbox")
+
+    finished = WebhookDelivery.objects.get(event="operation.finished")
+    assert finished.payload["outcome"] == "failed"
+    assert finished.payload["error"] == "Stopped by mona: wrong sandbox"
+    assert "Stopped by mona: wrong sandbox" in finished.payload["text"]
