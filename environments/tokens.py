@@ -27,7 +27,7 @@ SECRET_LENGTH = 40
 SHOWN_LENGTH = len(PREFIX) + 6
 #: Last use (time and address) is written at most this often per token, not on every call.
 LAST_USE_EVERY = timedelta(minutes=1)
-#: The rate limit's window: PORTAL_API_RATE_LIMIT requests per token per minute.
+#: The rate limit's window: PORTAL_API_RATE_LIMIT requests per user per minute.
 RATE_WINDOW_SECONDS = 60
 
 
@@ -90,12 +90,13 @@ def revoke(token):
     return bool(ApiToken.objects.filter(pk=token.pk).revoke())
 
 
-def take_request(token):
-    """Count one request of ``token`` in the current minute; False once it has made
-    PORTAL_API_RATE_LIMIT of them. Django's cache counts (add, then incr, both atomic in
-    Redis and in the per-process memory cache)."""
+def take_request(user):
+    """Count one request of ``user`` in the current minute; False once they have made
+    PORTAL_API_RATE_LIMIT of them. Counted per user, not per token: anyone may make more
+    tokens, and more tokens must not buy more requests. Django's cache counts (add, then
+    incr, both atomic in Redis and in the per-process memory cache)."""
     window = int(time.time() // RATE_WINDOW_SECONDS)
-    key = f"api-rate:{token.pk}:{window}"
+    key = f"api-rate:user:{user.pk}:{window}"
     cache.add(key, 0, RATE_WINDOW_SECONDS + 5)
     try:
         count = cache.incr(key)

@@ -1,5 +1,5 @@
 """Personal access tokens: shown once, stored as a hash, scoped, expiring, revocable,
-dead with their user, counted per minute; the "API tokens" page and the admin."""
+dead with their user, counted per user per minute; the "API tokens" page and the admin."""
 
 import re
 from datetime import timedelta
@@ -100,9 +100,19 @@ def test_the_rate_limit_answers_429_with_retry_after(environment, manager, setti
     assert refused["Content-Type"] == "application/problem+json"
     assert refused.json()["type"] == "urn:lcs-portal:problem:rate_limited"
     assert refused["Retry-After"] == "18"
-    # Per token: another token of the same user is not held up.
-    _, other = token_for(manager, name="other")
-    assert bearer(other).get(f"{API}/environments").status_code == 200
+
+
+def test_a_users_tokens_share_one_rate_limit_and_another_users_is_their_own(
+    environment, manager, owner, settings, monkeypatch
+):
+    settings.API_RATE_LIMIT = 3
+    monkeypatch.setattr(tokens, "time", SimpleNamespace(time=lambda: 1_800_000_042.8))
+    first, second = (bearer(token_for(manager, name=name)[1]) for name in ("one", "two"))
+    answers = [client.get(f"{API}/environments") for client in (first, second, first, second)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    # A third token made now buys no more requests in this minute.
+    assert bearer(token_for(manager, name="three")[1]).get(f"{API}/environments").status_code == 429
+    assert bearer(token_for(owner)[1]).get(f"{API}/environments").status_code == 200
 
 
 # --- The "API tokens" page ------------------------------------------------------------
