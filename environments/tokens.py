@@ -27,7 +27,7 @@ SECRET_LENGTH = 40
 SHOWN_LENGTH = len(PREFIX) + 6
 #: Last use (time and address) is written at most this often per token, not on every call.
 LAST_USE_EVERY = timedelta(minutes=1)
-#: The rate limit's window: PORTAL_API_RATE_LIMIT requests per token per minute.
+#: The rate limit's window: PORTAL_API_RATE_LIMIT requests per user per minute.
 RATE_WINDOW_SECONDS = 60
 
 
@@ -50,6 +50,24 @@ def issue(user, *, name, scope, expires_at=None):
     secret = set_secret(token)
     token.save()
     return token, secret
+
+
+def refusal_to_make_token(maker, holder, scope):
+    """Why ``maker`` may not make a token of ``scope`` for ``holder``; None if they may.
+
+    A token acts as its holder, so making one for someone is acting as them. Superusers
+    may (they may do everything anyway); anyone else makes tokens for themselves only,
+    whatever their admin permissions: being allowed to add tokens is not being allowed
+    to become the people they are for."""
+    if maker.is_superuser or maker.pk == holder.pk:
+        return None
+    # Service accounts, when they come, are the one exception and belong here: a project
+    # owner may make a token for a service account whose roles all lie in projects they
+    # own, with a scope no wider than their own (``scope`` is passed for that check).
+    return (
+        f"You may make tokens for yourself only, not for {holder}: a token acts as its "
+        "user, and only a superuser may make one for someone else."
+    )
 
 
 def set_secret(token):
@@ -90,12 +108,13 @@ def revoke(token):
     return bool(ApiToken.objects.filter(pk=token.pk).revoke())
 
 
-def take_request(token):
-    """Count one request of ``token`` in the current minute; False once it has made
-    PORTAL_API_RATE_LIMIT of them. Django's cache counts (add, then incr, both atomic in
-    Redis and in the per-process memory cache)."""
+def take_request(user):
+    """Count one request of ``user`` in the current minute; False once they have made
+    PORTAL_API_RATE_LIMIT of them. Counted per user, not per token: anyone may make more
+    tokens, and more tokens must not buy more requests. Django's cache counts (add, then
+    incr, both atomic in Redis and in the per-process memory cache)."""
     window = int(time.time() // RATE_WINDOW_SECONDS)
-    key = f"api-rate:{token.pk}:{window}"
+    key = f"api-rate:user:{user.pk}:{window}"
     cache.add(key, 0, RATE_WINDOW_SECONDS + 5)
     try:
         count = cache.incr(key)
@@ -158,7 +177,10 @@ class NewTokenForm(forms.Form):
 
 class AdminTokenForm(forms.ModelForm):
     """An admin makes a token for a user (its secret is shown once, on the page that
-    answers the form: ApiTokenAdmin.response_add)."""
+    answers the form: ApiTokenAdmin.response_add). ``maker``, the user filling it in, is
+    set by ApiTokenAdmin.get_form; without one the form makes no token at all."""
+
+    maker = None
 
     class Meta:
         model = ApiToken
@@ -175,3 +197,15 @@ class AdminTokenForm(forms.ModelForm):
         expires_at = self.cleaned_data["expires_at"]
         check_expiry(expires_at)
         return expires_at
+
+    def clean(self):
+        cleaned = super().clean()
+        holder = cleaned.get("user")
+        if holder is not None:  # only while adding: a made token's user is read-only
+            if self.maker is None:
+                refusal = "Who is making this token is not known: nothing was made."
+            else:
+                refusal = refusal_to_make_token(self.maker, holder, cleaned.get("scope"))
+            if refusal:
+                self.add_error("user", refusal)
+        return cleaned

@@ -362,9 +362,9 @@ PORTAL_FIREWALL_DRIVER = os.environ.get("PORTAL_FIREWALL_DRIVER", "simulated")
 
 # --- The API (environments/api/, docs/api.md) ---------------------------------------------
 # Personal access tokens last PORTAL_API_TOKEN_DAYS unless their maker chooses otherwise,
-# and never more than PORTAL_API_TOKEN_MAX_DAYS. Each token may make PORTAL_API_RATE_LIMIT
-# requests a minute, counted in Django's cache: per gunicorn process with the default
-# cache, across all of them with a shared PORTAL_CACHE_URL.
+# and never more than PORTAL_API_TOKEN_MAX_DAYS. Each user (all their tokens together) may
+# make PORTAL_API_RATE_LIMIT requests a minute, counted in Django's cache: per gunicorn
+# process with the default cache, across all of them with a shared PORTAL_CACHE_URL.
 API_TOKEN_DEFAULT_DAYS = int(os.environ.get("PORTAL_API_TOKEN_DAYS", 90))
 API_TOKEN_MAX_DAYS = int(os.environ.get("PORTAL_API_TOKEN_MAX_DAYS", 365))
 API_RATE_LIMIT = int(os.environ.get("PORTAL_API_RATE_LIMIT", 600))

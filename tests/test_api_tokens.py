@@ -1,11 +1,13 @@
 """Personal access tokens: shown once, stored as a hash, scoped, expiring, revocable,
-dead with their user, counted per minute; the "API tokens" page and the admin."""
+dead with their user, counted per user per minute; the "API tokens" page and the admin."""
 
 import re
 from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -13,6 +15,7 @@ from django.utils import timezone
 from environments import tokens
 from environments.models import ApiToken, Operation, TokenScope
 from tests.api_clients import API, send, token_for
+from tests.conftest import make_user
 
 
 def bearer(secret):
@@ -100,9 +103,19 @@ def test_the_rate_limit_answers_429_with_retry_after(environment, manager, setti
     assert refused["Content-Type"] == "application/problem+json"
     assert refused.json()["type"] == "urn:lcs-portal:problem:rate_limited"
     assert refused["Retry-After"] == "18"
-    # Per token: another token of the same user is not held up.
-    _, other = token_for(manager, name="other")
-    assert bearer(other).get(f"{API}/environments").status_code == 200
+
+
+def test_a_users_tokens_share_one_rate_limit_and_another_users_is_their_own(
+    environment, manager, owner, settings, monkeypatch
+):
+    settings.API_RATE_LIMIT = 3
+    monkeypatch.setattr(tokens, "time", SimpleNamespace(time=lambda: 1_800_000_042.8))
+    first, second = (bearer(token_for(manager, name=name)[1]) for name in ("one", "two"))
+    answers = [client.get(f"{API}/environments") for client in (first, second, first, second)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    # A third token made now buys no more requests in this minute.
+    assert bearer(token_for(manager, name="three")[1]).get(f"{API}/environments").status_code == 429
+    assert bearer(token_for(owner)[1]).get(f"{API}/environments").status_code == 200
 
 
 # --- The "API tokens" page ------------------------------------------------------------
@@ -198,6 +211,74 @@ def test_an_admin_makes_a_token_for_a_user_and_sees_it_once(client, superuser, m
     assert token.user == manager and token.digest == tokens.digest(secret)
     change = client.get(reverse("admin:environments_apitoken_change", args=[token.pk]))
     assert secret not in change.content.decode()
+
+
+def admin_token_form(user, scope="read", days=10):
+    expires = timezone.localtime() + timedelta(days=days)
+    return {
+        "user": user.pk,
+        "name": "deploy bot",
+        "scope": scope,
+        "expires_at_0": expires.strftime("%Y-%m-%d"),
+        "expires_at_1": expires.strftime("%H:%M:%S"),
+    }
+
+
+@pytest.fixture
+def token_clerk(db):
+    """Staff, not a superuser, allowed exactly to add and view tokens and to view users."""
+    clerk = make_user("clerk", is_staff=True)
+    clerk.user_permissions.set(
+        Permission.objects.filter(
+            codename__in=["add_apitoken", "view_apitoken", "view_user"],
+            content_type__app_label__in=["environments", "auth"],
+        )
+    )
+    return clerk
+
+
+@pytest.mark.parametrize("holder", ["superuser", "manager"])
+def test_staff_who_may_add_tokens_may_not_make_one_for_someone_else(
+    client, token_clerk, holder, request
+):
+    holder = request.getfixturevalue(holder)
+    client.force_login(token_clerk)
+    response = client.post(
+        reverse("admin:environments_apitoken_add"), admin_token_form(holder, "maintain")
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "You may make tokens for yourself only" in page
+    assert "only a superuser may make one for someone else" in page
+    assert not re.search(r"lcsp_[A-Za-z0-9]{40}", page)
+    assert not ApiToken.objects.exists()
+
+
+def test_staff_who_may_add_tokens_may_make_their_own(client, token_clerk):
+    client.force_login(token_clerk)
+    add = reverse("admin:environments_apitoken_add")
+    assert client.get(add).context["adminform"].form.initial["user"] == token_clerk.pk
+    response = client.post(add, admin_token_form(token_clerk))
+    secret = re.search(r"lcsp_[A-Za-z0-9]{40}", response.content.decode()).group()
+    assert ApiToken.objects.get().user == token_clerk
+    assert tokens.authenticate(secret).user == token_clerk
+
+
+def test_a_superuser_may_make_a_token_for_another_superuser(client, superuser):
+    other = get_user_model().objects.create_superuser(username="root2", password="x")
+    client.force_login(superuser)
+    response = client.post(
+        reverse("admin:environments_apitoken_add"), admin_token_form(other, "maintain")
+    )
+    assert response.status_code == 200
+    assert re.search(r"lcsp_[A-Za-z0-9]{40}", response.content.decode())
+    assert ApiToken.objects.get().user == other
+
+
+def test_a_token_form_that_does_not_know_its_maker_makes_nothing(manager):
+    form = tokens.AdminTokenForm(admin_token_form(manager))
+    assert not form.is_valid()
+    assert "nothing was made" in str(form.errors["user"])
 
 
 def test_the_admin_refuses_a_token_for_longer_than_a_year(client, superuser, manager):

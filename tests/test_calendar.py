@@ -10,6 +10,7 @@ from django.utils import timezone
 from environments import windows
 from environments.models import UserSettings
 from environments.windows.calendar import escape, fold, ics
+from tests.helpers import user_page_form
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +77,39 @@ def test_an_inactive_users_feed_stops(client, environment, member, planned):
     member.is_active = False
     member.save()
     assert client.get(url).status_code == 404
+
+
+def test_a_reactivated_user_does_not_get_their_old_address_back(
+    client, environment, member, planned
+):
+    old = feed_url(member, environment)
+    member.is_active = False
+    member.save()
+    member.is_active = True
+    member.save()
+
+    assert client.get(old).status_code == 404
+    new = feed_url(member, environment)
+    assert new != old and client.get(new).status_code == 200
+
+
+def test_a_user_deactivated_and_reactivated_in_the_admin_does_not_get_their_old_address_back(
+    client, environment, member, superuser, planned
+):
+    old = feed_url(member, environment)
+    client.force_login(superuser)
+    data = user_page_form(client, member)
+    del data["is_active"]  # an unticked box is not sent
+    page = reverse("admin:auth_user_change", args=[member.pk])
+    assert client.post(page, data).status_code == 302
+    data["is_active"] = "on"
+    assert client.post(page, data).status_code == 302
+    client.logout()
+
+    member.refresh_from_db()
+    assert member.is_active
+    assert client.get(old).status_code == 404
+    assert client.get(feed_url(member, environment)).status_code == 200
 
 
 def test_a_new_address_ends_the_old_one(client, environment, member, planned):

@@ -281,6 +281,18 @@ class ApiTokenAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user"]
     actions = ["revoke"]
 
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.maker = request.user  # a class of this request's own (modelform_factory)
+        return form
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        if not request.user.is_superuser:
+            # They make tokens for themselves only (tokens.refusal_to_make_token).
+            initial.setdefault("user", request.user.pk)
+        return initial
+
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []

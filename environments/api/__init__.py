@@ -6,7 +6,7 @@ browsable docs are at /api/v1/docs, the OpenAPI document at /api/v1/openapi.json
 from ninja import NinjaAPI, Swagger
 
 from environments.api import access_grants, environments, history, windows
-from environments.api.auth import TokenAuth, TokenRateLimit
+from environments.api.auth import TokenAuth, UserRateLimit
 from environments.api.problems import install_handlers
 
 DESCRIPTION = """\
@@ -26,7 +26,7 @@ api = NinjaAPI(
     description=DESCRIPTION,
     urls_namespace="api-1",
     auth=TokenAuth(),
-    throttle=[TokenRateLimit()],
+    throttle=[UserRateLimit()],
     docs=Swagger(settings={"persistAuthorization": False, "tryItOutEnabled": False}),
 )
 install_handlers(api)

@@ -1,6 +1,6 @@
 """Who is calling: a personal access token in the Authorization header, and nothing
 else. Session cookies are ignored (so no CSRF token is needed or checked), and every
-token is held to PORTAL_API_RATE_LIMIT requests a minute."""
+user is held to PORTAL_API_RATE_LIMIT requests a minute, however many tokens they use."""
 
 from django.http import Http404
 from ninja.security import HttpBearer
@@ -19,12 +19,13 @@ class TokenAuth(HttpBearer):
         return tokens.authenticate(token, client_address(request))
 
 
-class TokenRateLimit(BaseThrottle):
-    """A fixed window a minute long per token, counted in Django's cache. Stateless,
-    so one instance serves every thread: the wait is the rest of the current window."""
+class UserRateLimit(BaseThrottle):
+    """A fixed window a minute long per user (all their tokens together), counted in
+    Django's cache. Stateless, so one instance serves every thread: the wait is the rest
+    of the current window."""
 
     def allow_request(self, request):
-        return tokens.take_request(request.auth)
+        return tokens.take_request(request.auth.user)
 
     def wait(self):
         return tokens.seconds_to_next_window()

@@ -1,6 +1,6 @@
 """What must follow a change to who someone is, however the change was made (admin, the
 shell, a script, single sign-on): grants end with the role that allowed them, and a
-deactivated user's tokens stop. Connected in EnvironmentsConfig.ready.
+deactivated user's tokens and calendar address stop. Connected in EnvironmentsConfig.ready.
 
 QuerySet.update() sends no signals: the access sweeper (grants.expire_access) ends any
 grant whose holder may no longer maintain its environment, as the backstop."""
@@ -10,7 +10,13 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
-from environments.models import AccessEnd, Environment, ProjectMembership
+from environments.models import (
+    AccessEnd,
+    Environment,
+    ProjectMembership,
+    UserSettings,
+    new_calendar_token,
+)
 from environments.operations.grants import end_access_of
 
 User = get_user_model()
@@ -38,10 +44,13 @@ def user_changed(sender, instance, created, update_fields=None, **kwargs):
         return  # a sign-in changes nothing that grants or tokens follow
     with transaction.atomic():
         if not instance.is_active:
-            # A deactivated user keeps no database account, firewall rule or API token:
-            # a later reactivation does not bring them back.
+            # A deactivated user keeps no database account, firewall rule, API token or
+            # calendar address: a later reactivation does not bring them back. The feed
+            # already refuses an inactive user; a new token makes the old address one
+            # that no longer exists, whatever happens to the user later.
             end_access_of(instance, AccessEnd.DEACTIVATED)
             instance.api_tokens.revoke()
+            UserSettings.objects.filter(user=instance).update(calendar_token=new_calendar_token())
         else:
             # Nor a former superuser, where nothing else lets them maintain.
             end_access_of(instance, AccessEnd.ROLE_REMOVED)
