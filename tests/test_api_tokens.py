@@ -264,6 +264,17 @@ def test_staff_who_may_add_tokens_may_make_their_own(client, token_clerk):
     assert tokens.authenticate(secret).user == token_clerk
 
 
+def test_staff_who_may_only_view_tokens_may_not_revoke_anyones(client, token_clerk, manager):
+    token, _ = token_for(manager, name="ci")
+    client.force_login(token_clerk)
+    client.post(
+        reverse("admin:environments_apitoken_changelist"),
+        {"action": "revoke", "_selected_action": [token.pk]},
+    )
+    token.refresh_from_db()
+    assert token.revoked_at is None
+
+
 def test_a_superuser_may_make_a_token_for_another_superuser(client, superuser):
     other = get_user_model().objects.create_superuser(username="root2", password="x")
     client.force_login(superuser)
