@@ -8,6 +8,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/lcs_portal
 BIND ?= 127.0.0.1:8000
 
 .PHONY: screenshots run test test-sqlite test-postgres lint check system-deps postgres clean bench \
+	oidc-provider \
 	cluster test-cluster
 
 $(STAMP): pyproject.toml
@@ -45,10 +46,19 @@ check: $(STAMP)
 	DJANGO_SETTINGS_MODULE=lcs_portal.settings_test $(BIN)/python manage.py check
 	DJANGO_SETTINGS_MODULE=lcs_portal.settings_test $(BIN)/python manage.py makemigrations --check --dry-run
 
-test-sqlite: $(STAMP) system-deps
+# The real OpenID provider of the single sign-on tests (tests/oidc/provider.mjs), installed
+# with npm once and again only when its lock file changes.
+OIDC_PROVIDER := tests/oidc/node_modules/.package-lock.json
+$(OIDC_PROVIDER): tests/oidc/package-lock.json
+	cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+oidc-provider: $(OIDC_PROVIDER)
+
+test-sqlite: $(STAMP) system-deps $(OIDC_PROVIDER)
 	$(BIN)/pytest
 
-test-postgres: $(STAMP) system-deps postgres
+test-postgres: $(STAMP) system-deps postgres $(OIDC_PROVIDER)
 	DATABASE_URL=$(PG_URL) $(BIN)/pytest
 
 # The multi-host tests alone (tests/cluster/); test-postgres runs them too.

@@ -1,6 +1,8 @@
 """Sign-in throttling: django-axes' check, for sign-ins that come through a page."""
 
 from axes.backends import AxesStandaloneBackend
+from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
 
 
 class SignInThrottleBackend(AxesStandaloneBackend):
@@ -17,6 +19,16 @@ class SignInThrottleBackend(AxesStandaloneBackend):
         if request is None:
             return None
         return super().authenticate(request, username=username, password=password, **kwargs)
+
+
+class LocalPasswordBackend(ModelBackend):
+    """Django's own password check, for superusers only when PORTAL_LOCAL_PASSWORDS_FOR_ALL
+    is off: they keep a way in (break-glass) while the identity provider is down."""
+
+    def user_can_authenticate(self, user):
+        return super().user_can_authenticate(user) and (
+            settings.LOCAL_PASSWORDS_FOR_ALL or user.is_superuser
+        )
 
 
 def locked_out(request, original_response=None, credentials=None):

@@ -233,7 +233,9 @@ if ADMIN_PATH == "/":
 # them (docs/reliability.md).
 AUTHENTICATION_BACKENDS = [
     "lcs_portal.auth.SignInThrottleBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "lcs_portal.auth.LocalPasswordBackend",
+    # The sessions that single sign-on opens (environments/sso/): it checks no password.
+    "environments.sso.backend.SingleSignOnBackend",
 ]
 AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", 5))
 AXES_COOLOFF_TIME = timedelta(minutes=env_float("AXES_COOLOFF_MINUTES", 15))
@@ -242,6 +244,27 @@ AXES_CLIENT_IP_CALLABLE = "lcs_portal.auth.client_address"
 PORTAL_PROXY_COUNT = int(os.environ.get("PORTAL_PROXY_COUNT", 0))
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "lcs_portal.auth.locked_out"
+
+# --- Single sign-on: OpenID Connect (environments/sso/, docs/sso.md) -----------------
+# Off while PORTAL_OIDC_ISSUER is empty. The issuer's discovery document names every
+# endpoint; the authorization code flow always uses PKCE (S256).
+OIDC_ISSUER = os.environ.get("PORTAL_OIDC_ISSUER", "").rstrip("/")
+OIDC_CLIENT_ID = os.environ.get("PORTAL_OIDC_CLIENT_ID", "")
+OIDC_CLIENT_SECRET = os.environ.get("PORTAL_OIDC_CLIENT_SECRET", "")
+OIDC_SCOPES = os.environ.get("PORTAL_OIDC_SCOPES", "openid profile email")
+OIDC_PROVIDER_NAME = os.environ.get("PORTAL_OIDC_PROVIDER_NAME", "single sign-on")
+OIDC_USERNAME_CLAIM = os.environ.get("PORTAL_OIDC_USERNAME_CLAIM", "preferred_username")
+OIDC_EMAIL_CLAIM = os.environ.get("PORTAL_OIDC_EMAIL_CLAIM", "email")
+OIDC_NAME_CLAIM = os.environ.get("PORTAL_OIDC_NAME_CLAIM", "name")
+OIDC_GROUPS_CLAIM = os.environ.get("PORTAL_OIDC_GROUPS_CLAIM", "groups")
+# Seconds every call to the provider (discovery, keys, token) may take.
+OIDC_TIMEOUT_SECONDS = env_float("PORTAL_OIDC_TIMEOUT_SECONDS", 5.0)
+# Members of this provider group are superusers (and staff); empty: the provider never
+# makes anyone a superuser.
+OIDC_SUPERUSER_GROUP = os.environ.get("PORTAL_OIDC_SUPERUSER_GROUP", "")
+# Off: only superusers may sign in with a local password (break-glass); everyone else
+# signs in with single sign-on.
+LOCAL_PASSWORDS_FOR_ALL = env_bool("PORTAL_LOCAL_PASSWORDS_FOR_ALL", True)
 
 # --- Background tasks ---------------------------------------------------------
 # Ending access (expiry, Remove, Revoke) has a queue and a worker of its own, so that a

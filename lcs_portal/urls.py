@@ -6,6 +6,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 
 from environments.api import api
+from environments.sso import views as sso
 from environments.web import tokens
 from environments.web.health import healthz
 
@@ -14,8 +15,11 @@ urlpatterns = [
     path(settings.ADMIN_PATH, admin.site.urls),
     # Signing in and out and changing one's password; no password reset until there is
     # a mail set-up to send it (and a throttle in front of it).
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/login/", sso.SignInView.as_view(), name="login"),
+    path("accounts/logout/", sso.SignOutView.as_view(), name="logout"),
+    # Single sign-on with OpenID Connect, when PORTAL_OIDC_ISSUER is set (docs/sso.md).
+    path("accounts/oidc/sign-in/", sso.sso_sign_in, name="sso-sign-in"),
+    path("accounts/oidc/callback/", sso.sso_callback, name="sso-callback"),
     path(
         "accounts/password_change/",
         auth_views.PasswordChangeView.as_view(),

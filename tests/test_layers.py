@@ -24,6 +24,8 @@ LAYERS = {
     "environments.notify": 5,
     "environments.windows": 6,
     "environments.web": 7,
+    # Single sign-on: its sign-in applies roles through operations, like admin does.
+    "environments.sso": 7,
     "environments.api": 7,
     "environments.admin": 7,
     "environments.demo": 7,

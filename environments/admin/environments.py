@@ -52,8 +52,8 @@ class ProjectAdmin(admin.ModelAdmin):
 
 @admin.register(ProjectMembership)
 class ProjectMembershipAdmin(DeleteOneByOne, admin.ModelAdmin):
-    list_display = ["user", "project", "role"]
-    list_filter = ["role", "project"]
+    list_display = ["user", "project", "role", "source"]
+    list_filter = ["role", "source", "project"]
     search_fields = ["user__username", "project__name"]
     autocomplete_fields = ["user", "project"]
 
@@ -165,8 +165,8 @@ class EnvironmentRoleForm(forms.ModelForm):
 @admin.register(EnvironmentRole)
 class EnvironmentRoleAdmin(admin.ModelAdmin):
     form = EnvironmentRoleForm
-    list_display = ["user", "environment", "role"]
-    list_filter = ["role", "environment__project", "environment"]
+    list_display = ["user", "environment", "role", "source"]
+    list_filter = ["role", "source", "environment__project", "environment"]
     search_fields = ["user__username", "environment__name"]
     autocomplete_fields = ["user", "environment"]
 

@@ -14,6 +14,14 @@ class ProjectRole(models.TextChoices):
 MAINTAIN_ROLES = frozenset({ProjectRole.OWNER, ProjectRole.MANAGER})
 
 
+class RoleSource(models.TextChoices):
+    """Who made a role row: an admin (Django admin, the shell, the demo) or the identity
+    provider's groups at sign-in. The provider never changes or removes an admin's row."""
+
+    ADMIN = "admin", "Admin"
+    PROVIDER = "provider", "Identity provider"
+
+
 class EnvironmentType(models.TextChoices):
     SANDBOX = "sandbox", "Sandbox"
     PRODUCTION = "production", "Production"

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.db import models
 
-from environments.models.choices import EnvironmentRoleKind, ProjectRole
+from environments.models.choices import EnvironmentRoleKind, ProjectRole, RoleSource
 from environments.models.environments import Environment, ShownOnEnvironmentPages
 
 
@@ -28,6 +28,10 @@ class ProjectMembership(ShownOnEnvironmentPages):
     )
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=ProjectRole.choices)
+    # The identity provider changes and removes only the rows it made.
+    source = models.CharField(
+        max_length=10, choices=RoleSource.choices, default=RoleSource.ADMIN, editable=False
+    )
 
     class Meta:
         constraints = [
@@ -49,6 +53,9 @@ class EnvironmentRole(ShownOnEnvironmentPages):
     )
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="roles")
     role = models.CharField(max_length=30, choices=EnvironmentRoleKind.choices)
+    source = models.CharField(
+        max_length=10, choices=RoleSource.choices, default=RoleSource.ADMIN, editable=False
+    )
 
     class Meta:
         constraints = [

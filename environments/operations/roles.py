@@ -1,5 +1,5 @@
-"""Role changes made in Django admin (and by the demo's seed): the history row of each,
-written in the transaction that saves or deletes the role."""
+"""Role changes made in Django admin, by the demo's seed and by single sign-on: the
+history row of each, written in the transaction that saves or deletes the role."""
 
 from django.db import transaction
 from django.utils import timezone
@@ -8,11 +8,12 @@ from environments.models import EnvironmentRole, EnvironmentRoleKind, OperationK
 from environments.operations.core import write_operation
 
 
-def record_role_change(environment, actor, user, role, *, granted, previous_role=None):
+def record_role_change(environment, actor, user, role, *, granted, previous_role=None, via=""):
     """Write the history row of an environment role granted or removed.
 
     Called by the admin (and seed_demo) in the transaction that saves or deletes the
-    role, so the history and the change cannot disagree. ``actor`` None: the portal.
+    role, so the history and the change cannot disagree. ``actor`` None: the portal;
+    ``via`` names what made the change (the identity provider at sign-in).
     """
     now = timezone.now()
     label = EnvironmentRoleKind(role).label
@@ -34,10 +35,11 @@ def record_role_change(environment, actor, user, role, *, granted, previous_role
         finished_at=now,
         outcome=Outcome.SUCCEEDED,
         status_after=environment.status,
+        via=via,
     )
 
 
-def save_environment_role(role, actor):
+def save_environment_role(role, actor, via=""):
     """Save an environment role and write its history row, in one transaction."""
     with transaction.atomic():
         previous = (
@@ -51,7 +53,7 @@ def save_environment_role(role, actor):
             role.environment_id,
         ):
             record_role_change(
-                previous.environment, actor, previous.user, previous.role, granted=False
+                previous.environment, actor, previous.user, previous.role, granted=False, via=via
             )
             previous = None
         if previous is None or previous.role != role.role:
@@ -62,10 +64,11 @@ def save_environment_role(role, actor):
                 role.role,
                 granted=True,
                 previous_role=previous.role if previous else None,
+                via=via,
             )
 
 
-def delete_environment_role(role, actor):
+def delete_environment_role(role, actor, via=""):
     with transaction.atomic():
-        record_role_change(role.environment, actor, role.user, role.role, granted=False)
+        record_role_change(role.environment, actor, role.user, role.role, granted=False, via=via)
         role.delete()
