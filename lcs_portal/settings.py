@@ -403,6 +403,10 @@ ACCESS_EXPIRY_WARNING_MINUTES = env_float("ACCESS_EXPIRY_WARNING_MINUTES", 30.0)
 # tried again after DELIVERY_RETRY_FIRST_SECONDS, doubling up to
 # DELIVERY_RETRY_MAX_SECONDS, DELIVERY_MAX_ATTEMPTS times in all (about a day).
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 5.0)
+# Webhooks go to public addresses only, unless this allows local and private networks
+# (loopback, 10/8, 169.254/16...) for receivers inside them, as GitLab's "Allow requests
+# to the local network" does. The demo and the tests turn it on.
+PORTAL_WEBHOOKS_ALLOW_PRIVATE = env_bool("PORTAL_WEBHOOKS_ALLOW_PRIVATE", False)
 DELIVERY_RETRY_FIRST_SECONDS = env_float("DELIVERY_RETRY_FIRST_SECONDS", 60.0)
 DELIVERY_RETRY_MAX_SECONDS = env_float("DELIVERY_RETRY_MAX_SECONDS", 6 * 3600.0)
 DELIVERY_MAX_ATTEMPTS = int(os.environ.get("DELIVERY_MAX_ATTEMPTS", 12))
