@@ -4,14 +4,22 @@ connects to the very address that was checked."""
 
 # ruff: noqa: F811 (the receivers' fixtures are imported from tests.receivers)
 
+import datetime
 import socket
+import ssl
+import threading
+from http.server import ThreadingHTTPServer
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.urls import reverse
 
 from environments.models import OperationKind, Webhook, WebhookAttempt, WebhookDelivery
 from environments.notify import webhooks
-from tests.receivers import webhook_receiver  # noqa: F401
+from tests.receivers import Receiver, webhook_receiver  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -197,3 +205,82 @@ def test_the_receiver_gets_the_urls_host_though_the_portal_connects_to_its_addre
     [delivery] = receiver.received
     assert delivery.headers["Host"] == f"hooks.example.test:{port}"
     assert delivery.signature_ok
+
+
+def certificate_for(name, tmp_path):
+    """A self-signed certificate for ``name``: (certificate file, key file)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+def tls_receiver(tmp_path, monkeypatch):
+    """A webhook receiver over TLS on 127.0.0.1 whose certificate names
+    hooks.example.test, which the portal trusts and resolves to 127.0.0.1."""
+    cert_file, key_file = certificate_for("hooks.example.test", tmp_path)
+    receiver = Receiver("s3cret")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), receiver.handler())
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert_file, key_file)
+    server.socket = server_tls.wrap_socket(server.socket, server_side=True)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(
+        webhooks.PinnedHTTPSConnection, "tls", ssl.create_default_context(cafile=cert_file)
+    )
+    resolving(monkeypatch, "127.0.0.1")
+    receiver.port = server.server_address[1]
+    yield receiver
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    "name, delivered",
+    [("hooks.example.test", True), ("other.example.test", False)],
+)
+def test_over_https_the_certificate_must_name_the_urls_host(
+    tls_receiver, project, environment, manager, start, name, delivered
+):
+    Webhook.objects.create(
+        project=project,
+        name="Ops",
+        url=f"https://{name}:{tls_receiver.port}/hook",
+        secret=tls_receiver.secret,
+    )
+    start(OperationKind.ENABLE_MAINTENANCE, environment, manager)
+
+    webhooks.deliver(WebhookDelivery.objects.get().pk)
+
+    attempt = WebhookAttempt.objects.get()
+    if delivered:
+        assert attempt.status_code == 200
+        assert tls_receiver.received[0].headers["Host"] == f"{name}:{tls_receiver.port}"
+    else:
+        assert attempt.status_code is None
+        assert "certificate verify failed" in attempt.error
+        assert "other.example.test" in attempt.error
+        assert tls_receiver.received == []
