@@ -25,7 +25,7 @@ run: $(STAMP) var/secret-key
 	SECRET_KEY=$$(cat var/secret-key) PORTAL_TLS=0 $(BIN)/python manage.py migrate --no-input
 	SECRET_KEY=$$(cat var/secret-key) PORTAL_TLS=0 $(BIN)/python manage.py collectstatic --no-input -v0
 	SECRET_KEY=$$(cat var/secret-key) PORTAL_TLS=0 $(BIN)/python manage.py seed_demo
-	SECRET_KEY=$$(cat var/secret-key) PORTAL_TLS=0 exec $(BIN)/python manage.py run_portal --bind $(BIND)
+	SECRET_KEY=$$(cat var/secret-key) PORTAL_TLS=0 PORTAL_WEBHOOKS_ALLOW_PRIVATE=1 exec $(BIN)/python manage.py run_portal --bind $(BIND)
 
 # Two portal hosts behind nginx on this machine's PostgreSQL and Redis (docs/deploy.md);
 # Ctrl-C stops everything. CLUSTER_ARGS="--help" shows the options.

@@ -1,6 +1,7 @@
 """Logging that an operator can read."""
 
 import logging
+import re
 
 
 class RefusalsOnOneLine(logging.Filter):
@@ -12,4 +13,20 @@ class RefusalsOnOneLine(logging.Filter):
         if getattr(record, "status_code", 500) < 500:
             record.exc_info = None
             record.exc_text = None
+        return True
+
+
+class HideCalendarTokens(logging.Filter):
+    """A calendar feed's address (/calendar/<token>/<slug>.ics) is its user's secret:
+    what Django logs of a request (a 404, runserver's request line) shows it without
+    the token. On the loggers, not a handler, so that every handler gets the masked
+    line."""
+
+    token = re.compile(r"(/calendar/)[^/\s\"']+")
+
+    def filter(self, record):
+        message = record.getMessage()
+        masked = self.token.sub(r"\1…", message)
+        if masked != message:
+            record.msg, record.args = masked, ()
         return True

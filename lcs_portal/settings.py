@@ -426,6 +426,10 @@ ACCESS_EXPIRY_WARNING_MINUTES = env_float("ACCESS_EXPIRY_WARNING_MINUTES", 30.0)
 # tried again after DELIVERY_RETRY_FIRST_SECONDS, doubling up to
 # DELIVERY_RETRY_MAX_SECONDS, DELIVERY_MAX_ATTEMPTS times in all (about a day).
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 5.0)
+# Webhooks go to public addresses only, unless this allows local and private networks
+# (loopback, 10/8, 169.254/16...) for receivers inside them, as GitLab's "Allow requests
+# to the local network" does. The demo and the tests turn it on.
+PORTAL_WEBHOOKS_ALLOW_PRIVATE = env_bool("PORTAL_WEBHOOKS_ALLOW_PRIVATE", False)
 DELIVERY_RETRY_FIRST_SECONDS = env_float("DELIVERY_RETRY_FIRST_SECONDS", 60.0)
 DELIVERY_RETRY_MAX_SECONDS = env_float("DELIVERY_RETRY_MAX_SECONDS", 6 * 3600.0)
 DELIVERY_MAX_ATTEMPTS = int(os.environ.get("DELIVERY_MAX_ATTEMPTS", 12))
@@ -433,16 +437,39 @@ DELIVERY_MAX_ATTEMPTS = int(os.environ.get("DELIVERY_MAX_ATTEMPTS", 12))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"refusals_on_one_line": {"()": "lcs_portal.logs.RefusalsOnOneLine"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        # Django's own, for runserver's request lines (django.server below).
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
+    },
+    "filters": {
+        "refusals_on_one_line": {"()": "lcs_portal.logs.RefusalsOnOneLine"},
+        "hide_calendar_tokens": {"()": "lcs_portal.logs.HideCalendarTokens"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
             "filters": ["refusals_on_one_line"],
-        }
+        },
+        "django.server": {"class": "logging.StreamHandler", "formatter": "django.server"},
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    # django-axes logs every sign-in at INFO; its failures and lockouts are WARNINGs.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    "loggers": {
+        # django-axes logs every sign-in at INFO; its failures and lockouts are WARNINGs.
+        "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
+        # The requests Django logs (4xx and 5xx; runserver's every line) name their URL.
+        "django.request": {"filters": ["hide_calendar_tokens"]},
+        "django.server": {
+            "handlers": ["django.server"],
+            "level": "INFO",
+            "propagate": False,
+            "filters": ["hide_calendar_tokens"],
+        },
+    },
 }

@@ -27,3 +27,5 @@ else:
 PORTAL_DRIVERS_FILE = Path(
     os.environ.get("PORTAL_DRIVERS_FILE", VAR_DIR / "no-drivers-file-in-tests.json")
 )
+# The tests' webhook receivers listen on 127.0.0.1; tests of the refusal turn it off.
+PORTAL_WEBHOOKS_ALLOW_PRIVATE = True

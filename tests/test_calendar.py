@@ -1,6 +1,7 @@
 """The iCalendar feed of an environment's maintenance windows, at a secret address per
 user."""
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -145,3 +146,26 @@ def test_an_empty_feed_is_still_a_calendar(environment):
     body = ics(environment, [])
     assert body.count("BEGIN:VEVENT") == 0
     assert "X-WR-CALNAME:Maintenance: Demo sandbox" in body
+
+
+def test_a_refused_feed_is_logged_without_its_token(client, environment, outsider, caplog):
+    url = feed_url(outsider, environment)
+    token = UserSettings.objects.get(user=outsider).calendar_token
+
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        assert client.get(url).status_code == 404
+
+    logged = [r.getMessage() for r in caplog.records if r.name == "django.request"]
+    assert logged == ["Not Found: /calendar/…/demo-sandbox.ics"]
+    assert token not in caplog.text
+
+
+def test_runservers_request_lines_show_no_calendar_token(caplog):
+    # runserver's logger does not propagate; listen to it where it logs.
+    server = logging.getLogger("django.server")
+    server.addHandler(caplog.handler)
+    try:
+        server.info('"%s" %s %s', "GET /calendar/s3cret-token/demo.ics HTTP/1.1", "200", "512")
+    finally:
+        server.removeHandler(caplog.handler)
+    assert caplog.records[-1].getMessage() == '"GET /calendar/…/demo.ics HTTP/1.1" 200 512'

@@ -6,6 +6,7 @@ answers as the test tells it, and the retries, the attempts and the resends are 
 import hashlib
 import hmac
 import json
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -367,3 +368,48 @@ def test_a_slow_receiver_does_not_delay_the_operation(
 def receiver_answered_and_was_recorded(timeout):
     started = WebhookDelivery.objects.filter(event="operation.started")
     return wait_for(lambda: started.filter(state=DeliveryState.DELIVERED).exists(), timeout)
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        (
+            "https://hooks.slack.com/services/T0001/B0002/XXXXXXXXXXXXXXXXXXXXXXXX",
+            "https://hooks.slack.com/service…",
+        ),
+        (
+            "https://prod-01.westus.logic.azure.com:443/workflows/abc/triggers/manual/paths/"
+            "invoke?api-version=2016-06-01&sig=SIGNATURE",
+            "https://prod-01.westus.logic.azure.com:443/workflo…",
+        ),
+        ("https://user:password@example.com/a", "https://example.com/a"),
+        ("http://[2001:db8::1]:8080/hooks/secret", "http://[2001:db8::1]:8080/hooks/s…"),
+    ],
+)
+def test_a_webhook_url_is_shown_as_its_host_and_the_start_of_its_path(url, shown):
+    assert Webhook(url=url).masked_url == shown
+
+
+@pytest.mark.django_db
+def test_a_failed_delivery_is_logged_and_listed_without_the_urls_secret(
+    webhook_receiver, admin_client, project, environment, manager, start, caplog
+):
+    receiver = webhook_receiver(statuses=[500])
+    Webhook.objects.create(
+        project=project,
+        name="Ops channel",
+        url=f"{receiver.url}/T0001/B0002/s3cretpart",
+        secret=receiver.secret,
+    )
+    start(OperationKind.ENABLE_MAINTENANCE, environment, manager)
+
+    with caplog.at_level(logging.INFO, logger="environments.notify.webhooks"):
+        webhooks.deliver(WebhookDelivery.objects.get().pk)
+    page = admin_client.get(reverse("admin:environments_webhook_changelist")).content.decode()
+
+    assert WebhookAttempt.objects.get().status_code == 500
+    masked = f"{receiver.url[:-5]}/hook/T0…"
+    assert f"{masked} answered 500" in caplog.text
+    assert masked in page
+    assert "s3cretpart" not in caplog.text
+    assert "s3cretpart" not in page

@@ -241,20 +241,28 @@ class AccessGrantAdmin(ReadOnlyAdmin):
     """Grants are made and ended in the portal, where history is written; here they
     are only read. The password of an account never appears."""
 
-    list_filter = ["end_reason", "environment__project"]
+    list_filter = [
+        "end_reason",
+        ("removal_blocked", admin.EmptyFieldListFilter),
+        "environment__project",
+    ]
     list_select_related = ["environment", "requested_by"]
     date_hierarchy = "created_at"
+
+    @admin.display(description="State")
+    def state(self, obj):
+        return obj.state_text
 
 
 @admin.register(FirewallRule)
 class FirewallRuleAdmin(AccessGrantAdmin):
-    list_display = ["name", "cidr", "environment", "requested_by", "expires_at", "end_reason"]
+    list_display = ["name", "cidr", "environment", "requested_by", "expires_at", "state"]
     search_fields = ["name", "cidr", "environment__name", "requested_by__username"]
 
 
 @admin.register(DatabaseAccount)
 class DatabaseAccountAdmin(AccessGrantAdmin):
-    list_display = ["username", "level", "environment", "requested_by", "expires_at", "end_reason"]
+    list_display = ["username", "level", "environment", "requested_by", "expires_at", "state"]
     search_fields = ["username", "environment__name", "requested_by__username"]
     exclude = ["password_encrypted"]
 

@@ -39,6 +39,14 @@ class WebhookForm(forms.ModelForm):
         model = Webhook
         fields = ["project", "name", "url", "secret", "include_text", "active"]
 
+    def clean_url(self):
+        url = self.cleaned_data["url"]
+        try:
+            webhooks.checked_target(url)
+        except webhooks.TargetRefused as refused:
+            raise forms.ValidationError(str(refused)) from None
+        return url
+
     def clean_secret(self):
         secret = self.cleaned_data["secret"]
         if secret:
@@ -51,10 +59,16 @@ class WebhookForm(forms.ModelForm):
 @admin.register(Webhook)
 class WebhookAdmin(admin.ModelAdmin):
     form = WebhookForm
-    list_display = ["name", "project", "url", "active", "include_text", "deliveries_link"]
+    # The URL of a Slack or Teams incoming webhook is its secret: the list shows its start.
+    list_display = ["name", "project", "masked_url", "active", "include_text", "deliveries_link"]
     list_filter = ["active", "project"]
-    search_fields = ["name", "url", "project__name"]
+    # Exact URLs only: a search by part would let a reader spell out the secret.
+    search_fields = ["name", "=url", "project__name"]
     autocomplete_fields = ["project"]
+
+    @admin.display(description="URL")
+    def masked_url(self, obj):
+        return obj.masked_url
 
     @admin.display(description="Deliveries")
     def deliveries_link(self, obj):

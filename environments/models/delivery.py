@@ -1,6 +1,7 @@
 """Mail and webhook events: who wants what, and what went out (environments/notify/)."""
 
 import uuid
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models
@@ -129,6 +130,27 @@ class Webhook(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.project})"
+
+    #: How much of the path (and query) a masked URL keeps.
+    SHOWN_PATH = 8
+
+    @property
+    def masked_url(self):
+        """The URL as logs and lists show it: a Slack or Teams incoming webhook's URL is
+        its secret, so only the scheme, the host and the start of the path are shown:
+        "https://hooks.slack.com/service…"."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        try:
+            if parts.port:
+                host = f"{host}:{parts.port}"
+        except ValueError:
+            pass  # not a port: leave it out
+        rest = parts.path + (f"?{parts.query}" if parts.query else "")
+        more = "…" if len(rest) > self.SHOWN_PATH else ""
+        return f"{parts.scheme}://{host}{rest[: self.SHOWN_PATH]}{more}"
 
 
 class WebhookDelivery(Outbox):

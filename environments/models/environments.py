@@ -188,6 +188,13 @@ class Environment(FSMModelMixin, models.Model):
     def active_database_accounts(self):
         return self.databaseaccounts.filter(ended_at=None).select_related("requested_by")
 
+    def listed_database_accounts(self):
+        """The Database Accounts section: the active accounts, and the ended ones whose
+        removal is blocked (their login may still work)."""
+        blocked = models.Q(removed_at=None) & ~models.Q(removal_blocked="")
+        accounts = self.databaseaccounts.filter(models.Q(ended_at=None) | blocked)
+        return accounts.select_related("requested_by")
+
     def maintenance_sign_in_roles(self):
         """The roles whose users may sign in while maintenance mode is on."""
         return (

@@ -40,6 +40,11 @@ class AccessGrant(models.Model):
     ended_via = models.CharField(max_length=120, blank=True)
     # Set once the driver confirmed the grant is gone (rule removed, role dropped).
     removed_at = models.DateTimeField(null=True, blank=True)
+    # Why its removal keeps failing: set when the driver says retrying cannot help (a
+    # login that still owns objects) or after a few failed removals, so that admins see
+    # a grant that is ended but not gone. The sweeper goes on retrying; a removal that
+    # succeeds clears it.
+    removal_blocked = models.TextField(blank=True)
 
     class Meta:
         abstract = True
@@ -53,6 +58,8 @@ class AccessGrant(models.Model):
     def state_text(self):
         if self.ended_at is None:
             return "Active" if self.applied_at else "Being applied"
+        if self.removal_blocked and self.removed_at is None:
+            return f"Removal blocked: {self.removal_blocked}"
         return self.get_end_reason_display()
 
     @property

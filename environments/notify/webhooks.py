@@ -18,11 +18,13 @@ it came from and reject a replay:
 
 import hashlib
 import hmac
+import http.client
+import ipaddress
 import json
 import logging
+import socket
+import ssl
 import time
-import urllib.error
-import urllib.request
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -164,30 +166,105 @@ def signed_body(delivery_row, timestamp):
     return body, headers
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is an answer, not a place to post the event again."""
-
-    def redirect_request(self, *args, **kwargs):
-        return None
+class TargetRefused(Exception):
+    """A webhook URL the portal will not post to; the message says why."""
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+#: IPv6 prefixes that carry an IPv4 address a gateway would connect to (NAT64).
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _refusal(address):
+    """Why the portal may not connect to ``address``, or "" when it may: only public
+    unicast addresses, so a webhook cannot reach the portal's own host, its network or
+    the cloud metadata service (169.254.169.254)."""
+    ip = ipaddress.ip_address(address.split("%")[0])  # an IPv6 scope (fe80::1%eth0) aside
+    if ip.version == 6:
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.ip_address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return _refusal(str(embedded))
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address (such as the cloud metadata service)"
+    if ip.is_multicast:
+        return "a multicast address"
+    if not ip.is_global:
+        return "a private or reserved address"
+    return ""
+
+
+def checked_target(url):
+    """Resolve the URL's host once and check every address it has: the address to
+    connect to, so a name that answers differently later (DNS rebinding) is not asked
+    again. Raises TargetRefused."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TargetRefused("Not an http(s) URL.")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        answers = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as exc:  # gaierror is an OSError; a bad port a ValueError
+        raise TargetRefused(f"Cannot resolve {parts.hostname}: {exc}") from None
+    addresses = [answer[4][0] for answer in answers]
+    if not settings.PORTAL_WEBHOOKS_ALLOW_PRIVATE:
+        for address in addresses:
+            if why := _refusal(address):
+                what = "is" if address == parts.hostname else f"resolves to {address},"
+                raise TargetRefused(
+                    f"{parts.hostname} {what} {why}: webhooks go to public addresses only "
+                    "(PORTAL_WEBHOOKS_ALLOW_PRIVATE=1 allows local and private networks)."
+                )
+    return addresses[0]
+
+
+class PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the address that was checked, and sends the URL's host as Host."""
+
+    def __init__(self, host, port, address, timeout):
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self):
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class PinnedHTTPSConnection(PinnedHTTPConnection):
+    """The same over TLS: the certificate is checked against the URL's host name,
+    which is also the name sent in SNI."""
+
+    default_port = 443
+    tls = ssl.create_default_context()
+
+    def connect(self):
+        super().connect()
+        self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.host)
 
 
 def post(url, body, headers):
-    """POST once: (status code or None, first kilobyte of the answer, error text)."""
-    if urlsplit(url).scheme not in ("http", "https"):
-        return None, "", f"Not an http(s) URL: {url}"
-    # Only http(s), checked above; the URL is set by an administrator in Django admin.
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+    """POST once: (status code or None, first kilobyte of the answer, error text).
+    A redirect is an answer, not a place to post the event again."""
     try:
-        with _opener.open(request, timeout=settings.WEBHOOK_TIMEOUT_SECONDS) as response:
-            return response.status, _text(response.read(RESPONSE_BYTES)), ""
-    except urllib.error.HTTPError as answer:
-        return answer.code, _text(answer.read(RESPONSE_BYTES)), ""
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return None, "", f"{type(exc).__name__}: {reason}"
+        address = checked_target(url)
+    except TargetRefused as refused:
+        return None, "", f"Refused: {refused}"
+    parts = urlsplit(url)
+    pinned = PinnedHTTPSConnection if parts.scheme == "https" else PinnedHTTPConnection
+    port = parts.port or pinned.default_port
+    connection = pinned(parts.hostname, port, address, settings.WEBHOOK_TIMEOUT_SECONDS)
+    target = parts.path or "/"
+    if parts.query:
+        target += f"?{parts.query}"
+    try:
+        connection.request("POST", target, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, _text(response.read(RESPONSE_BYTES)), ""
+    except (OSError, http.client.HTTPException) as exc:
+        return None, "", f"{type(exc).__name__}: {exc}"
+    finally:
+        connection.close()
 
 
 def _text(data):
@@ -216,7 +293,9 @@ def deliver(delivery_pk, now=None):
     row.status_code = status
     ok = status is not None and 200 <= status < 300
     if not ok:
-        logger.info("Webhook %s: %s answered %s%s", row.delivery_id, row.webhook.url, status, error)
+        logger.info(
+            "Webhook %s: %s answered %s%s", row.delivery_id, row.webhook.masked_url, status, error
+        )
     delivery.settle(row, delivered=ok, now=now, enqueue=enqueue, fields=["status_code"])
     return row
 

@@ -19,7 +19,7 @@ from django_tasks import task
 
 from environments import crypto
 from environments.drivers import DriverError, Later, OperationLog, TryAgain, get_driver
-from environments.drivers.database import get_database_driver
+from environments.drivers.database import LoginNotDropped, get_database_driver
 from environments.drivers.firewall import get_firewall_driver
 from environments.models import (
     END_GRANT_KINDS,
@@ -145,6 +145,9 @@ def _enqueue_step(operation_id, number, due, ends_grant):
 
 #: A passing failure (TryAgain) runs the same step again this many times at most.
 TRIES = 3
+#: After this many failed removals in a row a grant says "Removal blocked" (the sweeper
+#: retries on, with back-off: a minute, two, four... so about a quarter of an hour).
+REMOVAL_BLOCKED_AFTER = 4
 
 
 @task()
@@ -176,7 +179,8 @@ def run_step(operation_id, number):
         later = Later(operation.step, exc.seconds)
         log.write(f"Trying again in {exc.seconds:g} s (try {tries + 1} of {TRIES}).")
     except DriverError as exc:
-        fail_operation(operation_id, str(exc), number)
+        blocked = isinstance(exc, LoginNotDropped)
+        fail_operation(operation_id, str(exc), number, removal_blocked=blocked)
         return
     except Exception as exc:
         logger.exception("Operation %s failed unexpectedly", operation.activity_id)
@@ -311,12 +315,15 @@ def complete_operation(operation_id, step=None):
     return _finish(operation_id, error="", step=step)
 
 
-def fail_operation(operation_id, error, step=None):
-    """The driver failed or the deadline passed: the environment becomes Failed."""
-    return _finish(operation_id, error=error or "The operation failed.", step=step)
+def fail_operation(operation_id, error, step=None, *, removal_blocked=False):
+    """The driver failed or the deadline passed: the environment becomes Failed.
+    ``removal_blocked``: the driver says removing the grant fails the same way until
+    someone acts."""
+    error = error or "The operation failed."
+    return _finish(operation_id, error=error, step=step, removal_blocked=removal_blocked)
 
 
-def _finish(operation_id, *, error, step=None):
+def _finish(operation_id, *, error, step=None, removal_blocked=False):
     with transaction.atomic():
         environment_id = Operation.objects.values_list("environment_id", flat=True).get(
             pk=operation_id
@@ -345,7 +352,7 @@ def _finish(operation_id, *, error, step=None):
                 environment.complete(operation)
             _save_status(environment, operation)
         else:
-            _settle_grant(operation, error, now)
+            _settle_grant(operation, error, now, removal_blocked)
         if error:
             operation.outcome = Outcome.FAILED
             operation.error = error
@@ -443,6 +450,10 @@ def expire_access_grant(model_name, grant_id):
     expire_grant(model_name, grant_id)
 
 
+def _failed_removals(grant):
+    return grant.operations.filter(kind__in=END_GRANT_KINDS, outcome=Outcome.FAILED).count()
+
+
 def queue_removal(grant, user, now, *, retry=False, via=""):
     if isinstance(grant, FirewallRule):
         kind, fields = OperationKind.REMOVE_ACCESS, {"firewall_rule": grant}
@@ -473,14 +484,17 @@ def queue_removal(grant, user, now, *, retry=False, via=""):
     )
 
 
-def _settle_grant(operation, error, now):
+def _settle_grant(operation, error, now, removal_blocked=False):
     """Record on the grant what its operation achieved."""
     grant = operation.firewall_rule or operation.database_account
     if operation.kind in END_GRANT_KINDS:
+        # A failed removal is retried by the sweeper; one that keeps failing is shown.
         if not error:
-            grant.removed_at = now
-            grant.save(update_fields=["removed_at"])
-        return  # a failed removal is retried by the sweeper
+            grant.removed_at, grant.removal_blocked = now, ""
+        elif removal_blocked or _failed_removals(grant) + 1 >= REMOVAL_BLOCKED_AFTER:
+            grant.removal_blocked = error
+        grant.save(update_fields=["removed_at", "removal_blocked"])
+        return
     if error:
         # Nothing usable was granted; the removal cleans up anything half-made.
         if grant.ended_at is None:
