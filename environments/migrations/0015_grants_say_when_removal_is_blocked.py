@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('environments', '0013_operation_log_lines'),
+        ('environments', '0014_single_sign_on_identities_and_group_roles'),
     ]
 
     operations = [
