@@ -4,6 +4,7 @@ The windows lie two days ahead of the real clock, so that the tasks they enqueue
 their start, end and reminders never fall due in run_worker unless a test says so.
 """
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -473,3 +474,16 @@ def test_the_history_marks_the_windows_rows_as_scheduled_by_their_scheduler(
     client.force_login(member)
     page = client.get(reverse("environment-history", args=[environment.slug])).content.decode()
     assert 'mona <span class="hint">via Scheduled maintenance window</span>' in page
+
+
+def test_cancel_windows_confirm_step_reads_cancel_window_and_keep_window(
+    as_manager, environment, manager, t0
+):
+    window = schedule(environment, manager, t0)
+
+    body = as_manager.get(reverse("window-cancel", args=[environment.slug, window.pk])).content
+    body = body.decode()
+
+    assert '<button type="submit" class="primary">Cancel window</button>' in body
+    assert re.search(r'<a class="button" href="[^"]+" data-close>Keep window</a>', body)
+    assert ">Confirm<" not in body
