@@ -1,5 +1,7 @@
 """The Maintain menu over HTTP: confirm steps, starting, refusals, and the status poll."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -265,3 +267,9 @@ def test_an_ineligible_environment_says_why_access_is_not_offered(client, projec
     body = client.get(environment.get_absolute_url()).content.decode()
     assert 'data-testid="access-refusal"' in body and "it is Tier 1, not Tier 2 to 5" in body
     assert ">Request access</a>" not in body and ">Enable access</a>" not in body
+
+
+def test_request_access_preselects_read(as_manager, environment):
+    body = as_manager.get(maintain_url(environment, "request_access"), **HTMX).content.decode()
+    assert re.search(r'<input type="radio" name="level" value="read"[^>]*checked', body)
+    assert not re.search(r'value="read_write"[^>]*checked', body)
