@@ -13,7 +13,7 @@ from environments.forms import MaintainForm, parse_access_range
 from environments.models import AccessLevel, OperationKind
 from environments.permissions import MAINTAIN, environment_for
 from environments.refusals import OperationRefused
-from environments.web.details import live_context
+from environments.web.details import RECOVERY, live_context
 from lcs_portal.auth import client_address
 
 # What each confirm step says will happen.
@@ -111,6 +111,9 @@ def your_address(request):
 
 def _render_confirm(request, environment, kind, form, partial="confirm", status=200):
     confirm = {"kind": kind, "form": form, "text": CONFIRM_TEXT[kind]}
+    if kind in RECOVERY:
+        # Named in full, so that no one resumes or rolls back the wrong thing.
+        confirm["acts_on"] = environment.failed_operation()
     if kind == OperationKind.ENABLE_ACCESS:
         confirm["address_note"] = your_address(request)[1]
     context = live_context(request, environment, confirm=confirm)
