@@ -276,3 +276,12 @@ function showElapsed() {
 setInterval(showElapsed, 1000);
 document.addEventListener("htmx:afterSettle", showElapsed);
 document.addEventListener("DOMContentLoaded", showElapsed);
+
+// --- Phone width: what may wait is closed at first -----------------------------------
+document.addEventListener("DOMContentLoaded", () => {
+  if (window.matchMedia("(max-width: 640px)").matches) {
+    for (const part of document.querySelectorAll("details[data-close-narrow]")) {
+      part.open = false;
+    }
+  }
+});
