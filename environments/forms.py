@@ -1,9 +1,10 @@
 import datetime
 import ipaddress
+from decimal import Decimal
 
 from django import forms
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, RegexValidator
 from django.db.models import Q
 from django.utils import timezone
 
@@ -294,3 +295,43 @@ class ScheduleWindowForm(forms.Form):
             except OperationRefused as refused:
                 raise forms.ValidationError(refused.message) from None
         return cleaned
+
+
+class ScheduleOrStartWindowForm(ScheduleWindowForm):
+    """The page's form: a window at a set time, or one that starts now for some hours
+    (windows.start_now, a path of its own: a scheduled start still lies ahead)."""
+
+    LATER, NOW = "later", "now"
+    start = forms.ChoiceField(
+        label="When",
+        choices=[(LATER, "At the start and end below"), (NOW, "Start now, for N hours")],
+        widget=forms.RadioSelect,
+        initial=LATER,
+        required=False,  # left out: at a set time, as before Start now was offered
+    )
+    hours = forms.DecimalField(
+        label="Hours, when it starts now",
+        required=False,
+        min_value=Decimal("0.25"),
+        decimal_places=2,
+        initial=2,
+    )
+    field_order = ["start", "hours", "starts_at", "ends_at", "reason", "notify_users"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["hours"].validators.append(MaxValueValidator(settings.WINDOW_MAX_HOURS))
+        if self.data.get("start") == self.NOW:
+            for name in ("starts_at", "ends_at"):
+                self.fields[name].required = False
+
+    @property
+    def starts_now(self):
+        return self.cleaned_data.get("start") == self.NOW
+
+    def clean(self):
+        if self.cleaned_data.get("start") != self.NOW:
+            return super().clean()
+        if self.cleaned_data.get("hours") is None and "hours" not in self.errors:
+            self.add_error("hours", "Say for how many hours maintenance mode stays on.")
+        return self.cleaned_data

@@ -9,6 +9,7 @@ from django.urls import reverse
 from environments import operations
 from environments.models import EnvironmentRole, EnvironmentRoleKind, OperationKind
 from tests.conftest import run_worker
+from tests.helpers import add_history
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -228,3 +229,15 @@ def test_every_id_a_field_is_described_by_exists(
     assert described, "no field describes itself"
     missing = [i for i in described if f'id="{i}"' not in body]
     assert missing == []
+
+
+def test_details_page_facts_are_collapsible_and_history_shows_the_latest_five_with_a_link(
+    as_manager, environment, manager
+):
+    add_history(environment, manager, 12)
+    body = as_manager.get(environment.get_absolute_url()).content.decode()
+
+    facts = body[body.index('id="facts"') : body.index("</section>", body.index('id="facts"'))]
+    assert "<details open data-close-narrow><summary><h2>Details</h2></summary>" in facts
+    assert body.count('data-testid="history-row"') == 5
+    assert f'href="{environment.get_absolute_url()}history/" id="full-history"' in body

@@ -1,5 +1,6 @@
 """Enable access: firewall rules for an IP address or range, never persistent."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -31,6 +32,41 @@ def test_enable_access_form_offers_your_ip_address(as_manager, environment):
     body = as_manager.get(url, REMOTE_ADDR="198.51.100.20", **HTMX).content.decode()
     assert 'value="198.51.100.20"' in body
     assert "never persistent" in body
+
+
+@pytest.mark.parametrize("seen", ["127.0.0.1", "::1"])
+def test_enable_access_never_offers_a_loopback_address_and_names_portal_proxy_count(
+    as_manager, environment, seen
+):
+    url = reverse("environment-maintain", args=[environment.slug, "enable_access"])
+    body = as_manager.get(url, REMOTE_ADDR=seen, **HTMX).content.decode()
+    assert re.search(r'<input type="text" name="address"(?![^>]*value=)[^>]*>', body)
+    assert f"The portal sees your address as {seen}" in body
+    assert "PORTAL_PROXY_COUNT" in body
+
+
+def test_enable_access_behind_an_unannounced_proxy_offers_no_address(
+    as_manager, environment, settings
+):
+    settings.PORTAL_PROXY_COUNT = 0
+    url = reverse("environment-maintain", args=[environment.slug, "enable_access"])
+    body = as_manager.get(
+        url, REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="198.51.100.20", **HTMX
+    ).content.decode()
+    assert 'value="10.0.0.5"' not in body and 'value="198.51.100.20"' not in body
+    assert "a reverse proxy&#x27;s address" in body and "PORTAL_PROXY_COUNT" in body
+
+
+def test_enable_access_behind_an_announced_proxy_offers_the_clients_address(
+    as_manager, environment, settings
+):
+    settings.PORTAL_PROXY_COUNT = 1
+    url = reverse("environment-maintain", args=[environment.slug, "enable_access"])
+    body = as_manager.get(
+        url, REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.20", **HTMX
+    ).content.decode()
+    assert 'value="198.51.100.20"' in body
+    assert "PORTAL_PROXY_COUNT" not in body
 
 
 def test_rule_is_applied_listed_with_expiry_and_recorded(as_manager, environment, manager):

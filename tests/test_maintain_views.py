@@ -1,5 +1,7 @@
 """The Maintain menu over HTTP: confirm steps, starting, refusals, and the status poll."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -265,3 +267,63 @@ def test_an_ineligible_environment_says_why_access_is_not_offered(client, projec
     body = client.get(environment.get_absolute_url()).content.decode()
     assert 'data-testid="access-refusal"' in body and "it is Tier 1, not Tier 2 to 5" in body
     assert ">Request access</a>" not in body and ">Enable access</a>" not in body
+
+
+def test_request_access_preselects_read(as_manager, environment):
+    body = as_manager.get(maintain_url(environment, "request_access"), **HTMX).content.decode()
+    assert re.search(r'<input type="radio" name="level" value="read"[^>]*checked', body)
+    assert not re.search(r'value="read_write"[^>]*checked', body)
+
+
+def test_failure_box_offers_resume_rollback_and_abort_itself(
+    as_manager, environment, manager, member, start, fail_driver, client
+):
+    fail_driver(f"{environment.slug} restart_service")
+    start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
+    run_worker()
+
+    body = as_manager.get(environment.get_absolute_url()).content.decode()
+    box = body[body.index('data-testid="failure"') : body.index('id="failure-panel"')]
+    for kind, label in [("resume", "Resume"), ("rollback", "Rollback"), ("abort", "Abort")]:
+        assert re.search(
+            rf'id="failure-{kind}" href="{maintain_url(environment, kind)}"'
+            rf'[^>]*hx-target="#failure-panel"[^>]*>{label}</a>',
+            box,
+        )
+    # A team member sees the failure but is offered nothing to do about it.
+    client.force_login(member)
+    assert (
+        'data-testid="failure-actions"'
+        not in client.get(environment.get_absolute_url()).content.decode()
+    )
+
+
+@pytest.mark.parametrize("kind", ["resume", "rollback", "abort"])
+def test_each_recovery_form_names_the_failed_operation_with_its_time_and_error(
+    as_manager, environment, manager, start, fail_driver, kind
+):
+    fail_driver(f"{environment.slug} restart_service")
+    start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
+    run_worker()
+    failed = Operation.objects.get()
+
+    confirm = as_manager.get(maintain_url(environment, kind), **HTMX).content.decode()
+
+    label = OperationKind(kind).label
+    heading = re.search(r"<h3>(.*?)</h3>", confirm).group(1)
+    assert heading.startswith(f"{label}: Restart service: AOS (failed {failed.finished_at:%H:%M}")
+    assert "Simulated failure of restart_service" in heading
+
+
+def test_recovery_confirm_without_htmx_opens_in_the_failure_box(
+    as_manager, environment, manager, start, fail_driver
+):
+    fail_driver(f"{environment.slug} restart_service")
+    start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
+    run_worker()
+
+    body = as_manager.get(maintain_url(environment, "resume")).content.decode()
+
+    panel = body[body.index('id="failure-panel"') : body.index('id="maintain-card"')]
+    assert 'data-testid="confirm"' in panel and "<h3>Resume: Restart service: AOS" in panel
+    assert body.count('data-testid="confirm"') == 1

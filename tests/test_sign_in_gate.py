@@ -439,3 +439,61 @@ def test_forward_auth_tells_an_outsider_nothing_of_a_planned_window(
     unknown = client.get(reverse("environment-auth", args=["no-such-environment"]))
     assert known.status_code == unknown.status_code == 403
     assert "X-Portal-Maintenance-Window" not in known
+
+
+# --- What the refusal page says about the maintenance under way -------------------------
+
+
+def test_refusal_page_says_who_turned_maintenance_on_when_and_why_and_that_the_end_is_unknown(
+    environment, owner, env_user, start
+):
+    operation = start(ENABLE, environment, owner, reason="Upgrading to 10.0.40")
+    operations.complete_operation(operation.pk)
+
+    response = client_for(env_user).get(sign_in_url(environment))
+
+    assert response.status_code == 403
+    body = response.content.decode()
+    assert re.search(r'data-testid="turned-on-by">alice<', body)
+    assert f"{operation.started_at:%Y-%m-%d %H:%M:%S}" in body
+    assert re.search(r'data-testid="turned-on-reason">Upgrading to 10.0.40<', body)
+    assert "Not known: when someone turns maintenance mode off" in body
+
+
+def test_refusal_page_names_a_windows_end_and_who_scheduled_it(environment, manager, env_user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from environments import windows
+
+    starts = timezone.now() + timedelta(hours=1)
+    window = windows.schedule(
+        environment,
+        manager,
+        starts_at=starts,
+        ends_at=starts + timedelta(hours=3),
+        reason="Quarterly upgrade",
+    )
+    windows.start_window(window.pk, now=starts)
+
+    body = client_for(env_user).get(sign_in_url(environment)).content.decode()
+
+    assert re.search(r'data-testid="turned-on-by">mona <span class="hint">via Scheduled', body)
+    assert "Scheduled maintenance: Quarterly upgrade" in body
+    assert re.search(rf'data-testid="ends">{window.ends_at:%Y-%m-%d %H:%M} ', body)
+
+
+def test_refusal_page_links_back_to_the_environment_for_those_who_may_see_it(
+    put_in, cast, environment
+):
+    put_in("in_maintenance")
+    details = environment.get_absolute_url()
+
+    member_body = client_for(cast["member"]).get(sign_in_url(environment)).content.decode()
+    role_only_body = client_for(cast["env_user"]).get(sign_in_url(environment)).content.decode()
+
+    assert f'<a href="{details}">Back to Demo sandbox</a>' in member_body
+    # A user with an environment role but no project membership cannot open the details.
+    assert details not in role_only_body
+    assert f'<a href="{reverse("environment-list")}">Back to the environments</a>' in role_only_body

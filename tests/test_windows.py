@@ -4,6 +4,7 @@ The windows lie two days ahead of the real clock, so that the tasks they enqueue
 their start, end and reminders never fall due in run_worker unless a test says so.
 """
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -473,3 +474,105 @@ def test_the_history_marks_the_windows_rows_as_scheduled_by_their_scheduler(
     client.force_login(member)
     page = client.get(reverse("environment-history", args=[environment.slug])).content.decode()
     assert 'mona <span class="hint">via Scheduled maintenance window</span>' in page
+
+
+def test_cancel_windows_confirm_step_reads_cancel_window_and_keep_window(
+    as_manager, environment, manager, t0
+):
+    window = schedule(environment, manager, t0)
+
+    body = as_manager.get(reverse("window-cancel", args=[environment.slug, window.pk])).content
+    body = body.decode()
+
+    assert '<button type="submit" class="primary">Cancel window</button>' in body
+    assert re.search(r'<a class="button" href="[^"]+" data-close>Keep window</a>', body)
+    assert ">Confirm<" not in body
+
+
+# --- The schedule page, and Start now ---------------------------------------------------------
+
+
+def schedule_page(client, environment, **data):
+    url = reverse("window-schedule", args=[environment.slug])
+    with committing():
+        return client.post(url, {"reason": "Hotfix", "notify_users": "on", **data})
+
+
+def test_schedule_page_has_an_h1_and_ties_each_error_to_its_field_focusing_the_first(
+    as_manager, environment
+):
+    url = reverse("window-schedule", args=[environment.slug])
+    assert "<h1>Schedule maintenance mode on Demo sandbox</h1>" in as_manager.get(url).text
+
+    response = as_manager.post(url, {"start": "later", "starts_at": "soon"})
+
+    assert response.status_code == 400
+    fields = re.findall(r"<(?:input|textarea)[^>]*aria-invalid[^>]*>", response.text)
+    assert [re.search(r'name="(\w+)"', f).group(1) for f in fields] == [
+        "starts_at",
+        "ends_at",
+        "reason",
+    ]
+    for field in fields:
+        name = re.search(r'id="id_(\w+)"', field).group(1)
+        assert re.search(rf'aria-describedby="[^"]*\bid_{name}_error\b', field)
+        assert f'<div class="field-error" id="id_{name}_error">' in response.text
+    assert "autofocus" in fields[0] and not any("autofocus" in f for f in fields[1:])
+
+
+def test_start_now_turns_maintenance_on_at_once_and_off_after_its_hours(
+    as_manager, environment, manager
+):
+    before = timezone.now()
+    response = schedule_page(as_manager, environment, start="now", hours="3")
+
+    assert response.status_code == 302
+    window = MaintenanceWindow.objects.get()
+    assert window.state == WindowState.ACTIVE and window.started_at >= before
+    assert window.ends_at - window.starts_at == 3 * HOUR
+    enable = Operation.objects.get(kind=OperationKind.ENABLE_MAINTENANCE)
+    assert enable.window == window and enable.via == windows.VIA
+    run_worker()
+    assert refreshed(environment).status == Status.IN_MAINTENANCE
+
+    end(window, window.ends_at)
+    run_worker()
+    assert refreshed(environment).status == Status.DEPLOYED
+    assert refreshed(window).state == WindowState.COMPLETED
+
+
+def test_start_now_is_refused_and_keeps_nothing_while_another_operation_runs(
+    as_manager, environment, manager, start
+):
+    start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
+
+    response = schedule_page(as_manager, environment, start="now", hours="2")
+
+    assert response.status_code == 409
+    assert 'data-testid="schedule-refusal"' in response.text
+    assert not MaintenanceWindow.objects.exists()
+    assert not Operation.objects.filter(kind=OperationKind.ENABLE_MAINTENANCE).exists()
+
+
+def test_start_now_needs_its_hours_within_the_longest_window(as_manager, environment, settings):
+    settings.WINDOW_MAX_HOURS = 12
+    for hours, message in [("", "Say for how many hours"), ("13", "less than or equal to 12")]:
+        response = schedule_page(as_manager, environment, start="now", hours=hours)
+        assert response.status_code == 400
+        assert message in response.text
+        assert re.search(r'name="hours"[^>]*autofocus', response.text)
+    assert not MaintenanceWindow.objects.exists()
+
+
+def test_a_window_scheduled_for_later_still_needs_a_start_ahead(as_manager, environment):
+    past = timezone.localtime() - HOUR
+    response = schedule_page(
+        as_manager,
+        environment,
+        start="later",
+        starts_at=f"{past:%Y-%m-%dT%H:%M}",
+        ends_at=f"{past + 2 * HOUR:%Y-%m-%dT%H:%M}",
+    )
+    assert response.status_code == 400
+    assert "The start must be in the future." in response.text
+    assert not MaintenanceWindow.objects.exists()

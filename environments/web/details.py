@@ -36,6 +36,8 @@ MENU_ORDER = [
     OperationKind.ROLLBACK,
     OperationKind.ABORT,
 ]
+#: What the failure box offers itself, as Lifecycle Services does.
+RECOVERY = [OperationKind.RESUME, OperationKind.ROLLBACK, OperationKind.ABORT]
 
 
 @login_required
@@ -104,6 +106,7 @@ def live_context(request, environment, **extra):
         "maintain_refusal": maintain_refusal(user, environment),
         "actions": [OperationKind(name) for name in MENU_ORDER if name in allowed],
         "may_request_access": OperationKind.REQUEST_ACCESS in allowed,
+        "recovery": [OperationKind(name) for name in RECOVERY if name in allowed],
         "viewer": Viewer(user, environment),
         # Read only if the live region is not in the cache, once for all its uses.
         "history": SimpleLazyObject(lambda: list(history[:LATEST_HISTORY])),

@@ -9,7 +9,12 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from environments.permissions import forward_auth_decision, get_environment_for_sign_in
+from environments.models import OperationKind
+from environments.permissions import (
+    forward_auth_decision,
+    get_environment_for_sign_in,
+    viewer_role,
+)
 from environments.windows import planned_end
 
 #: Domains reserved for examples and documentation (RFC 2606, RFC 6761).
@@ -22,7 +27,11 @@ EXAMPLE_DOMAINS = ("example.com", "example.net", "example.org", ".example", ".te
 def environment_sign_in(request, slug):
     """Send whoever may enter to the environment; tell everyone else why not (403)."""
     environment, decision = get_environment_for_sign_in(request, slug)
-    context = {"environment": environment, "decision": decision}
+    context = {
+        "environment": environment,
+        "decision": decision,
+        "may_view": bool(viewer_role(request.user, environment)),
+    }
     if decision.allowed:
         if not environment.url:
             raise Http404(f"{environment.name} has no URL to sign in to.")
@@ -31,8 +40,12 @@ def environment_sign_in(request, slug):
             # where the gate would send them instead of sending them there.
             return render(request, "environments/sign_in_allowed.html", context)
         return redirect(environment.url)
-    # When the maintenance under way is planned to end (a scheduled window's end).
-    context["planned_end"] = planned_end(environment) if decision.maintenance else None
+    if decision.maintenance:
+        # Who turned maintenance on, when and why, and when it is planned to end (a
+        # scheduled window's end): what people ask the first time they are refused.
+        turned_on = environment.operations.filter(kind=OperationKind.ENABLE_MAINTENANCE)
+        context["turned_on"] = turned_on.select_related("requested_by").first()
+        context["planned_end"] = planned_end(environment)
     return render(request, "environments/sign_in_refused.html", context, status=403)
 
 

@@ -1,17 +1,20 @@
 """The Maintain steps: the confirm step of an action, starting it, and why not."""
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from django_htmx.http import reswap, retarget
 
 from environments import operations
-from environments.forms import MaintainForm
-from environments.models import OperationKind
+from environments.forms import MaintainForm, parse_access_range
+from environments.models import AccessLevel, OperationKind
 from environments.permissions import MAINTAIN, environment_for
 from environments.refusals import OperationRefused
-from environments.web.details import live_context
+from environments.web.details import RECOVERY, live_context
+from lcs_portal.auth import client_address
 
 # What each confirm step says will happen.
 CONFIRM_TEXT = {
@@ -74,14 +77,45 @@ def maintain(request, slug, action):
 
 def _confirm_form(kind, request, environment):
     if kind == OperationKind.ENABLE_ACCESS:
-        # "Your IP address" is the natural first rule.
-        initial = {"address": request.META.get("REMOTE_ADDR", "")}
-        return operations.form_for(kind, environment, initial=initial)
+        # "Your IP address" is the natural first rule, when the portal knows it.
+        address, _ = your_address(request)
+        return operations.form_for(kind, environment, initial={"address": address})
+    if kind == OperationKind.REQUEST_ACCESS:
+        # The least access that answers most questions.
+        return operations.form_for(kind, environment, initial={"level": AccessLevel.READ})
     return operations.form_for(kind, environment)
+
+
+def your_address(request):
+    """The client's address, to offer as the first firewall rule, or "" and why not.
+
+    Never an address the form would refuse: behind a reverse proxy that the portal is not
+    told of, it sees the proxy's address (often loopback), not the person's."""
+    address = client_address(request)
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR") and not settings.PORTAL_PROXY_COUNT
+    try:
+        parse_access_range(address or "")
+    except ValidationError:
+        refused = True
+    else:
+        refused = False
+    if not (refused or forwarded):
+        return address, ""
+    what = "a reverse proxy's address" if forwarded else "an address that cannot be given access"
+    return "", (
+        f"The portal sees your address as {address}, {what}: it is probably behind a reverse "
+        "proxy it has not been told of, so enter your own address (an administrator sets "
+        "PORTAL_PROXY_COUNT to the number of proxies in front of the portal)."
+    )
 
 
 def _render_confirm(request, environment, kind, form, partial="confirm", status=200):
     confirm = {"kind": kind, "form": form, "text": CONFIRM_TEXT[kind]}
+    if kind in RECOVERY:
+        # Named in full, so that no one resumes or rolls back the wrong thing.
+        confirm["acts_on"] = environment.failed_operation()
+    if kind == OperationKind.ENABLE_ACCESS:
+        confirm["address_note"] = your_address(request)[1]
     context = live_context(request, environment, confirm=confirm)
     template = f"environments/detail.html#{partial}" if request.htmx else "environments/detail.html"
     return render(request, template, context, status=status)

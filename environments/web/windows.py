@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
 from environments import windows
-from environments.forms import ScheduleWindowForm
+from environments.forms import ScheduleOrStartWindowForm
 from environments.models import MaintenanceWindow, UserSettings, WindowState
 from environments.permissions import (
     MAINTAIN,
@@ -41,29 +41,38 @@ def _done(request, environment, message):
 @never_cache
 @require_http_methods(["GET", "POST"])
 def schedule_window(request, slug):
-    """Schedule maintenance mode: the form, and scheduling it."""
+    """Schedule maintenance mode, or start it now for some hours: the form, and doing it."""
     environment = environment_for(request.user, slug, MAINTAIN)
-    form = ScheduleWindowForm(request.POST if request.method == "POST" else None)
+    form = ScheduleOrStartWindowForm(request.POST if request.method == "POST" else None)
     status = 200
     if request.method == "POST":
         if form.is_valid():
             data = form.cleaned_data
+            common = {"reason": data["reason"], "notify_users": data["notify_users"]}
             try:
-                window = windows.schedule(
-                    environment,
-                    request.user,
-                    starts_at=data["starts_at"],
-                    ends_at=data["ends_at"],
-                    reason=data["reason"],
-                    notify_users=data["notify_users"],
-                )
+                if form.starts_now:
+                    hours = float(data["hours"])
+                    window = windows.start_now(environment, request.user, hours=hours, **common)
+                else:
+                    window = windows.schedule(
+                        environment,
+                        request.user,
+                        starts_at=data["starts_at"],
+                        ends_at=data["ends_at"],
+                        **common,
+                    )
             except OperationRefused as refused:
                 form.add_error(None, refused.message)
                 status = refused.status
             else:
-                return _done(request, environment, f"Scheduled: {window}.")
+                done = "Started" if form.starts_now else "Scheduled"
+                return _done(request, environment, f"{done}: {window}.")
         else:
             status = 400
+            # Focus on the first field to correct, with or without the page's script.
+            first = next((name for name in form.fields if name in form.errors), None)
+            if first:
+                form.fields[first].widget.attrs["autofocus"] = True
     template = "environments/windows/schedule.html"
     if request.htmx:
         template += "#form"

@@ -10,6 +10,7 @@ from environments.windows.lifecycle import (
     planned_end,
     remind,
     schedule,
+    start_now,
     start_window,
     sweep,
 )

@@ -63,14 +63,7 @@ def schedule(environment, user, *, starts_at, ends_at, reason, notify_users=True
     with transaction.atomic():
         locked = _lock(environment.pk)
         _check_may_maintain(locked, user)
-        conflict = locked.maintenance_windows.overlapping(starts_at, ends_at).first()
-        if conflict is not None:
-            raise OperationRefused(
-                f"It overlaps another window of {locked.name}: {conflict.period_text}, "
-                f"scheduled by {conflict.scheduled_by.get_username()} ({conflict.reason}). "
-                "Windows of one environment never overlap.",
-                OperationRefused.INVALID,
-            )
+        _check_no_overlap(locked, starts_at, ends_at)
         window = MaintenanceWindow.objects.create(
             environment=locked,
             starts_at=starts_at,
@@ -83,6 +76,43 @@ def schedule(environment, user, *, starts_at, ends_at, reason, notify_users=True
         )
         _changed(locked)
         transaction.on_commit(lambda: _enqueue_timers(window, now))
+    return window
+
+
+def start_now(environment, user, *, hours, reason, notify_users=True, now=None):
+    """Turn maintenance mode on now, with an automatic end ``hours`` later: a window that
+    starts at once. Its own path, so that schedule keeps its rule that a start lies
+    ahead. Refused, and nothing kept, when maintenance mode cannot turn on now."""
+    now = now or timezone.now()
+    if not 0 < hours <= settings.WINDOW_MAX_HOURS:
+        raise OperationRefused(
+            f"A window lasts more than 0 and at most {settings.WINDOW_MAX_HOURS:g} hours.",
+            OperationRefused.INVALID,
+        )
+    ends_at = now + timedelta(hours=hours)
+    with transaction.atomic():
+        locked = _lock(environment.pk)
+        _check_may_maintain(locked, user)
+        _check_no_overlap(locked, now, ends_at)
+        window = MaintenanceWindow.objects.create(
+            environment=locked,
+            starts_at=now,
+            ends_at=ends_at,
+            reason=reason,
+            notify_users=notify_users,
+            scheduled_by=user,
+            state=WindowState.ACTIVE,
+            started_at=now,
+            created_at=now,
+            changed_at=now,
+        )
+        operations.enable_maintenance(
+            locked, user, reason=f"Scheduled maintenance: {reason}", via=VIA, window=window
+        )
+        _changed(locked)
+        transaction.on_commit(
+            lambda: end_maintenance_window.using(run_after=ends_at).enqueue(window.pk)
+        )
     return window
 
 
@@ -316,6 +346,17 @@ def _check_may_maintain(environment, user):
         raise OperationRefused(
             "Only project owners and environment managers may do this.",
             OperationRefused.FORBIDDEN,
+        )
+
+
+def _check_no_overlap(environment, starts_at, ends_at):
+    conflict = environment.maintenance_windows.overlapping(starts_at, ends_at).first()
+    if conflict is not None:
+        raise OperationRefused(
+            f"It overlaps another window of {environment.name}: {conflict.period_text}, "
+            f"scheduled by {conflict.scheduled_by.get_username()} ({conflict.reason}). "
+            "Windows of one environment never overlap.",
+            OperationRefused.INVALID,
         )
 
 

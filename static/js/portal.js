@@ -192,23 +192,44 @@ document.addEventListener("click", (event) => {
 });
 
 // --- Confirm steps ------------------------------------------------------------------
-// Escape closes a step opened in a panel of the page, as its Cancel does (or by emptying
-// the panel, where Cancel is a plain link), and focus goes back to what opened it.
+// Escape closes a confirm step as its Cancel does: in a panel of the page, by asking for
+// the live region again (data-cancel) or by emptying the panel, and focus goes back to
+// what opened it; on a page of its own, by following its Cancel link (data-close). A
+// data-close link inside a panel empties the panel rather than reload the page.
 const openers = new WeakMap();
-document.addEventListener("keydown", (event) => {
-  const form = event.key === "Escape" && event.target.closest("[id$=-panel] form.confirm");
-  if (!form) {
-    return;
-  }
+
+function closeStep(form) {
   const cancel = form.querySelector("[data-cancel]");
+  const panel = form.closest("[id$=-panel]");
   if (cancel) {
     cancel.click();
-  } else {
-    const panel = form.closest("[id$=-panel]");
+  } else if (panel) {
     panel.replaceChildren();
     openers.get(panel)?.focus();
+  } else {
+    form.querySelector("[data-close]")?.click();
   }
-  event.preventDefault();
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape" || event.target.closest("details.disclosure[open]")) {
+    return;
+  }
+  const steps = document.querySelectorAll("form.confirm");
+  const form =
+    event.target.closest("form.confirm") || (steps.length === 1 && steps[0]);
+  if (form) {
+    closeStep(form);
+    event.preventDefault();
+  }
+});
+
+document.addEventListener("click", (event) => {
+  const close = event.target.closest("[id$=-panel] form.confirm [data-close]");
+  if (close) {
+    event.preventDefault();
+    closeStep(close.closest("form.confirm"));
+  }
 });
 
 // --- Credentials: reveal and copy -----------------------------------------------------
@@ -255,3 +276,12 @@ function showElapsed() {
 setInterval(showElapsed, 1000);
 document.addEventListener("htmx:afterSettle", showElapsed);
 document.addEventListener("DOMContentLoaded", showElapsed);
+
+// --- Phone width: what may wait is closed at first -----------------------------------
+document.addEventListener("DOMContentLoaded", () => {
+  if (window.matchMedia("(max-width: 640px)").matches) {
+    for (const part of document.querySelectorAll("details[data-close-narrow]")) {
+      part.open = false;
+    }
+  }
+});

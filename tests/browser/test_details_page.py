@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 
 from environments.models import Operation, OperationKind, Outcome
 from tests.browser.conftest import screenshot
+from tests.helpers import add_history
 
 pytestmark = pytest.mark.browser
 
@@ -152,3 +153,68 @@ def test_details_page_fits_a_phone_screen(sign_in, live_server, environment, man
     open_details(page, live_server, environment)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways at phone width ({width}px)"
+
+
+def test_a_failed_restart_is_resumed_from_the_failure_box_and_ends_deployed(
+    sign_in, live_server, environment, manager, worker, failures_file
+):
+    page = sign_in("mona")
+    open_details(page, live_server, environment)
+    fail_a_restart(page, failures_file, environment)
+
+    box = page.get_by_test_id("failure")
+    box.get_by_role("link", name="Resume", exact=True).click()
+    form = box.get_by_test_id("confirm")
+    expect(form.locator("h3")).to_contain_text("Resume: Restart service: DIXF (failed ")
+    expect(form.locator("h3")).to_contain_text("Simulated failure")
+    expect(form.locator("textarea[name=reason]")).to_be_focused()
+    form.locator("textarea[name=reason]").fill("try again")
+    form.get_by_role("button", name="Confirm").click()
+
+    expect(badge(page)).to_have_text("Deployed", timeout=20_000)
+    row = page.get_by_test_id("history-row").first
+    expect(row).to_contain_text("Resume: Restart service: DIXF")
+    expect(row).to_contain_text("Succeeded")
+    assert_not_reloaded(page)
+
+
+def test_escape_closes_the_failure_boxs_confirm_step(
+    sign_in, live_server, environment, manager, worker, failures_file
+):
+    page = sign_in("mona")
+    open_details(page, live_server, environment)
+    fail_a_restart(page, failures_file, environment)
+    page.get_by_test_id("failure").get_by_role("link", name="Abort", exact=True).click()
+    expect(page.get_by_test_id("confirm")).to_be_visible()
+
+    page.keyboard.press("Escape")
+
+    expect(page.get_by_test_id("confirm")).to_have_count(0)
+    expect(badge(page)).to_have_text("Failed")
+
+
+def test_at_phone_width_status_and_maintain_come_before_the_facts_and_five_history_rows(
+    sign_in, live_server, environment, manager
+):
+    add_history(environment, manager, 12)
+    page = sign_in("mona", viewport={"width": 390, "height": 844})
+    open_details(page, live_server, environment)
+
+    def top(testid_or_id):
+        return page.locator(testid_or_id).first.bounding_box()["y"]
+
+    status, maintain = top("#status-card"), top("#maintain-card")
+    facts, history = top("#facts"), top("#history-card")
+    assert status < maintain < facts < history
+    expect(page.locator("#facts details")).not_to_have_attribute("open", "")
+    expect(page.get_by_test_id("history-row")).to_have_count(5)
+    expect(page.locator("#full-history")).to_be_visible()
+    # The navigation: one row, nothing cut off.
+    links = page.locator(".main-nav a")
+    tops = {round(links.nth(i).bounding_box()["y"]) for i in range(links.count())}
+    assert len(tops) == 1
+    assert page.evaluate(
+        "(() => { const n = document.querySelector('.main-nav');"
+        " return n.scrollWidth <= n.clientWidth && n.getBoundingClientRect().right <= 390; })()"
+    )
+    screenshot(page, "details-phone.png")

@@ -169,7 +169,7 @@ def test_escape_closes_a_confirm_step_and_returns_focus(sign_in, live_server, en
 
     schedule = page.get_by_test_id("schedule-window")
     schedule.click()
-    expect(page.locator("#window-panel input[name=starts_at]")).to_be_focused()
+    expect(page.locator("#window-panel input[name=start][value=later]")).to_be_focused()
     page.keyboard.press("Escape")
     expect(page.get_by_test_id("schedule-window-form")).to_have_count(0)
     expect(schedule).to_be_focused()
