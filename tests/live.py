@@ -249,6 +249,7 @@ def held_drivers(directory, slug):
 
     directory = Path(directory)
     release = directory / "release"
+    release.unlink(missing_ok=True)  # an earlier test's, in the same folder
     wait_for_release = ["test", "-e", str(release)]
     drivers = directory / "drivers.json"
     drivers.write_text(
