@@ -91,18 +91,17 @@ def revoke(token):
 
 
 def take_request(token):
-    """Count one request of ``token`` in the current minute; False once it has made
-    PORTAL_API_RATE_LIMIT of them. Django's cache counts (add, then incr, both atomic in
-    Redis and in the per-process memory cache)."""
+    """Count one request of ``token`` in the current minute: how many it has made in it.
+    Past PORTAL_API_RATE_LIMIT of them it is refused. Django's cache counts (add, then
+    incr, both atomic in Redis and in the per-process memory cache)."""
     window = int(time.time() // RATE_WINDOW_SECONDS)
     key = f"api-rate:{token.pk}:{window}"
     cache.add(key, 0, RATE_WINDOW_SECONDS + 5)
     try:
-        count = cache.incr(key)
+        return cache.incr(key)
     except ValueError:  # evicted between add and incr
         cache.add(key, 1, RATE_WINDOW_SECONDS + 5)
-        count = 1
-    return count <= settings.API_RATE_LIMIT
+        return 1
 
 
 def seconds_to_next_window():

@@ -65,6 +65,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: every answer, an API problem made below too, carries X-Request-Id.
+    "lcs_portal.request_ids.RequestIdMiddleware",
+    "environments.api.auth.RateLimitHeadersMiddleware",
     # First, so that it sees every answer under /api/: errors become JSON problems there.
     "environments.api.problems.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -410,13 +413,18 @@ DELIVERY_MAX_ATTEMPTS = int(os.environ.get("DELIVERY_MAX_ATTEMPTS", 12))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"refusals_on_one_line": {"()": "lcs_portal.logs.RefusalsOnOneLine"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"}
+    },
+    "filters": {
+        "refusals_on_one_line": {"()": "lcs_portal.logs.RefusalsOnOneLine"},
+        "request_id": {"()": "lcs_portal.logs.RequestId"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
-            "filters": ["refusals_on_one_line"],
+            "filters": ["refusals_on_one_line", "request_id"],
         }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},

@@ -5,7 +5,7 @@ browsable docs are at /api/v1/docs, the OpenAPI document at /api/v1/openapi.json
 
 from ninja import NinjaAPI, Swagger
 
-from environments.api import access_grants, environments, history, windows
+from environments.api import access_grants, environments, history, idempotency, windows
 from environments.api.auth import TokenAuth, TokenRateLimit
 from environments.api.problems import install_handlers
 
@@ -30,6 +30,7 @@ api = NinjaAPI(
     docs=Swagger(settings={"persistAuthorization": False, "tryItOutEnabled": False}),
 )
 install_handlers(api)
+idempotency.install(environments.router, access_grants.router, windows.router)
 api.add_router("", environments.router)
 api.add_router("", history.router)
 api.add_router("", access_grants.router)
