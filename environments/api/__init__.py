@@ -18,6 +18,9 @@ Actions answer `202 Accepted` with the operation and its `Location`; poll it unt
 `active` is false. Every failure is a JSON problem (`type`, `title`, `status`,
 `detail`): 400 bad input, 401 no valid token, 403 not allowed, 404 not found (or not
 yours to see), 409 busy or not possible now, 429 too many requests (`Retry-After`).
+
+Send an `Idempotency-Key` with a POST or DELETE to retry it safely: the same key within
+24 hours gets the first answer again. Every answer carries `X-Request-Id`.
 """
 
 api = NinjaAPI(
