@@ -109,19 +109,19 @@ def revoke(token):
 
 
 def take_request(user):
-    """Count one request of ``user`` in the current minute; False once they have made
-    PORTAL_API_RATE_LIMIT of them. Counted per user, not per token: anyone may make more
-    tokens, and more tokens must not buy more requests. Django's cache counts (add, then
+    """Count one request of ``user`` in the current minute: how many they have made in
+    it (past PORTAL_API_RATE_LIMIT of them it is refused). Counted per user, not per
+    token: anyone may make more tokens, and more tokens must not buy more requests.
+    Django's cache counts (add, then
     incr, both atomic in Redis and in the per-process memory cache)."""
     window = int(time.time() // RATE_WINDOW_SECONDS)
     key = f"api-rate:user:{user.pk}:{window}"
     cache.add(key, 0, RATE_WINDOW_SECONDS + 5)
     try:
-        count = cache.incr(key)
+        return cache.incr(key)
     except ValueError:  # evicted between add and incr
         cache.add(key, 1, RATE_WINDOW_SECONDS + 5)
-        count = 1
-    return count <= settings.API_RATE_LIMIT
+        return 1
 
 
 def seconds_to_next_window():

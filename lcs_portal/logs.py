@@ -3,6 +3,8 @@
 import logging
 import re
 
+from lcs_portal import request_ids
+
 
 class RefusalsOnOneLine(logging.Filter):
     """A refused request (403, 404, 409...) is logged as one line: the traceback of the
@@ -29,4 +31,13 @@ class HideCalendarTokens(logging.Filter):
         masked = self.token.sub(r"\1…", message)
         if masked != message:
             record.msg, record.args = masked, ()
+        return True
+
+
+class RequestId(logging.Filter):
+    """Each line gets ``request_id``: the id of the request being answered (its
+    X-Request-Id), "-" for lines written outside one (a worker, the watchdog)."""
+
+    def filter(self, record):
+        record.request_id = request_ids.current.get()
         return True

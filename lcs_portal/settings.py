@@ -65,6 +65,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: every answer, an API problem made below too, carries X-Request-Id.
+    "lcs_portal.request_ids.RequestIdMiddleware",
+    "environments.api.auth.RateLimitHeadersMiddleware",
     # First, so that it sees every answer under /api/: errors become JSON problems there.
     "environments.api.problems.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -438,7 +441,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"},
         # Django's own, for runserver's request lines (django.server below).
         "django.server": {
             "()": "django.utils.log.ServerFormatter",
@@ -449,12 +452,13 @@ LOGGING = {
     "filters": {
         "refusals_on_one_line": {"()": "lcs_portal.logs.RefusalsOnOneLine"},
         "hide_calendar_tokens": {"()": "lcs_portal.logs.HideCalendarTokens"},
+        "request_id": {"()": "lcs_portal.logs.RequestId"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
-            "filters": ["refusals_on_one_line"],
+            "filters": ["refusals_on_one_line", "request_id"],
         },
         "django.server": {"class": "logging.StreamHandler", "formatter": "django.server"},
     },

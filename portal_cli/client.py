@@ -3,6 +3,7 @@ polite wait when the portal says 429. Anything that is not the API's JSON (a red
 to a sign-in page, an HTML error page of a proxy) is NotAPortal, never read as data."""
 
 import time
+import uuid
 
 import httpx
 
@@ -12,6 +13,13 @@ API_PATH = "/api/v1/"
 #: How often a 429 (too many requests) is waited out before giving up.
 RATE_LIMIT_RETRIES = 5
 REQUEST_ID_HEADER = "X-Request-Id"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: How often a write whose answer was lost on the way (the connection dropped after it
+#: was sent) is sent again: safe, as the portal answers its key's retry with the first
+#: answer and starts nothing twice.
+LOST_ANSWER_RETRIES = 2
+#: The portal's problem type for a duplicate of a request still being answered.
+IN_FLIGHT = "urn:lcs-portal:problem:idempotency_key_in_flight"
 
 
 class ApiError(Exception):
@@ -41,7 +49,11 @@ class NotAPortal(Exception):
 
 
 class Api:
-    def __init__(self, url, token, *, timeout=30.0, transport=None):
+    """One invocation's client. Its POSTs and DELETEs carry one Idempotency-Key (a new
+    UUID unless ``idempotency_key`` is given), the same on every retry of them."""
+
+    def __init__(self, url, token, *, timeout=30.0, transport=None, idempotency_key=None):
+        self.idempotency_key = idempotency_key or str(uuid.uuid4())
         self.http = httpx.Client(
             base_url=url.rstrip("/") + API_PATH,
             headers={
@@ -64,12 +76,26 @@ class Api:
         return self.request("DELETE", path)
 
     def request(self, method, path, **kwargs):
+        if method in ("POST", "DELETE"):
+            kwargs["headers"] = {IDEMPOTENCY_HEADER: self.idempotency_key}
+        lost = 0
         for _ in range(RATE_LIMIT_RETRIES):
-            response = self.http.request(method, path, **kwargs)
-            if response.status_code != 429:
-                break
-            # Nothing was done: wait as long as the portal asks, then ask again.
-            time.sleep(retry_after(response))
+            try:
+                response = self.http.request(method, path, **kwargs)
+            except (httpx.ReadError, httpx.ReadTimeout, httpx.RemoteProtocolError):
+                # Sent, but no answer came back: the same key gets the answer (or does
+                # the work, if it never arrived).
+                lost += 1
+                if lost > LOST_ANSWER_RETRIES:
+                    raise
+                time.sleep(lost)
+                continue
+            if response.status_code == 429 or _in_flight(response):
+                # Nothing was done, or the first send is still being answered: wait as
+                # long as the portal asks, then ask again.
+                time.sleep(retry_after(response))
+                continue
+            break
         return understood(response)
 
     def pages(self, path, **params):
@@ -104,6 +130,15 @@ def understood(response):
             raise NotAPortal(url, f"it answered {status} with no problem document", request_id)
         raise ApiError(response.status_code, body, request_id)
     return body
+
+
+def _in_flight(response):
+    if response.status_code != 409:
+        return False
+    try:
+        return response.json().get("type") == IN_FLIGHT
+    except ValueError:
+        return False
 
 
 def retry_after(response):

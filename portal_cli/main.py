@@ -20,7 +20,8 @@ DEFAULT_TIMEOUT = 600
 
 def api():
     settings = config.load()
-    return Api(settings.url, settings.token)
+    key = click.get_current_context().meta.get(IDEMPOTENCY_KEY)
+    return Api(settings.url, settings.token, idempotency_key=key)
 
 
 def talks_to_the_portal(command):
@@ -85,6 +86,25 @@ quiet_option = click.option(
     callback=lambda ctx, param, value: ctx.meta.__setitem__(QUIET, value),
     help="While waiting, show the status changes only, not the driver's log lines.",
 )
+
+
+#: Where --idempotency-key is kept (click's context meta), for api().
+IDEMPOTENCY_KEY = "portal.idempotency_key"
+
+
+def idempotency_key_option(command):
+    """--idempotency-key: the key this command's change is sent with (a new UUID
+    otherwise). The same key from the same user within a day gets the first answer
+    again and changes nothing: a script that does not know whether its last attempt got
+    through runs the command again with the same key."""
+    return click.option(
+        "--idempotency-key",
+        expose_value=False,
+        metavar="KEY",
+        callback=lambda ctx, param, value: ctx.meta.__setitem__(IDEMPOTENCY_KEY, value),
+        help="Send the change with this Idempotency-Key (1 to 255 printable ASCII "
+        "characters), so that running the command again with it changes nothing.",
+    )(command)
 
 
 def wait_option(command):
@@ -254,6 +274,7 @@ def wait_for(client, operation, *, timeout, quiet=False):
 @wait_option
 @timeout_option
 @json_option
+@idempotency_key_option
 @talks_to_the_portal
 def restart(env, service, reason, wait, timeout, as_json):
     """Restart a service (aos, dixf or mr) of ENV."""
@@ -275,6 +296,7 @@ def restart(env, service, reason, wait, timeout, as_json):
 @wait_option
 @timeout_option
 @json_option
+@idempotency_key_option
 @talks_to_the_portal
 def maintenance(env, state, reason, wait, timeout, as_json):
     """Turn maintenance mode of ENV on or off."""
@@ -288,6 +310,7 @@ def recovery_command(action, help_text):
     @wait_option
     @timeout_option
     @json_option
+    @idempotency_key_option
     @talks_to_the_portal
     def command(env, reason, wait, timeout, as_json):
         start(env, action, reason=reason, wait=wait, timeout=timeout, as_json=as_json)
@@ -307,6 +330,7 @@ recovery_command(
 @click.argument("env")
 @reason_option
 @json_option
+@idempotency_key_option
 @talks_to_the_portal
 def stop(env, reason, as_json):
     """Stop the operation running on ENV: no further step runs; a command in flight is
@@ -354,6 +378,7 @@ def access():
 @wait_option
 @timeout_option
 @json_option
+@idempotency_key_option
 @talks_to_the_portal
 def access_rule(env, address, reason, name, hours, wait, timeout, as_json):
     """Enable access: let ADDRESS (an IP address or CIDR range) reach ENV's database."""
@@ -382,6 +407,7 @@ def access_rule(env, address, reason, name, hours, wait, timeout, as_json):
 @quiet_option
 @timeout_option
 @json_option
+@idempotency_key_option
 @talks_to_the_portal
 def access_db(env, read_write, reason, hours, no_wait, timeout, as_json):
     """Request access: a database account on ENV. Its password is printed once."""
@@ -414,6 +440,7 @@ NOT_SHOWN = "The account is still being created; its password is not shown."
 @access.command("remove")
 @click.argument("rule_id", type=int)
 @json_option
+@idempotency_key_option
 @talks_to_the_portal
 def access_remove(rule_id, as_json):
     """Remove a firewall rule before it expires."""
@@ -425,6 +452,7 @@ def access_remove(rule_id, as_json):
 @access.command("revoke")
 @click.argument("account_id", type=int)
 @json_option
+@idempotency_key_option
 @talks_to_the_portal
 def access_revoke(account_id, as_json):
     """Revoke a database account before it expires."""
@@ -481,6 +509,7 @@ def window_list(env, state, as_json):
 @click.option("--reason", required=True, help="Why (kept in the history, sent to the users).")
 @click.option("--notify/--no-notify", default=True, help="Mail the environment's users.")
 @json_option
+@idempotency_key_option
 @talks_to_the_portal
 def window_schedule(env, starts_at, ends_at, reason, notify, as_json):
     """Schedule maintenance mode on ENV from --start to --end (times without an offset
@@ -498,6 +527,7 @@ def window_schedule(env, starts_at, ends_at, reason, notify, as_json):
 @window.command("cancel")
 @click.argument("window_id", type=int)
 @json_option
+@idempotency_key_option
 @talks_to_the_portal
 def window_cancel(window_id, as_json):
     """Cancel a window that has not started."""
@@ -510,6 +540,7 @@ def window_cancel(window_id, as_json):
 @wait_option
 @timeout_option
 @json_option
+@idempotency_key_option
 @talks_to_the_portal
 def window_end(window_id, wait, timeout, as_json):
     """End an active window now: maintenance mode is turned off."""

@@ -314,8 +314,10 @@ def credentials(account, env):
     )
     for label in ("host", "port", "database", "username", "password"):
         value = account[label] if account[label] is not None else "(ask the portal's admins)"
+        if label == "password" and account.get("password_note"):
+            value = "(not shown again)"  # a replay of an Idempotency-Key's first answer
         out.print(f"  {label:<9} {safe(value)}")
-    out.print("The password is shown this once.")
+    out.print(safe(account.get("password_note") or "The password is shown this once."))
 
 
 # --- What went wrong ----------------------------------------------------------------

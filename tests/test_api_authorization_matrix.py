@@ -96,6 +96,8 @@ def test_the_matrix_covers_every_endpoint_of_the_api():
 )
 def test_an_outsider_cannot_tell_another_projects_things_from_none(world, method, path, body):
     client = api_client(world["users"]["outsider"])
+    # The same request id on both: a problem's instance is the request's own.
+    client.defaults["HTTP_X_REQUEST_ID"] = "probe"
     real = send(client, method, path.format(**world["values"]), body)
     values = dict(
         world["values"], slug="no-such-environment", rule=999999, account=999999, window=999999

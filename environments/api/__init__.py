@@ -5,7 +5,7 @@ browsable docs are at /api/v1/docs, the OpenAPI document at /api/v1/openapi.json
 
 from ninja import NinjaAPI, Swagger
 
-from environments.api import access_grants, environments, history, windows
+from environments.api import access_grants, environments, history, idempotency, windows
 from environments.api.auth import TokenAuth, UserRateLimit
 from environments.api.problems import install_handlers
 
@@ -18,6 +18,9 @@ Actions answer `202 Accepted` with the operation and its `Location`; poll it unt
 `active` is false. Every failure is a JSON problem (`type`, `title`, `status`,
 `detail`): 400 bad input, 401 no valid token, 403 not allowed, 404 not found (or not
 yours to see), 409 busy or not possible now, 429 too many requests (`Retry-After`).
+
+Send an `Idempotency-Key` with a POST or DELETE to retry it safely: the same key within
+24 hours gets the first answer again. Every answer carries `X-Request-Id`.
 """
 
 api = NinjaAPI(
@@ -30,6 +33,7 @@ api = NinjaAPI(
     docs=Swagger(settings={"persistAuthorization": False, "tryItOutEnabled": False}),
 )
 install_handlers(api)
+idempotency.install(environments.router, access_grants.router, windows.router)
 api.add_router("", environments.router)
 api.add_router("", history.router)
 api.add_router("", access_grants.router)

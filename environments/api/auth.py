@@ -2,6 +2,9 @@
 else. Session cookies are ignored (so no CSRF token is needed or checked), and every
 user is held to PORTAL_API_RATE_LIMIT requests a minute, however many tokens they use."""
 
+import math
+
+from django.conf import settings
 from django.http import Http404
 from ninja.security import HttpBearer
 from ninja.throttling import BaseThrottle
@@ -16,7 +19,11 @@ class TokenAuth(HttpBearer):
     """``Authorization: Bearer lcsp_…``: the request's ``auth`` is the ApiToken."""
 
     def authenticate(self, request, token):
-        return tokens.authenticate(token, client_address(request))
+        # Asked twice for a request with an Idempotency-Key (environments.api.idempotency
+        # needs its user before ninja runs): the token is looked up once.
+        if not hasattr(request, "api_token"):
+            request.api_token = tokens.authenticate(token, client_address(request))
+        return request.api_token
 
 
 class UserRateLimit(BaseThrottle):
@@ -25,10 +32,36 @@ class UserRateLimit(BaseThrottle):
     of the current window."""
 
     def allow_request(self, request):
-        return tokens.take_request(request.auth.user)
+        return count_request(request, request.auth)
 
     def wait(self):
         return tokens.seconds_to_next_window()
+
+
+def count_request(request, token):
+    """Count the request against its user's limit; False past it. What is left is kept
+    on the request for RateLimitHeadersMiddleware."""
+    count = tokens.take_request(token.user)
+    request.rate_limit = (settings.API_RATE_LIMIT, count)
+    return count <= settings.API_RATE_LIMIT
+
+
+class RateLimitHeadersMiddleware:
+    """``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset`` (the IETF
+    httpapi rate-limit headers draft) on every answer to a request that was counted:
+    a script can slow down before it meets a 429."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if getattr(request, "rate_limit", None) is not None:
+            limit, count = request.rate_limit
+            response["RateLimit-Limit"] = str(limit)
+            response["RateLimit-Remaining"] = str(max(limit - count, 0))
+            response["RateLimit-Reset"] = str(math.ceil(tokens.seconds_to_next_window()))
+        return response
 
 
 def user_of(request):

@@ -8,10 +8,12 @@ from uuid import UUID
 
 import ninja
 from django.http import Http404, HttpResponse
-from ninja import Field, Router, Schema
+from ninja import Field, Query, Router, Schema
 
 from environments import operations
 from environments.api.auth import maintainer, user_of, via
+from environments.api.conditional import not_modified
+from environments.api.paging import page
 from environments.api.problems import FormInvalid
 from environments.api.schemas import (
     OPERATION_ACTIONS,
@@ -41,10 +43,18 @@ router = Router(tags=["Environments"])
 @router.get(
     "/environments", response=answers(200, list[EnvironmentOut], 400), url_name="environments"
 )
-def list_environments(request, project: str | None = None, status: str | None = None):
+def list_environments(
+    request,
+    response: HttpResponse,
+    project: str | None = None,
+    status: str | None = None,
+    limit: int | None = Query(None, ge=1, le=1000),
+    cursor: str | None = None,
+):
     """The environments the token's user may see, by project and name; filtered by
     project slug and status value (deployed, restarting_service, servicing,
-    in_maintenance, failed)."""
+    in_maintenance, failed). All of them; or, with ``limit``, that many, and the next
+    page's URL in the ``Link: <…>; rel="next"`` header."""
     environments = visible_environments(user_of(request)).select_related("project")
     if project:
         environments = environments.filter(project__slug=project)
@@ -55,17 +65,30 @@ def list_environments(request, project: str | None = None, status: str | None = 
                 OperationRefused.INVALID,
             )
         environments = environments.filter(status=status)
+    if limit or cursor:
+        environments = page(
+            request,
+            response,
+            environments,
+            ["project__name", "name", "pk"],
+            lambda e: [e.project.name, e.name, e.pk],
+            limit=limit or 100,
+            cursor=cursor,
+        )
     return [environment_out(environment) for environment in environments]
 
 
 @router.get(
     "/environments/{slug}", response=answers(200, EnvironmentDetailOut, 404), url_name="environment"
 )
-def environment_detail(request, slug: str):
+def environment_detail(request, slug: str, response: HttpResponse):
     """Status, services, the running or failed operation, active grants, maintenance
-    mode and who may sign in, and the actions this token may start now."""
+    mode and who may sign in, and the actions this token may start now. With an ETag:
+    ``If-None-Match`` answers 304 while none of it changed."""
     user = user_of(request)
     environment = environment_for(user, slug)
+    if unchanged := not_modified(request, response, environment, f"environment-{slug}"):
+        return unchanged
     allowed = set()
     if request.auth.may_maintain:
         allowed = {t.name for t in environment.get_available_user_status_transitions(user)}

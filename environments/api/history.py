@@ -9,10 +9,11 @@ import datetime
 from urllib.parse import urlencode
 from uuid import UUID
 
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from ninja import Field, Query, Router, Schema
 
 from environments.api.auth import user_of
+from environments.api.conditional import not_modified
 from environments.api.problems import FormInvalid
 from environments.api.schemas import (
     HistoryPageOut,
@@ -50,22 +51,26 @@ class HistoryFilters(Schema):
 @router.get(
     "/operations/{activity_id}", response=answers(200, OperationOut, 400, 404), url_name="operation"
 )
-def operation_detail(request, activity_id: UUID):
+def operation_detail(request, activity_id: UUID, response: HttpResponse):
     """One operation: outcome, statuses, times, error and driver log, and its
-    environment's status now."""
+    environment's status now. With an ETag: poll with ``If-None-Match`` for a 304 while
+    nothing changed."""
     queryset = visible_operations(user_of(request)).select_related(
         "environment", "service", "requested_by"
     )
     operation = queryset.filter(activity_id=activity_id).first()
     if operation is None:
         raise Http404("No such operation.")
+    what = f"operation-{activity_id}"
+    if unchanged := not_modified(request, response, operation.environment, what):
+        return unchanged
     return operation_out(operation)
 
 
 @router.get("/history", response=answers(200, HistoryPageOut, 400), url_name="history")
-def all_history(request, filters: Query[HistoryFilters]):
+def all_history(request, filters: Query[HistoryFilters], response: HttpResponse):
     """The history of every environment the token's user may see, newest first."""
-    return _page(request, visible_operations(user_of(request)), filters)
+    return _page(request, response, visible_operations(user_of(request)), filters)
 
 
 @router.get(
@@ -73,13 +78,13 @@ def all_history(request, filters: Query[HistoryFilters]):
     response=answers(200, HistoryPageOut, 400, 404),
     url_name="environment_history",
 )
-def environment_history(request, slug: str, filters: Query[HistoryFilters]):
+def environment_history(request, slug: str, filters: Query[HistoryFilters], response: HttpResponse):
     """One environment's history, newest first."""
     environment = environment_for(user_of(request), slug)
-    return _page(request, environment.operations.all(), filters)
+    return _page(request, response, environment.operations.all(), filters)
 
 
-def _page(request, queryset, filters):
+def _page(request, response, queryset, filters):
     values = filters.model_dump(exclude={"cursor", "limit"}, exclude_none=True)
     form = HistoryFilterForm({key: str(value) for key, value in values.items()})
     if not form.is_valid():
@@ -97,4 +102,5 @@ def _page(request, queryset, filters):
     if page["older"]:
         query = dict(values, cursor=page["older"], limit=filters.limit)
         next_url = request.build_absolute_uri(f"{request.path}?{urlencode(query)}")
+        response["Link"] = f'<{next_url}>; rel="next"'
     return {"items": [history_entry_out(op) for op in page["operations"]], "next": next_url}

@@ -15,6 +15,7 @@ from django.utils.cache import patch_cache_control
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
 from environments.refusals import OperationRefused
+from lcs_portal import request_ids
 
 API_PREFIX = "/api/"
 CONTENT_TYPE = "application/problem+json"
@@ -30,6 +31,8 @@ PROBLEMS = {
     "unauthorized": (401, "Unauthorized"),
     "not_found": (404, "Not found"),
     "method_not_allowed": (405, "Method not allowed"),
+    "idempotency_key_in_flight": (409, "A request with this Idempotency-Key is in flight"),
+    "idempotency_key_reused": (422, "This Idempotency-Key was sent with another request"),
     "rate_limited": (429, "Too many requests"),
     "server_error": (500, "Server error"),
 }
@@ -59,6 +62,8 @@ def problem(code, detail, *, status=None, **extra):
         "title": title,
         "status": status or default_status,
         "detail": detail,
+        # Its X-Request-Id, by which the portal's log lines of it are found.
+        "instance": request_ids.instance(),
         **extra,
     }
     return HttpResponse(json.dumps(body), status=body["status"], content_type=CONTENT_TYPE)

@@ -10,6 +10,8 @@ from ninja import Query, Router
 
 from environments import windows
 from environments.api.auth import maintainer, of_an_environment, user_of, via
+from environments.api.conditional import not_modified
+from environments.api.paging import page
 from environments.api.problems import FormInvalid
 from environments.api.schemas import (
     WindowEndedOut,
@@ -34,25 +36,33 @@ router = Router(tags=["Maintenance windows"])
     url_name="environment_windows",
 )
 def list_windows(
-    request, slug: str, state: str | None = None, limit: int = Query(100, ge=1, le=1000)
+    request,
+    slug: str,
+    response: HttpResponse,
+    state: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = None,
 ):
     """The environment's windows still to come or active (scheduled, active), soonest
     first; or, with ``state`` (scheduled, active, completed, cancelled, missed), the
-    windows in that state, newest first. At most ``limit`` of them."""
+    windows in that state, newest first. ``limit`` of them a page; the next page's URL
+    is in the ``Link: <…>; rel="next"`` header."""
     environment = environment_for(user_of(request), slug)
     found = environment.maintenance_windows.select_related(
         "environment", "scheduled_by", "ended_by"
     )
     if not state:
-        found = found.open().order_by("starts_at", "id")
+        found, order = found.open(), ["starts_at", "id"]
     elif state in WindowState.values:
-        found = found.filter(state=state).order_by("-starts_at", "-id")
+        found, order = found.filter(state=state), ["-starts_at", "-id"]
     else:
         raise OperationRefused(
             f"Unknown state {state!r}: use one of {', '.join(WindowState.values)}.",
             OperationRefused.INVALID,
         )
-    return [window_out(window) for window in found[:limit]]
+    place = lambda window: [window.starts_at.isoformat(), window.pk]  # noqa: E731
+    found = page(request, response, found, order, place, limit=limit, cursor=cursor)
+    return [window_out(window) for window in found]
 
 
 @router.post(
@@ -83,8 +93,12 @@ def schedule_window(request, slug: str, payload: WindowIn, response: HttpRespons
 @router.get(
     "/maintenance-windows/{window_id}", response=answers(200, WindowOut, 404), url_name="window"
 )
-def window_detail(request, window_id: int):
-    return window_out(_window(user_of(request), window_id))
+def window_detail(request, window_id: int, response: HttpResponse):
+    """The window; with an ETag, for ``If-None-Match`` (304 while it is unchanged)."""
+    window = _window(user_of(request), window_id)
+    if unchanged := not_modified(request, response, window.environment, f"window-{window_id}"):
+        return unchanged
+    return window_out(window)
 
 
 @router.post(

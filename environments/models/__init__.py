@@ -23,6 +23,7 @@ from environments.models.environments import (
 )
 from environments.models.grants import AccessGrant, DatabaseAccount, FirewallRule
 from environments.models.history import Operation, OperationLogLine, OperationQuerySet
+from environments.models.idempotency import IdempotencyKey
 from environments.models.projects import EnvironmentRole, Project, ProjectMembership
 from environments.models.sso import ExternalIdentity, GroupRole
 from environments.models.tokens import ApiToken, ApiTokenQuerySet, TokenScope

@@ -6,6 +6,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from environments import windows
+from environments.models import IdempotencyKey
 from environments.notify import notifications, webhooks
 from environments.operations import expire_access, fail_overdue_operations, requeue_lost_steps
 
@@ -16,9 +17,10 @@ PRUNE_EVERY = 3600
 class Command(BaseCommand):
     help = (
         "Fail every operation whose deadline has passed, hand out again the steps whose "
-        "task was lost, prune finished task rows, end every access grant past "
-        "its expiry, start and end maintenance windows that are due and hand out mails "
-        "and webhook events whose task was lost (run from cron, or with --loop)."
+        "task was lost, prune finished task rows and API idempotency keys older than a day, "
+        "end every access grant past its expiry, start and end maintenance windows that "
+        "are due and hand out mails and webhook events whose task was lost (run from "
+        "cron, or with --loop)."
     )
 
     def add_arguments(self, parser):
@@ -44,6 +46,7 @@ class Command(BaseCommand):
             for pk, number, kind in requeue_lost_steps():
                 self.stdout.write(f"Step {number} of operation {pk} ({kind}) handed out again.")
             self.prune_task_results()
+            IdempotencyKey.objects.stale().delete()
             for grant in expire_access():
                 self.stdout.write(f"{grant} on {grant.environment.slug}: removal queued")
             self.sweep_windows_and_notifications()
