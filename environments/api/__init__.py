@@ -7,7 +7,8 @@ from ninja import NinjaAPI, Swagger
 
 from environments.api import access_grants, environments, history, windows
 from environments.api.auth import TokenAuth, TokenRateLimit
-from environments.api.problems import install_handlers
+from environments.api.problems import CONTENT_TYPE, JsonParser, install_handlers
+from environments.api.schemas import finish_document
 
 DESCRIPTION = """\
 The environment maintenance portal's API. Authenticate with a personal access token
@@ -20,13 +21,23 @@ Actions answer `202 Accepted` with the operation and its `Location`; poll it unt
 yours to see), 409 busy or not possible now, 429 too many requests (`Retry-After`).
 """
 
-api = NinjaAPI(
+
+class PortalApi(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        if path_prefix is None:
+            path_prefix = self.get_root_path(path_params or {})
+        document = super().get_openapi_schema(path_prefix=path_prefix)
+        return finish_document(document, path_prefix.rstrip("/"), CONTENT_TYPE)
+
+
+api = PortalApi(
     title="Environment maintenance portal",
     version="1",
     description=DESCRIPTION,
     urls_namespace="api-1",
     auth=TokenAuth(),
     throttle=[TokenRateLimit()],
+    parser=JsonParser(),
     docs=Swagger(settings={"persistAuthorization": False, "tryItOutEnabled": False}),
 )
 install_handlers(api)

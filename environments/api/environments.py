@@ -21,6 +21,7 @@ from environments.api.schemas import (
     OperationOut,
     answers,
     api_url,
+    choice,
     environment_detail_out,
     environment_out,
     operation_out,
@@ -41,7 +42,9 @@ router = Router(tags=["Environments"])
 @router.get(
     "/environments", response=answers(200, list[EnvironmentOut], 400), url_name="environments"
 )
-def list_environments(request, project: str | None = None, status: str | None = None):
+def list_environments(
+    request, project: str | None = None, status: choice(Status.values) | None = None
+):
     """The environments the token's user may see, by project and name; filtered by
     project slug and status value (deployed, restarting_service, servicing,
     in_maintenance, failed)."""
@@ -49,11 +52,6 @@ def list_environments(request, project: str | None = None, status: str | None = 
     if project:
         environments = environments.filter(project__slug=project)
     if status:
-        if status not in Status.values:
-            raise OperationRefused(
-                f"Unknown status {status!r}: use one of {', '.join(Status.values)}.",
-                OperationRefused.INVALID,
-            )
         environments = environments.filter(status=status)
     return [environment_out(environment) for environment in environments]
 
