@@ -43,7 +43,7 @@ MATRIX = [
         "Start an unknown action",
         "POST",
         "/api/v1/environments/{slug}/operations",
-        {"action": "drop_database"},
+        {"action": "drop_database", "reason": "matrix"},
         (401, 404, 403, 403, 400, 400, 400),
     ),
     (

@@ -393,8 +393,8 @@ def test_a_server_error_is_a_problem_too(manager, environment, monkeypatch):
 def test_a_wrong_method_is_405_with_allow(api_as_manager, environment):
     response = api_as_manager.put(f"{API}/environments/{environment.slug}")
     assert response.status_code == 405
-    assert response["Allow"] == "GET"
-    assert problem(response)["detail"] == "PUT is not allowed here; use GET."
+    assert response["Allow"] == "GET, HEAD"
+    assert problem(response)["detail"] == "PUT is not allowed here; use GET, HEAD."
 
 
 def test_answers_are_never_stored_by_a_cache(api_as_manager, environment):

@@ -135,7 +135,7 @@ def test_the_list_shows_windows_to_come_and_a_state_on_request(
     ]
     assert api_as_manager.get(path, {"state": ""}).json() == api_as_manager.get(path).json()
     wrong = api_as_manager.get(path, {"state": "soon"})
-    assert wrong.status_code == 400 and "scheduled, active" in wrong.json()["detail"]
+    assert wrong.status_code == 400 and "'scheduled', 'active'" in wrong.json()["detail"]
 
 
 def test_the_list_costs_the_same_queries_for_one_window_or_ten(

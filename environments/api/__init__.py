@@ -7,7 +7,8 @@ from ninja import NinjaAPI, Swagger
 
 from environments.api import access_grants, environments, history, idempotency, windows
 from environments.api.auth import TokenAuth, UserRateLimit
-from environments.api.problems import install_handlers
+from environments.api.problems import CONTENT_TYPE, JsonParser, install_handlers
+from environments.api.schemas import finish_document
 
 DESCRIPTION = """\
 The environment maintenance portal's API. Authenticate with a personal access token
@@ -23,13 +24,23 @@ Send an `Idempotency-Key` with a POST or DELETE to retry it safely: the same key
 24 hours gets the first answer again. Every answer carries `X-Request-Id`.
 """
 
-api = NinjaAPI(
+
+class PortalApi(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        if path_prefix is None:
+            path_prefix = self.get_root_path(path_params or {})
+        document = super().get_openapi_schema(path_prefix=path_prefix)
+        return finish_document(document, path_prefix.rstrip("/"), CONTENT_TYPE)
+
+
+api = PortalApi(
     title="Environment maintenance portal",
     version="1",
     description=DESCRIPTION,
     urls_namespace="api-1",
     auth=TokenAuth(),
     throttle=[UserRateLimit()],
+    parser=JsonParser(),
     docs=Swagger(settings={"persistAuthorization": False, "tryItOutEnabled": False}),
 )
 install_handlers(api)

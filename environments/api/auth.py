@@ -14,16 +14,24 @@ from environments.api.problems import ScopeRefused
 from environments.permissions import VIEW, environment_for
 from lcs_portal.auth import client_address
 
+#: What a Read token may send; anything else changes something.
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
+
 
 class TokenAuth(HttpBearer):
-    """``Authorization: Bearer lcsp_…``: the request's ``auth`` is the ApiToken."""
+    """``Authorization: Bearer lcsp_…``: the request's ``auth`` is the ApiToken. A Read
+    token asking to change anything is refused here, before its path or body is read,
+    so that it learns nothing from them (docs/api.md)."""
 
     def authenticate(self, request, token):
         # Asked twice for a request with an Idempotency-Key (environments.api.idempotency
         # needs its user before ninja runs): the token is looked up once.
         if not hasattr(request, "api_token"):
             request.api_token = tokens.authenticate(token, client_address(request))
-        return request.api_token
+        found = request.api_token
+        if found is not None and request.method not in READ_METHODS:
+            refuse_read_scope(found)
+        return found
 
 
 class UserRateLimit(BaseThrottle):
@@ -71,12 +79,16 @@ def user_of(request):
 def maintainer(request):
     """The token's user, for a request that changes something: its token must have the
     Maintain scope (the user's own rights are checked next, as the pages check them)."""
-    if not request.auth.may_maintain:
+    refuse_read_scope(request.auth)
+    return request.auth.user
+
+
+def refuse_read_scope(token):
+    if not token.may_maintain:
         raise ScopeRefused(
-            f"The token “{request.auth.name}” has the Read scope; make a token with the "
+            f"The token “{token.name}” has the Read scope; make a token with the "
             "Maintain scope to change anything."
         )
-    return request.auth.user
 
 
 def via(request):

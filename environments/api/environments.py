@@ -23,6 +23,7 @@ from environments.api.schemas import (
     OperationOut,
     answers,
     api_url,
+    choice,
     environment_detail_out,
     environment_out,
     operation_out,
@@ -47,7 +48,7 @@ def list_environments(
     request,
     response: HttpResponse,
     project: str | None = None,
-    status: str | None = None,
+    status: choice(Status.values) | None = None,
     limit: int | None = Query(None, ge=1, le=1000),
     cursor: str | None = None,
 ):
@@ -59,11 +60,6 @@ def list_environments(
     if project:
         environments = environments.filter(project__slug=project)
     if status:
-        if status not in Status.values:
-            raise OperationRefused(
-                f"Unknown status {status!r}: use one of {', '.join(Status.values)}.",
-                OperationRefused.INVALID,
-            )
         environments = environments.filter(status=status)
     if limit or cursor:
         environments = page(

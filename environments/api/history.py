@@ -6,11 +6,13 @@ entered through the index at the cursor, so the last page of a million rows cost
 the first does, and rows written meanwhile (always newer) never shift a page."""
 
 import datetime
+import re
 from urllib.parse import urlencode
 from uuid import UUID
 
 from django.http import Http404, HttpResponse
 from ninja import Field, Query, Router, Schema
+from pydantic import field_validator
 
 from environments.api.auth import user_of
 from environments.api.conditional import not_modified
@@ -19,11 +21,13 @@ from environments.api.schemas import (
     HistoryPageOut,
     OperationOut,
     answers,
+    choice,
     history_entry_out,
     operation_out,
 )
-from environments.forms import HistoryFilterForm
+from environments.forms import HISTORY_TYPES, HistoryFilterForm
 from environments.history_cursor import BadCursor, decode_cursor, keyset_page
+from environments.models import OperationKind, Outcome
 from environments.permissions import environment_for, visible_operations
 from environments.refusals import OperationRefused
 
@@ -34,12 +38,16 @@ MAX_LIMIT = 1000
 
 
 class HistoryFilters(Schema):
-    type: str = Field(
+    type: choice(HISTORY_TYPES) = Field(
         "all",
         description="all (the default, here and across environments), maintain, access or roles",
     )
-    kind: str | None = Field(None, description="An operation kind, e.g. restart_service")
-    outcome: str | None = Field(None, description="queued, running, succeeded, failed, …")
+    kind: choice(OperationKind.values) | None = Field(
+        None, description="An operation kind, e.g. restart_service"
+    )
+    outcome: choice(Outcome.values) | None = Field(
+        None, description="queued, running, succeeded, failed, …"
+    )
     user: str | None = Field(None, description="Part of the requester's user name")
     environment: str | None = Field(None, description="Part of an environment's name or slug")
     since: datetime.date | None = Field(None, description="From this day (in TIME_ZONE)")
@@ -47,9 +55,18 @@ class HistoryFilters(Schema):
     cursor: str | None = Field(None, description="From the previous page's next link")
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def iso_day(cls, value):
+        # pydantic reads a number as seconds since 1970 (?until=0 is 1970-01-01): a
+        # day is written as one, or refused.
+        if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError("Give the day as YYYY-MM-DD.")
+        return value
+
 
 @router.get(
-    "/operations/{activity_id}", response=answers(200, OperationOut, 400, 404), url_name="operation"
+    "/operations/{activity_id}", response=answers(200, OperationOut, 404), url_name="operation"
 )
 def operation_detail(request, activity_id: UUID, response: HttpResponse):
     """One operation: outcome, statuses, times, error and driver log, and its

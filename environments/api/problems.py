@@ -9,10 +9,12 @@ page. docs/api.md lists the types.
 import json
 from http import HTTPStatus
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpResponse
 from django.utils.cache import patch_cache_control
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
+from ninja.parser import Parser
 
 from environments.refusals import OperationRefused
 from lcs_portal import request_ids
@@ -33,6 +35,8 @@ PROBLEMS = {
     "method_not_allowed": (405, "Method not allowed"),
     "idempotency_key_in_flight": (409, "A request with this Idempotency-Key is in flight"),
     "idempotency_key_reused": (422, "This Idempotency-Key was sent with another request"),
+    "content_too_large": (413, "Content too large"),
+    "unsupported_media_type": (415, "Unsupported media type"),
     "rate_limited": (429, "Too many requests"),
     "server_error": (500, "Server error"),
 }
@@ -71,6 +75,21 @@ def problem(code, detail, *, status=None, **extra):
 
 class ScopeRefused(PermissionDenied):
     """The token may read but not act."""
+
+
+class NotJson(Exception):
+    """A body sent as something other than JSON."""
+
+
+class JsonParser(Parser):
+    """ninja reads any body as JSON whatever its Content-Type; a body that says it is
+    something else (text/plain, a form) is refused rather than acted on."""
+
+    def parse_body(self, request):
+        media_type = request.content_type or ""
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            raise NotJson(f"Send the body as application/json, not {media_type or 'untyped'}.")
+        return super().parse_body(request)
 
 
 class FormInvalid(Exception):
@@ -126,12 +145,30 @@ def install_handlers(api):
 
     @api.exception_handler(ValidationError)
     def invalid(request, exc):
+        # A malformed id in the path (/maintenance-windows/abc) names nothing that
+        # exists: the same answer as an id that names nothing.
+        for error in exc.errors:
+            if error["loc"][0] == "path":
+                name = _field(error["loc"])
+                return problem("not_found", f"Nothing is at {request.path}: no such {name}.")
         errors = [{"field": _field(error["loc"]), "message": error["msg"]} for error in exc.errors]
         detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
         return problem(OperationRefused.INVALID, detail, errors=errors)
 
+    @api.exception_handler(RequestDataTooBig)
+    def too_large(request, exc):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return problem(
+            "content_too_large",
+            f"The body is larger than this server accepts: at most {limit} bytes.",
+            limit=limit,
+        )
+
     @api.exception_handler(HttpError)
     def http_error(request, exc):
+        # ninja turns whatever its parser raises into a 400; its cause says what it was.
+        if isinstance(exc.__cause__, NotJson):
+            return problem("unsupported_media_type", str(exc.__cause__))
         code = STATUS_CODES.get(exc.status_code, "server_error")
         return problem(code, str(exc), status=exc.status_code)
 
@@ -146,16 +183,29 @@ def _field(location):
 
 
 class ApiProblemMiddleware:
-    """Under /api/: nothing is stored by a cache (a response may carry a password), and
-    an error that is not already a problem becomes one."""
+    """Under /api/: HEAD is answered as GET without the body (RFC 9110), nothing is
+    stored by a cache (a response may carry a password), and an error that is not
+    already a problem becomes one."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        response = self.get_response(request)
         if not request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        if request.method == "HEAD":
+            # As Django's own class-based views do: the GET view answers, the body goes.
+            request.method = "GET"
+            response = self._answer(request)
+            request.method = "HEAD"
+            if not response.streaming:
+                response["Content-Length"] = len(response.content)
+                response.content = b""
             return response
+        return self._answer(request)
+
+    def _answer(self, request):
+        response = self.get_response(request)
         patch_cache_control(response, private=True, no_store=True)
         if response.status_code < 400 or response.get("Content-Type") == CONTENT_TYPE:
             return response
@@ -164,8 +214,10 @@ class ApiProblemMiddleware:
         if code is None:
             replacement = problem(f"http-{status}", HTTPStatus(status).phrase, status=status)
         elif code == "method_not_allowed":
-            allowed = response.get("Allow", "")
-            replacement = problem(code, f"{request.method} is not allowed here; use {allowed}.")
+            allowed = ", ".join(_with_head(response.get("Allow", "")))
+            response["Allow"] = allowed
+            method = request.META.get("REQUEST_METHOD", request.method)
+            replacement = problem(code, f"{method} is not allowed here; use {allowed}.")
         elif code == "not_found":
             replacement = problem(code, f"There is no API endpoint at {request.path}.")
         else:
@@ -175,3 +227,10 @@ class ApiProblemMiddleware:
                 replacement[header] = response[header]
         patch_cache_control(replacement, private=True, no_store=True)
         return replacement
+
+
+def _with_head(allow):
+    methods = [method.strip() for method in allow.split(",") if method.strip()]
+    if "GET" in methods and "HEAD" not in methods:
+        methods.append("HEAD")
+    return methods

@@ -6,16 +6,26 @@ environment, an operation or a grant the same way.
 """
 
 from datetime import UTC, datetime
+from typing import Literal
 from uuid import UUID
 
+from django.conf import settings
 from django.urls import reverse
 from ninja import Field, Schema
 from pydantic import AwareDatetime, field_validator
 
 from environments.drivers.database import server_address
-from environments.models import DatabaseAccount, Environment, OperationKind, Status
+from environments.forms import REASON_MAX_LENGTH
+from environments.models import DatabaseAccount, Environment, OperationKind, ServiceKind, Status
 
 # --- Requests -----------------------------------------------------------------------
+
+
+def choice(values):
+    """A filter's type: one of ``values``, or empty (``?state=``) for no filter, as on
+    the pages. A value of none of them is refused with the list."""
+    return Literal[(*values, "")]
+
 
 #: The actions POST /environments/{slug}/operations starts.
 OPERATION_ACTIONS = [
@@ -28,6 +38,31 @@ OPERATION_ACTIONS = [
 ]
 
 
+def reason_field(description="Kept in the environment history."):
+    """A required reason. The page's form checks it (with the page's messages); the
+    document states the same rule: some text that is not all blank."""
+    return Field(
+        ...,
+        description=description,
+        examples=["Patch Tuesday: apply the hotfix"],
+        json_schema_extra={"minLength": 1, "maxLength": REASON_MAX_LENGTH, "pattern": r"\S"},
+    )
+
+
+def hours_field():
+    """How long access lasts; the page's form checks the bounds, with its messages."""
+    return Field(
+        None,
+        description="Default: ACCESS_DEFAULT_HOURS; at most ACCESS_MAX_HOURS",
+        json_schema_extra={"minimum": 0.1, "maximum": settings.ACCESS_MAX_HOURS},
+    )
+
+
+#: An IP address or a CIDR range; the form says which ones it refuses (loopback,
+#: private, everything) and why.
+ADDRESS_PATTERN = r"^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$"
+
+
 class OperationIn(Schema):
     # Checked by the view, after the environment's access check, so that an outsider
     # learns nothing from a bad request either (the pages do the same).
@@ -37,28 +72,40 @@ class OperationIn(Schema):
         json_schema_extra={"enum": [str(action) for action in OPERATION_ACTIONS]},
     )
     service: str | None = Field(
-        None, description="restart_service only: aos, dixf or mr", examples=["aos"]
+        None,
+        description="restart_service only: aos, dixf or mr",
+        examples=["aos"],
+        json_schema_extra={"enum": [*ServiceKind.values, None]},
     )
-    reason: str = Field("", description="Kept in the environment history.")
+    reason: str = reason_field()
 
 
 class FirewallRuleIn(Schema):
-    name: str = Field(..., examples=["office"])
-    address: str = Field(..., description="An IP address or CIDR range", examples=["203.0.113.7"])
-    reason: str
-    hours: float | None = Field(None, description="Default and maximum: ACCESS_*_HOURS")
+    name: str = Field(
+        ...,
+        examples=["office"],
+        json_schema_extra={"maxLength": 64, "pattern": r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$"},
+    )
+    address: str = Field(
+        ...,
+        description="An IP address or CIDR range",
+        examples=["203.0.113.7"],
+        json_schema_extra={"format": "ip-address-or-cidr", "pattern": ADDRESS_PATTERN},
+    )
+    reason: str = reason_field()
+    hours: float | None = hours_field()
 
 
 class DatabaseAccountIn(Schema):
     level: str = Field(..., json_schema_extra={"enum": ["read", "read_write"]})
-    reason: str
-    hours: float | None = None
+    reason: str = reason_field()
+    hours: float | None = hours_field()
 
 
 class WindowIn(Schema):
     starts_at: AwareDatetime = Field(..., examples=["2026-12-24T22:00:00Z"])
     ends_at: AwareDatetime = Field(..., examples=["2026-12-24T23:00:00Z"])
-    reason: str = Field("", description="Kept in the environment history.")
+    reason: str = reason_field()
     notify_users: bool = Field(True, description="Mail the environment's users about it.")
 
     @field_validator("starts_at", "ends_at", mode="before")
@@ -272,6 +319,79 @@ def answers(status, schema, *problems):
     """The responses an endpoint documents: its answer, and the problems it may give
     besides 401 (no valid token) and 429 (too many requests)."""
     return {status: schema, frozenset({401, 429, *problems}): ProblemOut}
+
+
+# --- The document ---------------------------------------------------------------------
+
+PROBLEM = {"$ref": "#/components/schemas/ProblemOut"}
+#: What any request with a body may get besides its own answers.
+BODY_PROBLEMS = {413: "Content Too Large", 415: "Unsupported Media Type"}
+
+#: Where an answer leads (OpenAPI links, which clients and Schemathesis follow):
+#: (operation, status) -> [(link name, operation, {parameter: where in the answer})].
+_ENVIRONMENT = {"slug": "$response.body#/slug"}
+_OPERATION = {"activity_id": "$response.body#/activity_id"}
+_WINDOW = {"window_id": "$response.body#/id"}
+LINKS = {
+    ("GET /environments", 200): [
+        ("The first environment", "GET /environments/{slug}", {"slug": "$response.body#/0/slug"}),
+    ],
+    ("GET /environments/{slug}", 200): [
+        ("Start an operation", "POST /environments/{slug}/operations", _ENVIRONMENT),
+        ("History", "GET /environments/{slug}/history", _ENVIRONMENT),
+        ("Maintenance windows", "GET /environments/{slug}/maintenance-windows", _ENVIRONMENT),
+        ("Schedule a window", "POST /environments/{slug}/maintenance-windows", _ENVIRONMENT),
+        ("Enable access", "POST /environments/{slug}/firewall-rules", _ENVIRONMENT),
+        ("Request access", "POST /environments/{slug}/database-accounts", _ENVIRONMENT),
+    ],
+    ("POST /environments/{slug}/operations", 202): [
+        ("The operation", "GET /operations/{activity_id}", _OPERATION),
+        ("Stop it", "POST /operations/{activity_id}/stop", _OPERATION),
+    ],
+    ("POST /environments/{slug}/firewall-rules", 202): [
+        (
+            "Remove it",
+            "DELETE /firewall-rules/{rule_id}",
+            {"rule_id": "$response.body#/firewall_rule/id"},
+        ),
+    ],
+    ("POST /environments/{slug}/database-accounts", 202): [
+        (
+            "Revoke it",
+            "DELETE /database-accounts/{account_id}",
+            {"account_id": "$response.body#/database_account/id"},
+        ),
+    ],
+    ("POST /environments/{slug}/maintenance-windows", 201): [
+        ("The window", "GET /maintenance-windows/{window_id}", _WINDOW),
+        ("Cancel it", "POST /maintenance-windows/{window_id}/cancel", _WINDOW),
+        ("End it", "POST /maintenance-windows/{window_id}/end", _WINDOW),
+    ],
+}
+
+
+def finish_document(document, prefix, problem_type):
+    """What ninja cannot say itself: failures are sent as ``problem_type``; a request
+    with a body may get 413 and 415 too; and the links from an answer to what it made."""
+    operations = {}
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            operations[f"{method.upper()} {path.removeprefix(prefix)}"] = operation
+            responses = operation["responses"]
+            if "requestBody" in operation:
+                for status, description in BODY_PROBLEMS.items():
+                    responses[status] = {"description": description}
+            for answer in responses.values():
+                content = answer.get("content", {})
+                if "content" not in answer or content["application/json"]["schema"] == PROBLEM:
+                    answer["content"] = {problem_type: {"schema": PROBLEM}}
+    for (source, status), links in LINKS.items():
+        answer = operations[source]["responses"][status]
+        answer["links"] = {
+            name: {"operationId": operations[target]["operationId"], "parameters": parameters}
+            for name, target, parameters in links
+        }
+    return document
 
 
 # --- Models into answers ------------------------------------------------------------

@@ -1,0 +1,272 @@
+"""The OpenAPI document says what the server does: the media type of its failures,
+what a malformed path, query or body gets, which values are required and allowed, and
+how the transport is refused (too large, not JSON, HEAD, a Read token)."""
+
+import json
+import re
+
+import pytest
+from django.conf import settings
+
+from environments.forms import HISTORY_TYPES
+from environments.models import (
+    FirewallRule,
+    MaintenanceWindow,
+    Operation,
+    OperationKind,
+    Outcome,
+    ServiceKind,
+    Status,
+    TokenScope,
+    WindowState,
+)
+from tests.api_clients import API, api_client
+
+
+@pytest.fixture
+def document(client):
+    return client.get(f"{API}/openapi.json").json()
+
+
+def operation_of(document, method, path):
+    return document["paths"][f"{API}{path}"][method.lower()]
+
+
+def problem(response, status):
+    assert response.status_code == status, response.content[:500]
+    assert response["Content-Type"] == "application/problem+json"
+    return json.loads(response.content)
+
+
+# --- 1. Failures are application/problem+json, in the document too ---------------------
+
+
+def test_every_failure_the_document_lists_is_application_problem_json(document):
+    failures = [
+        (method, path, status, answer)
+        for path, methods in document["paths"].items()
+        for method, operation in methods.items()
+        for status, answer in operation["responses"].items()
+        if int(status) >= 400
+    ]
+    assert len(failures) > 50
+    for method, path, status, answer in failures:
+        assert list(answer["content"]) == ["application/problem+json"], (method, path, status)
+        schema = answer["content"]["application/problem+json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ProblemOut"}
+
+
+def test_answers_that_succeed_stay_application_json(document):
+    answer = operation_of(document, "GET", "/environments")["responses"]["200"]
+    assert list(answer["content"]) == ["application/json"]
+
+
+# --- 2. A malformed id in a path is 404, as a missing one --------------------------------
+
+MALFORMED = [
+    ("GET", "/maintenance-windows/{window_id}", "abc"),
+    ("POST", "/maintenance-windows/{window_id}/cancel", "abc"),
+    ("POST", "/maintenance-windows/{window_id}/end", "1.5"),
+    ("DELETE", "/firewall-rules/{rule_id}", "abc"),
+    ("DELETE", "/database-accounts/{account_id}", "-"),
+    ("GET", "/operations/{activity_id}", "not-a-uuid"),
+    ("POST", "/operations/{activity_id}/stop", "not-a-uuid"),
+]
+
+
+@pytest.mark.parametrize("method, template, value", MALFORMED)
+def test_a_malformed_id_in_the_path_is_a_documented_404(
+    api_as_manager, document, method, template, value
+):
+    path = re.sub(r"\{\w+\}", value, template)
+    body = json.dumps({"reason": "matrix"}) if path.endswith("/stop") else ""
+
+    response = api_as_manager.generic(method, f"{API}{path}", body, content_type="application/json")
+
+    assert problem(response, 404)["type"] == "urn:lcs-portal:problem:not_found"
+    assert "404" in operation_of(document, method, template)["responses"]
+
+
+# --- 3. Required is required; values the server takes are the ones it lists ------------
+
+
+def test_a_reason_is_required_by_the_document_as_by_the_server(document):
+    schemas = document["components"]["schemas"]
+    for name in ("OperationIn", "WindowIn", "FirewallRuleIn", "DatabaseAccountIn"):
+        assert "reason" in schemas[name]["required"], name
+        assert "default" not in schemas[name]["properties"]["reason"], name
+        assert schemas[name]["properties"]["reason"]["minLength"] == 1, name
+
+
+def test_a_window_without_a_reason_is_refused(api_as_manager, environment, t0):
+    body = {"starts_at": t0.isoformat(), "ends_at": (t0.replace(hour=(t0.hour + 1) % 24))}
+    body["ends_at"] = body["ends_at"].isoformat()
+    response = api_as_manager.post(
+        f"{API}/environments/{environment.slug}/maintenance-windows",
+        body,
+        content_type="application/json",
+    )
+    assert "reason" in problem(response, 400)["detail"]
+    assert not MaintenanceWindow.objects.exists()
+
+
+def _enum(document, schema):
+    """The values a (query or body) schema allows, through references and unions."""
+    if "$ref" in schema:
+        return _enum(document, document["components"]["schemas"][schema["$ref"].split("/")[-1]])
+    found = set(schema.get("enum", []))
+    for option in schema.get("anyOf", []):
+        found |= _enum(document, option)
+    return found
+
+
+def _query_parameter(document, path, name):
+    parameters = operation_of(document, "GET", path)["parameters"]
+    return next(p["schema"] for p in parameters if p["name"] == name)
+
+
+@pytest.mark.parametrize(
+    "path, name, values",
+    [
+        ("/environments", "status", Status.values),
+        ("/environments/{slug}/maintenance-windows", "state", WindowState.values),
+        ("/history", "type", list(HISTORY_TYPES)),
+        ("/history", "kind", OperationKind.values),
+        ("/environments/{slug}/history", "outcome", Outcome.values),
+    ],
+)
+def test_a_filter_lists_the_values_the_server_takes_and_refuses_others(
+    api_as_manager, document, environment, path, name, values
+):
+    # Empty filters nothing, as on the pages.
+    assert _enum(document, _query_parameter(document, path, name)) == {*values, ""}
+    url = f"{API}{path.format(slug=environment.slug)}"
+    assert api_as_manager.get(url, {name: values[0]}).status_code == 200
+    assert api_as_manager.get(url, {name: ""}).status_code == 200
+    assert name in problem(api_as_manager.get(url, {name: "bogus"}), 400)["detail"]
+
+
+def test_the_service_to_restart_is_one_of_the_services(document):
+    service = document["components"]["schemas"]["OperationIn"]["properties"]["service"]
+    assert _enum(document, service) == {*ServiceKind.values, None}
+
+
+def test_an_address_has_a_pattern_and_a_named_format(document):
+    address = document["components"]["schemas"]["FirewallRuleIn"]["properties"]["address"]
+    assert address["format"] == "ip-address-or-cidr"
+    assert address["pattern"]
+
+
+@pytest.mark.parametrize("day", ["0", "1764633086", "20261201", "2026-12-1", "yesterday"])
+def test_a_day_that_is_not_written_as_one_is_refused(api_as_manager, day):
+    assert "until" in problem(api_as_manager.get(f"{API}/history", {"until": day}), 400)["detail"]
+
+
+def test_a_day_written_as_one_is_taken(api_as_manager):
+    assert api_as_manager.get(f"{API}/history", {"until": "2026-12-01"}).status_code == 200
+
+
+# --- 4. Transport: too large, not JSON, HEAD, and the Read token first -------------------
+
+
+def firewall_rule_body(**changes):
+    return {"name": "office", "address": "203.0.113.7", "reason": "support", **changes}
+
+
+def test_a_body_over_the_limit_is_413_with_the_limit(api_as_manager, environment):
+    body = json.dumps(firewall_rule_body(reason="x" * 3_000_000))
+    assert len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+    response = api_as_manager.post(
+        f"{API}/environments/{environment.slug}/firewall-rules",
+        body,
+        content_type="application/json",
+    )
+
+    found = problem(response, 413)
+    assert found["type"] == "urn:lcs-portal:problem:content_too_large"
+    assert found["limit"] == settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    assert str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE) in found["detail"]
+    assert not FirewallRule.objects.exists()
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_json_sent_as_something_else_is_415_and_nothing_starts(
+    api_as_manager, environment, content_type
+):
+    response = api_as_manager.post(
+        f"{API}/environments/{environment.slug}/operations",
+        json.dumps({"action": "enable_maintenance", "reason": "patching"}),
+        content_type=content_type,
+    )
+
+    found = problem(response, 415)
+    assert found["type"] == "urn:lcs-portal:problem:unsupported_media_type"
+    assert content_type in found["detail"]
+    assert not Operation.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "application/merge-patch+json"]
+)
+def test_json_with_a_charset_or_a_json_suffix_is_read_as_json(
+    api_as_manager, environment, content_type
+):
+    body = firewall_rule_body()
+    del body["reason"]
+
+    response = api_as_manager.post(
+        f"{API}/environments/{environment.slug}/firewall-rules",
+        json.dumps(body),
+        content_type=content_type,
+    )
+
+    assert [e["field"] for e in problem(response, 400)["errors"]] == ["reason"]
+
+
+def test_the_document_lists_413_and_415_where_a_body_is_read(document):
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            has_body = "requestBody" in operation
+            for status in ("413", "415"):
+                assert (status in operation["responses"]) == has_body, (method, path, status)
+
+
+def test_head_answers_as_get_without_the_body(api_as_manager, environment):
+    path = f"{API}/environments/{environment.slug}"
+    got = api_as_manager.get(path)
+
+    head = api_as_manager.head(path)
+
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head["Content-Type"] == got["Content-Type"]
+    assert int(head["Content-Length"]) == len(got.content)
+
+
+def test_head_where_get_is_not_allowed_is_405_naming_the_methods(api_as_manager, environment):
+    response = api_as_manager.head(f"{API}/environments/{environment.slug}/operations")
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+
+
+@pytest.mark.parametrize(
+    "path, body, content_type",
+    [
+        ("/environments/{slug}/operations", "{not json", "application/json"),
+        ("/environments/{slug}/operations", json.dumps({"action": 7}), "application/json"),
+        ("/environments/{slug}/operations", "action=abort", "text/plain"),
+        ("/environments/no-such-environment/firewall-rules", "{}", "application/json"),
+        ("/maintenance-windows/abc/cancel", "", "application/json"),
+    ],
+)
+def test_a_read_token_is_refused_for_its_scope_before_the_request_is_read(
+    manager, environment, path, body, content_type
+):
+    client = api_client(manager, TokenScope.READ)
+
+    response = client.post(
+        f"{API}{path.format(slug=environment.slug)}", body, content_type=content_type
+    )
+
+    assert problem(response, 403)["type"] == "urn:lcs-portal:problem:insufficient_scope"
