@@ -11,6 +11,7 @@ from environments.models import (
     ACCESS_KINDS,
     MAINTAIN_KINDS,
     ROLE_KINDS,
+    WINDOW_KINDS,
     AccessLevel,
     OperationKind,
     Outcome,
@@ -65,6 +66,7 @@ HISTORY_TYPES = {
     "maintain": ("Maintain operations", MAINTAIN_KINDS),
     "access": ("Access", ACCESS_KINDS),
     "roles": ("Roles", ROLE_KINDS),
+    "windows": ("Maintenance windows", WINDOW_KINDS),
     "all": ("All activity", None),
 }
 
@@ -294,3 +296,9 @@ class ScheduleWindowForm(forms.Form):
             except OperationRefused as refused:
                 raise forms.ValidationError(refused.message) from None
         return cleaned
+
+
+class CancelWindowForm(forms.Form):
+    """Cancelling a window says why, as every action does: the history keeps it."""
+
+    reason = reason_field()

@@ -4,6 +4,8 @@ The windows lie two days ahead of the real clock, so that the tasks they enqueue
 their start, end and reminders never fall due in run_worker unless a test says so.
 """
 
+import csv
+import io
 from datetime import timedelta
 
 import pytest
@@ -101,7 +103,7 @@ def test_back_to_back_windows_and_windows_of_other_environments_do_not_overlap(
 
 def test_a_cancelled_window_frees_its_time(environment, manager, t0):
     window = schedule(environment, manager, t0)
-    windows.cancel(window, manager, now=t0 - HOUR)
+    windows.cancel(window, manager, reason="Moved", now=t0 - HOUR)
 
     schedule(environment, manager, t0)
 
@@ -147,7 +149,7 @@ def test_team_members_may_not_schedule_cancel_or_end_windows(
 
     window = schedule(environment, manager, t0)
     with pytest.raises(OperationRefused):
-        windows.cancel(window, member, now=t0 - HOUR)
+        windows.cancel(window, member, reason="Moved", now=t0 - HOUR)
     client.force_login(member)
     for name in ("window-schedule", "window-cancel", "window-end"):
         args = [environment.slug] + ([window.pk] if name != "window-schedule" else [])
@@ -291,7 +293,7 @@ def test_disabling_maintenance_mode_by_hand_during_a_window_ends_the_window(
 
 def test_a_window_is_cancelled_before_it_starts_and_then_never_starts(environment, manager, t0):
     window = schedule(environment, manager, t0)
-    windows.cancel(window, manager, now=t0 - HOUR)
+    windows.cancel(window, manager, reason="Moved", now=t0 - HOUR)
 
     start(window, t0)
 
@@ -306,7 +308,7 @@ def test_an_active_window_cannot_be_cancelled_but_can_be_ended_early(environment
     run_worker()
 
     with pytest.raises(OperationRefused):
-        windows.cancel(window, manager, now=t0 + timedelta(minutes=5))
+        windows.cancel(window, manager, reason="Moved", now=t0 + timedelta(minutes=5))
     with committing():
         windows.end_now(window, manager)
     run_worker()
@@ -459,7 +461,7 @@ def test_the_sign_in_refusal_says_when_maintenance_is_planned_to_end(
 def test_the_environment_row_keeps_the_next_open_window(environment, manager, t0):
     first = schedule(environment, manager, t0)
     schedule(environment, manager, t0 + 5 * HOUR, now=t0 - 2 * HOUR)
-    windows.cancel(first, manager, now=t0 - HOUR)
+    windows.cancel(first, manager, reason="Moved", now=t0 - HOUR)
 
     environment = Environment.objects.get(pk=environment.pk)
     assert environment.window_starts_at == t0 + 5 * HOUR
@@ -473,3 +475,72 @@ def test_the_history_marks_the_windows_rows_as_scheduled_by_their_scheduler(
     client.force_login(member)
     page = client.get(reverse("environment-history", args=[environment.slug])).content.decode()
     assert 'mona <span class="hint">via Scheduled maintenance window</span>' in page
+
+
+# --- History rows of scheduling and cancelling ------------------------------------------
+
+
+def window_rows(environment):
+    return list(
+        environment.operations.filter(
+            kind__in=[OperationKind.SCHEDULE_WINDOW, OperationKind.CANCEL_WINDOW]
+        )
+        .order_by("started_at", "id")
+        .values_list("kind", "requested_by__username", "reason", "outcome", "window_id")
+    )
+
+
+def test_scheduling_and_cancelling_on_the_page_write_finished_history_rows_with_the_reasons(
+    client, environment, manager, member
+):
+    client.force_login(manager)
+    day = (timezone.now() + timedelta(days=3)).date()
+    with committing():
+        response = client.post(
+            reverse("window-schedule", args=[environment.slug]),
+            {
+                "starts_at": f"{day:%Y-%m-%d}T22:00",
+                "ends_at": f"{day:%Y-%m-%d}T23:00",
+                "reason": "Upgrade to 10.0.40",
+            },
+        )
+    assert response.status_code == 302, response.content.decode()
+    window = MaintenanceWindow.objects.get()
+    assert environment.running_operation() is None
+    cancel_url = reverse("window-cancel", args=[environment.slug, window.pk])
+
+    refused = client.post(cancel_url, {"reason": "  "})
+    assert refused.status_code == 400 and "Give a reason" in refused.content.decode()
+    assert refreshed(window).state == WindowState.SCHEDULED
+    with committing():
+        assert client.post(cancel_url, {"reason": "Moved to Friday"}).status_code == 302
+
+    assert refreshed(window).state == WindowState.CANCELLED
+    assert window_rows(environment) == [
+        (OperationKind.SCHEDULE_WINDOW, "mona", "Upgrade to 10.0.40", "succeeded", window.pk),
+        (OperationKind.CANCEL_WINDOW, "mona", "Moved to Friday", "succeeded", window.pk),
+    ]
+    assert not Operation.objects.active().exists()
+    assert refreshed(environment).status == Status.DEPLOYED
+    period = f"{day:%Y-%m-%d} 22:00 to 23:00 UTC"
+    client.force_login(member)
+    history = client.get(reverse("environment-history", args=[environment.slug]))
+    page = history.content.decode()
+    assert f"Maintenance window scheduled: {period}" in page
+    assert f"Maintenance window cancelled: {period}" in page
+    cancelled = environment.operations.get(kind=OperationKind.CANCEL_WINDOW)
+    detail = client.get(cancelled.get_absolute_url()).content.decode()
+    assert "Moved to Friday" in detail
+    export = client.get(reverse("history-csv"), {"type": "windows"})
+    rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))[1:]
+    cells = [cell for row in rows for cell in row]
+    assert len(rows) == 2 and f"Maintenance window cancelled: {period}" in cells
+    assert "Moved to Friday" in cells and "Upgrade to 10.0.40" in cells
+
+
+def test_a_refused_cancel_writes_no_history_row(environment, manager, t0):
+    window = schedule(environment, manager, t0)
+    start(window, t0)
+    with pytest.raises(OperationRefused):
+        windows.cancel(window, manager, reason="Moved", now=t0 + timedelta(minutes=5))
+    assert [row[0] for row in window_rows(environment)] == [OperationKind.SCHEDULE_WINDOW]

@@ -35,7 +35,9 @@ MAX_LIMIT = 1000
 class HistoryFilters(Schema):
     type: str = Field(
         "all",
-        description="all (the default, here and across environments), maintain, access or roles",
+        description=(
+            "all (the default, here and across environments), maintain, access, roles or windows"
+        ),
     )
     kind: str | None = Field(None, description="An operation kind, e.g. restart_service")
     outcome: str | None = Field(None, description="queued, running, succeeded, failed, …")

@@ -12,6 +12,7 @@ from environments import windows
 from environments.api.auth import maintainer, of_an_environment, user_of, via
 from environments.api.problems import FormInvalid
 from environments.api.schemas import (
+    WindowCancelIn,
     WindowEndedOut,
     WindowIn,
     WindowOut,
@@ -20,7 +21,7 @@ from environments.api.schemas import (
     operation_out,
     window_out,
 )
-from environments.forms import ScheduleWindowForm
+from environments.forms import CancelWindowForm, ScheduleWindowForm
 from environments.models import MaintenanceWindow, OperationKind, WindowState
 from environments.permissions import MAINTAIN, VIEW, environment_for
 from environments.refusals import OperationRefused
@@ -75,7 +76,7 @@ def schedule_window(request, slug: str, payload: WindowIn, response: HttpRespons
     )
     if not form.is_valid():
         raise FormInvalid(form)
-    window = windows.schedule(environment, user, **form.cleaned_data)
+    window = windows.schedule(environment, user, **form.cleaned_data, via=via(request))
     response["Location"] = api_url("window", window.pk)
     return ninja.Status(201, window_out(window))
 
@@ -89,13 +90,17 @@ def window_detail(request, window_id: int):
 
 @router.post(
     "/maintenance-windows/{window_id}/cancel",
-    response=answers(200, WindowOut, 403, 404, 409),
+    response=answers(200, WindowOut, 400, 403, 404, 409),
     url_name="window_cancel",
 )
-def cancel_window(request, window_id: int):
-    """Cancel a window that has not started."""
+def cancel_window(request, window_id: int, payload: WindowCancelIn):
+    """Cancel a window that has not started, saying why (kept in the history)."""
     user = maintainer(request)
-    window = windows.cancel(_window(user, window_id, MAINTAIN), user)
+    window = _window(user, window_id, MAINTAIN)
+    form = CancelWindowForm({"reason": payload.reason})
+    if not form.is_valid():
+        raise FormInvalid(form)
+    window = windows.cancel(window, user, reason=form.cleaned_data["reason"], via=via(request))
     return window_out(window)
 
 

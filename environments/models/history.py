@@ -18,6 +18,7 @@ from environments.models.choices import (
     MAINTAIN_KINDS,
     MAINTENANCE_ACTIONS,
     OUTCOME_BADGE,
+    RECORD_KINDS,
     OperationKind,
     Outcome,
     Status,
@@ -198,6 +199,11 @@ class Operation(models.Model):
     @property
     def is_active(self):
         return self.outcome in ACTIVE_OUTCOMES
+
+    @property
+    def is_record(self):
+        """Written already finished: a change recorded (a role, a window), not one run."""
+        return self.kind in RECORD_KINDS
 
     def log_size(self):
         """Characters of driver log written so far (OperationLog's bound)."""
