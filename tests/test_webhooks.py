@@ -152,6 +152,8 @@ def test_windows_scheduled_and_cancelled_and_project_roles_changed_reach_the_web
     run_worker()
     finished = [d.event for d in receiver.received if d.event["event"] == "operation.finished"]
     assert [(e["kind"], e["outcome"]) for e in finished] == [(k, "succeeded") for k in kinds]
+    assert finished[1]["reason"] == "Moved to Friday" and finished[1]["actor"] == "mona"
+    assert finished[1]["text"].startswith("Maintenance window cancelled: ")
 
 
 @pytest.mark.django_db

@@ -176,7 +176,7 @@ def test_a_window_turns_maintenance_mode_on_and_off_through_the_operations_marke
 
     assert refreshed(environment).status == Status.DEPLOYED
     assert refreshed(window).state == WindowState.COMPLETED
-    on, off = Operation.objects.order_by("started_at", "id")
+    on, off = Operation.objects.maintain().order_by("started_at", "id")
     assert (on.kind, off.kind) == (
         OperationKind.ENABLE_MAINTENANCE,
         OperationKind.DISABLE_MAINTENANCE,
@@ -205,7 +205,7 @@ def test_a_window_does_not_start_before_its_time(environment, manager, t0):
     window = schedule(environment, manager, t0)
     start(window, t0 - timedelta(seconds=1))
     assert refreshed(window).state == WindowState.SCHEDULED
-    assert not Operation.objects.exists()
+    assert not Operation.objects.maintain().exists()
 
 
 @pytest.mark.parametrize("blocker", ["busy", "failed", "in_maintenance"])
@@ -241,7 +241,7 @@ def test_a_window_that_cannot_start_waits_then_is_missed_after_15_minutes_and_pe
 
     assert refreshed(window).state == WindowState.MISSED
     assert window.note.startswith("Missed:")
-    assert not Operation.objects.filter(window=window).exists()
+    assert not Operation.objects.maintain().filter(window=window).exists()
     missed = [message for message in mail.outbox if "window missed" in message.subject]
     told = [address for message in missed for address in message.to]
     assert sorted(told) == ["alice@example.com", "maya@example.com", "mona@example.com"]
@@ -299,7 +299,7 @@ def test_a_window_is_cancelled_before_it_starts_and_then_never_starts(environmen
 
     assert refreshed(window).state == WindowState.CANCELLED
     assert window.ended_by == manager
-    assert not Operation.objects.exists()
+    assert not Operation.objects.maintain().exists()
 
 
 def test_an_active_window_cannot_be_cancelled_but_can_be_ended_early(environment, manager, t0):

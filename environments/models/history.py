@@ -83,7 +83,8 @@ class Operation(models.Model):
     # How the request came, when not through the pages: "API (deploy-bot)", the name of
     # the API token it came with.
     via = models.CharField(max_length=120, blank=True)
-    # The maintenance window this operation started or ended (environments.windows).
+    # The maintenance window this operation started or ended, or the row of its scheduling
+    # or cancelling (environments.windows).
     window = models.ForeignKey(
         "MaintenanceWindow",
         on_delete=models.PROTECT,
