@@ -13,7 +13,6 @@ from environments.operations.core import (
     fail_overdue_operation,
     fail_overdue_operations,
     requeue_lost_steps,
-    write_record,
 )
 from environments.operations.grants import (
     access_lifetime,
