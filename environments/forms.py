@@ -12,6 +12,7 @@ from environments.models import (
     ACCESS_KINDS,
     MAINTAIN_KINDS,
     ROLE_KINDS,
+    WINDOW_KINDS,
     AccessLevel,
     OperationKind,
     Outcome,
@@ -66,6 +67,7 @@ HISTORY_TYPES = {
     "maintain": ("Maintain operations", MAINTAIN_KINDS),
     "access": ("Access", ACCESS_KINDS),
     "roles": ("Roles", ROLE_KINDS),
+    "windows": ("Maintenance windows", WINDOW_KINDS),
     "all": ("All activity", None),
 }
 
@@ -335,3 +337,9 @@ class ScheduleOrStartWindowForm(ScheduleWindowForm):
         if self.cleaned_data.get("hours") is None and "hours" not in self.errors:
             self.add_error("hours", "Say for how many hours maintenance mode stays on.")
         return self.cleaned_data
+
+
+class CancelWindowForm(forms.Form):
+    """Cancelling a window says why, as every action does: the history keeps it."""
+
+    reason = reason_field()

@@ -526,12 +526,13 @@ def window_schedule(env, starts_at, ends_at, reason, notify, as_json):
 
 @window.command("cancel")
 @click.argument("window_id", type=int)
+@reason_option
 @json_option
 @idempotency_key_option
 @talks_to_the_portal
-def window_cancel(window_id, as_json):
-    """Cancel a window that has not started."""
-    found = api().post(f"maintenance-windows/{window_id}/cancel", {})
+def window_cancel(window_id, reason, as_json):
+    """Cancel a window that has not started, saying why."""
+    found = api().post(f"maintenance-windows/{window_id}/cancel", {"reason": reason})
     output.answer(found, as_json, f"Window {window_id}: {safe(found['state_label'])}.")
 
 
@@ -565,7 +566,7 @@ def window_end(window_id, wait, timeout, as_json):
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="From this day.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="To this day, included.")
 @click.option("--kind", help="One kind of operation, e.g. restart_service.")
-@click.option("--type", "type_", help="all (default), maintain, access or roles.")
+@click.option("--type", "type_", help="all (default), maintain, access, roles or windows.")
 @click.option("--outcome", help="e.g. succeeded, failed.")
 @click.option("--user", help="Part of the requester's user name.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")

@@ -122,7 +122,7 @@ MATRIX = [
         "Cancel a maintenance window",
         "POST",
         "/api/v1/maintenance-windows/{window}/cancel",
-        None,
+        {"reason": "matrix"},
         (401, 404, 403, 403, 200, 200, 200),
     ),
     (

@@ -1,5 +1,8 @@
 """Django admin: roles are assigned there, each change lands in history; history is read-only."""
 
+import csv
+import io
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -10,8 +13,10 @@ from environments.models import (
     Operation,
     OperationKind,
     Outcome,
+    ProjectMembership,
+    ProjectRole,
 )
-from tests.conftest import make_user
+from tests.conftest import make_environment, make_user
 from tests.helpers import environment_form, user_page_form
 
 
@@ -29,6 +34,21 @@ def role_history(environment):
                 OperationKind.GRANT_ROLE,
                 OperationKind.CHANGE_ROLE,
                 OperationKind.REMOVE_ROLE,
+            ],
+        )
+        .order_by("started_at", "id")
+        .values_list("kind", "target", "requested_by__username", "outcome")
+    )
+
+
+def project_role_history(environment):
+    return list(
+        Operation.objects.filter(
+            environment=environment,
+            kind__in=[
+                OperationKind.GRANT_PROJECT_ROLE,
+                OperationKind.CHANGE_PROJECT_ROLE,
+                OperationKind.REMOVE_PROJECT_ROLE,
             ],
         )
         .order_by("started_at", "id")
@@ -197,3 +217,88 @@ def test_a_user_deactivated_in_admin_keeps_no_token_when_reactivated(as_admin, m
     assert manager.is_active and token.revoked_at is not None
     api = Client(headers={"Authorization": f"Bearer {secret}"})
     assert api.get(f"{API}/environments").status_code == 401
+
+
+def test_promoting_and_demoting_a_member_is_recorded_on_every_environment_of_the_project(
+    as_admin, environment, project, member
+):
+    production = make_environment(project, name="Production", slug="prod", type="production")
+    membership = ProjectMembership.objects.get(user=member)
+    url = reverse("admin:environments_projectmembership_change", args=[membership.pk])
+    for role in (ProjectRole.MANAGER, ProjectRole.MEMBER):
+        response = as_admin.post(url, {"user": member.pk, "project": project.pk, "role": role})
+        assert response.status_code == 302
+
+    changed = OperationKind.CHANGE_PROJECT_ROLE
+    expected = [
+        (changed, "tom, Project team member → Environment manager", "root", "succeeded"),
+        (changed, "tom, Environment manager → Project team member", "root", "succeeded"),
+    ]
+    assert project_role_history(environment) == expected
+    assert project_role_history(production) == expected
+    page = as_admin.get(reverse("history"), {"type": "roles"}).content.decode()
+    assert page.count("Project role changed: tom, Project team member → Environment manager") == 2
+    export = as_admin.get(reverse("history-csv"), {"type": "all"})
+    rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))
+    demoted = "Project role changed: tom, Environment manager → Project team member"
+    assert [cell for row in rows for cell in row].count(demoted) == 2
+
+
+def test_saving_a_membership_unchanged_writes_no_history(as_admin, project, environment, member):
+    membership = ProjectMembership.objects.get(user=member)
+    as_admin.post(
+        reverse("admin:environments_projectmembership_change", args=[membership.pk]),
+        {"user": member.pk, "project": project.pk, "role": ProjectRole.MEMBER},
+    )
+    assert project_role_history(environment) == []
+
+
+def test_memberships_given_and_removed_are_recorded_from_every_admin_page(
+    as_admin, project, environment
+):
+    ann, ben, cid = make_user("ann"), make_user("ben"), make_user("cid")
+    as_admin.post(
+        reverse("admin:environments_projectmembership_add"),
+        {"user": ann.pk, "project": project.pk, "role": ProjectRole.OWNER},
+    )
+    project_page = reverse("admin:environments_project_change", args=[project.pk])
+    response = as_admin.post(
+        project_page,
+        {
+            "name": project.name,
+            "slug": project.slug,
+            "memberships-TOTAL_FORMS": 1,
+            "memberships-INITIAL_FORMS": 0,
+            "memberships-0-user": ben.pk,
+            "memberships-0-role": ProjectRole.MANAGER,
+        },
+    )
+    assert response.status_code == 302, response.context and response.context["errors"]
+    data = user_page_form(as_admin, cid)
+    data.update(
+        {
+            "project_memberships-TOTAL_FORMS": 1,
+            "project_memberships-0-project": project.pk,
+            "project_memberships-0-role": ProjectRole.MEMBER,
+        }
+    )
+    response = as_admin.post(reverse("admin:auth_user_change", args=[cid.pk]), data)
+    assert response.status_code == 302, response.context and response.context["errors"]
+    as_admin.post(
+        reverse("admin:environments_projectmembership_changelist"),
+        {
+            "action": "delete_selected",
+            "_selected_action": [ProjectMembership.objects.get(user=ann).pk],
+            "post": "yes",
+        },
+    )
+    as_admin.post(reverse("admin:auth_user_delete", args=[ben.pk]), {"post": "yes"})
+
+    assert [row[:2] for row in project_role_history(environment)] == [
+        (OperationKind.GRANT_PROJECT_ROLE, "ann, Project owner"),
+        (OperationKind.GRANT_PROJECT_ROLE, "ben, Environment manager"),
+        (OperationKind.GRANT_PROJECT_ROLE, "cid, Project team member"),
+        (OperationKind.REMOVE_PROJECT_ROLE, "ann, Project owner"),
+        (OperationKind.REMOVE_PROJECT_ROLE, "ben, Environment manager"),
+    ]
+    assert list(ProjectMembership.objects.values_list("user__username", flat=True)) == ["cid"]

@@ -36,6 +36,10 @@ def schedule(client, environment, starts_at, ends_at=None, **body):
         )
 
 
+def cancel(client, window, reason="Moved to Friday"):
+    return send(client, "POST", f"{window['url']}/cancel", {"reason": reason})
+
+
 def test_a_window_scheduled_through_the_api_answers_201_with_its_location(
     api_as_manager, environment, manager, t0
 ):
@@ -125,7 +129,7 @@ def test_the_list_shows_windows_to_come_and_a_state_on_request(
 ):
     first = schedule(api_as_manager, environment, t0 + 2 * HOUR).json()
     second = schedule(api_as_manager, environment, t0).json()
-    assert api_as_manager.post(f"{first['url']}/cancel").status_code == 200
+    assert cancel(api_as_manager, first).status_code == 200
     path = f"{API}/environments/{environment.slug}/maintenance-windows"
 
     assert [w["id"] for w in api_as_manager.get(path).json()] == [second["id"]]
@@ -144,7 +148,7 @@ def test_the_list_costs_the_same_queries_for_one_window_or_ten(
     path = f"{API}/environments/{environment.slug}/maintenance-windows?state=cancelled"
     for n in range(10):
         window = schedule(api_as_manager, environment, t0 + n * HOUR).json()
-        assert api_as_manager.post(f"{window['url']}/cancel").status_code == 200
+        assert cancel(api_as_manager, window).status_code == 200
         if n == 0:
             with CaptureQueriesContext(connection) as captured:
                 api_as_manager.get(path)
@@ -157,8 +161,8 @@ def test_the_list_costs_the_same_queries_for_one_window_or_ten(
 def test_a_window_is_cancelled_once_then_409(api_as_manager, environment, t0):
     window = schedule(api_as_manager, environment, t0).json()
 
-    cancelled = api_as_manager.post(f"{window['url']}/cancel")
-    again = api_as_manager.post(f"{window['url']}/cancel")
+    cancelled = cancel(api_as_manager, window)
+    again = cancel(api_as_manager, window)
 
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     assert again.status_code == 409 and "Cancelled" in again.json()["detail"]
@@ -237,3 +241,47 @@ def test_the_environment_names_its_next_window_without_a_query_more(
     assert listed == details
     assert listed["starts_at"] == t0.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert listed["url"] == f"{API}/environments/{environment.slug}/maintenance-windows"
+
+
+def test_scheduling_and_cancelling_through_the_api_are_in_its_history_with_the_reasons(
+    api_as_manager, environment, t0
+):
+    window = schedule(api_as_manager, environment, t0).json()
+    assert cancel(api_as_manager, window, "Moved to Friday").status_code == 200
+
+    history = api_as_manager.get(
+        f"{API}/environments/{environment.slug}/history", {"type": "windows"}
+    ).json()["items"]
+    period = f"{t0:%Y-%m-%d %H:%M} to {t0 + HOUR:%H:%M} UTC"
+    assert [
+        (row["kind"], row["type"], row["target"], row["reason"], row["requested_by"], row["via"])
+        for row in history
+    ] == [
+        ("cancel_window", "Maintenance window", period, "Moved to Friday", "mona", "API (nightly)"),
+        (
+            "schedule_window",
+            "Maintenance window",
+            period,
+            "Upgrade to 10.0.40",
+            "mona",
+            "API (nightly)",
+        ),
+    ]
+    assert {row["outcome"] for row in history} == {"succeeded"}
+    assert all(row["finished_at"] for row in history)
+
+
+@pytest.mark.parametrize("body", [{}, {"reason": ""}, {"reason": "   "}])
+def test_cancelling_without_a_reason_is_400_and_the_window_stays_scheduled(
+    api_as_manager, environment, t0, body
+):
+    window = schedule(api_as_manager, environment, t0).json()
+
+    response = send(api_as_manager, "POST", f"{window['url']}/cancel", body)
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"field": "reason", "message": "Give a reason: it is kept in the environment history."}
+    ]
+    assert MaintenanceWindow.objects.get().state == WindowState.SCHEDULED
+    assert not Operation.objects.filter(kind=OperationKind.CANCEL_WINDOW).exists()

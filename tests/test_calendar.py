@@ -57,7 +57,7 @@ def test_the_feed_lists_the_environments_windows_at_the_users_secret_address(
 def test_a_cancelled_window_stays_in_the_feed_as_cancelled(
     client, environment, manager, member, planned
 ):
-    windows.cancel(planned, manager)
+    windows.cancel(planned, manager, reason="Moved")
     body = client.get(feed_url(member, environment)).content.decode()
     assert "STATUS:CANCELLED" in body
 

@@ -26,6 +26,7 @@ from environments.models import (
     DatabaseAccount,
     MaintenanceWindow,
     Operation,
+    OperationKind,
     Outcome,
     Status,
     TokenScope,
@@ -283,10 +284,13 @@ def test_a_window_scheduled_in_local_time_is_listed_cancelled_and_an_overlap_exi
     assert code == 2 and "overlaps another window" in err, out + err
 
     code, out, err = portal("window", "cancel", str(window.pk))
+    assert code == 2 and "Give a reason" in err, out + err
+    code, out, err = portal("window", "cancel", str(window.pk), "--reason", "Moved to Friday")
     assert code == 0 and "Cancelled" in out
     window.refresh_from_db()
     assert window.state == WindowState.CANCELLED
     assert MaintenanceWindow.objects.count() == 1
+    assert window.operations.get(kind=OperationKind.CANCEL_WINDOW).reason == "Moved to Friday"
 
 
 @pytest.mark.parametrize(

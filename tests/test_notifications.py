@@ -153,7 +153,9 @@ def test_mails_go_out_from_the_worker_never_inside_the_request(
     client.force_login(manager)
 
     with committing():
-        response = client.post(reverse("window-cancel", args=[environment.slug, window.pk]))
+        response = client.post(
+            reverse("window-cancel", args=[environment.slug, window.pk]), {"reason": "Moved"}
+        )
 
     assert response.status_code == 302
     assert len(smtp_server.to("maya@example.com")) == 1

@@ -122,6 +122,42 @@ def test_a_role_change_sends_its_start_and_its_end_at_once(
 
 
 @pytest.mark.django_db
+def test_windows_scheduled_and_cancelled_and_project_roles_changed_reach_the_webhooks(
+    webhook_receiver, project, environment, manager, member
+):
+    from environments import windows
+    from environments.operations import save_project_membership
+
+    receiver = webhook_receiver()
+    hook_for(project, receiver)
+    starts = timezone.now() + timedelta(days=1)
+    with committing():
+        window = windows.schedule(
+            environment,
+            manager,
+            starts_at=starts,
+            ends_at=starts + timedelta(hours=1),
+            reason="Upgrade",
+        )
+        windows.cancel(window, manager, reason="Moved to Friday")
+        membership = member.project_memberships.get()
+        membership.role = "manager"
+        save_project_membership(membership, manager)
+
+    kinds = ["schedule_window", "cancel_window", "change_project_role"]
+    rows = Operation.objects.filter(kind__in=kinds)
+    assert rows.count() == 3
+    for row in rows:
+        events = WebhookDelivery.objects.filter(operation=row).values_list("event", flat=True)
+        assert sorted(events) == ["operation.finished", "operation.started"]
+    run_worker()
+    finished = [d.event for d in receiver.received if d.event["event"] == "operation.finished"]
+    assert [(e["kind"], e["outcome"]) for e in finished] == [(k, "succeeded") for k in kinds]
+    assert finished[1]["reason"] == "Moved to Friday" and finished[1]["actor"] == "mona"
+    assert finished[1]["text"].startswith("Maintenance window cancelled: ")
+
+
+@pytest.mark.django_db
 def test_only_the_projects_active_webhooks_get_its_events(
     webhook_receiver, project, other_project, environment, manager, start
 ):

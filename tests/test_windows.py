@@ -4,6 +4,8 @@ The windows lie two days ahead of the real clock, so that the tasks they enqueue
 their start, end and reminders never fall due in run_worker unless a test says so.
 """
 
+import csv
+import io
 import re
 from datetime import timedelta
 
@@ -102,7 +104,7 @@ def test_back_to_back_windows_and_windows_of_other_environments_do_not_overlap(
 
 def test_a_cancelled_window_frees_its_time(environment, manager, t0):
     window = schedule(environment, manager, t0)
-    windows.cancel(window, manager, now=t0 - HOUR)
+    windows.cancel(window, manager, reason="Moved", now=t0 - HOUR)
 
     schedule(environment, manager, t0)
 
@@ -148,7 +150,7 @@ def test_team_members_may_not_schedule_cancel_or_end_windows(
 
     window = schedule(environment, manager, t0)
     with pytest.raises(OperationRefused):
-        windows.cancel(window, member, now=t0 - HOUR)
+        windows.cancel(window, member, reason="Moved", now=t0 - HOUR)
     client.force_login(member)
     for name in ("window-schedule", "window-cancel", "window-end"):
         args = [environment.slug] + ([window.pk] if name != "window-schedule" else [])
@@ -175,7 +177,7 @@ def test_a_window_turns_maintenance_mode_on_and_off_through_the_operations_marke
 
     assert refreshed(environment).status == Status.DEPLOYED
     assert refreshed(window).state == WindowState.COMPLETED
-    on, off = Operation.objects.order_by("started_at", "id")
+    on, off = Operation.objects.maintain().order_by("started_at", "id")
     assert (on.kind, off.kind) == (
         OperationKind.ENABLE_MAINTENANCE,
         OperationKind.DISABLE_MAINTENANCE,
@@ -204,7 +206,7 @@ def test_a_window_does_not_start_before_its_time(environment, manager, t0):
     window = schedule(environment, manager, t0)
     start(window, t0 - timedelta(seconds=1))
     assert refreshed(window).state == WindowState.SCHEDULED
-    assert not Operation.objects.exists()
+    assert not Operation.objects.maintain().exists()
 
 
 @pytest.mark.parametrize("blocker", ["busy", "failed", "in_maintenance"])
@@ -240,7 +242,7 @@ def test_a_window_that_cannot_start_waits_then_is_missed_after_15_minutes_and_pe
 
     assert refreshed(window).state == WindowState.MISSED
     assert window.note.startswith("Missed:")
-    assert not Operation.objects.filter(window=window).exists()
+    assert not Operation.objects.maintain().filter(window=window).exists()
     missed = [message for message in mail.outbox if "window missed" in message.subject]
     told = [address for message in missed for address in message.to]
     assert sorted(told) == ["alice@example.com", "maya@example.com", "mona@example.com"]
@@ -292,13 +294,13 @@ def test_disabling_maintenance_mode_by_hand_during_a_window_ends_the_window(
 
 def test_a_window_is_cancelled_before_it_starts_and_then_never_starts(environment, manager, t0):
     window = schedule(environment, manager, t0)
-    windows.cancel(window, manager, now=t0 - HOUR)
+    windows.cancel(window, manager, reason="Moved", now=t0 - HOUR)
 
     start(window, t0)
 
     assert refreshed(window).state == WindowState.CANCELLED
     assert window.ended_by == manager
-    assert not Operation.objects.exists()
+    assert not Operation.objects.maintain().exists()
 
 
 def test_an_active_window_cannot_be_cancelled_but_can_be_ended_early(environment, manager, t0):
@@ -307,7 +309,7 @@ def test_an_active_window_cannot_be_cancelled_but_can_be_ended_early(environment
     run_worker()
 
     with pytest.raises(OperationRefused):
-        windows.cancel(window, manager, now=t0 + timedelta(minutes=5))
+        windows.cancel(window, manager, reason="Moved", now=t0 + timedelta(minutes=5))
     with committing():
         windows.end_now(window, manager)
     run_worker()
@@ -460,7 +462,7 @@ def test_the_sign_in_refusal_says_when_maintenance_is_planned_to_end(
 def test_the_environment_row_keeps_the_next_open_window(environment, manager, t0):
     first = schedule(environment, manager, t0)
     schedule(environment, manager, t0 + 5 * HOUR, now=t0 - 2 * HOUR)
-    windows.cancel(first, manager, now=t0 - HOUR)
+    windows.cancel(first, manager, reason="Moved", now=t0 - HOUR)
 
     environment = Environment.objects.get(pk=environment.pk)
     assert environment.window_starts_at == t0 + 5 * HOUR
@@ -576,3 +578,72 @@ def test_a_window_scheduled_for_later_still_needs_a_start_ahead(as_manager, envi
     assert response.status_code == 400
     assert "The start must be in the future." in response.text
     assert not MaintenanceWindow.objects.exists()
+
+
+# --- History rows of scheduling and cancelling ------------------------------------------
+
+
+def window_rows(environment):
+    return list(
+        environment.operations.filter(
+            kind__in=[OperationKind.SCHEDULE_WINDOW, OperationKind.CANCEL_WINDOW]
+        )
+        .order_by("started_at", "id")
+        .values_list("kind", "requested_by__username", "reason", "outcome", "window_id")
+    )
+
+
+def test_scheduling_and_cancelling_on_the_page_write_finished_history_rows_with_the_reasons(
+    client, environment, manager, member
+):
+    client.force_login(manager)
+    day = (timezone.now() + timedelta(days=3)).date()
+    with committing():
+        response = client.post(
+            reverse("window-schedule", args=[environment.slug]),
+            {
+                "starts_at": f"{day:%Y-%m-%d}T22:00",
+                "ends_at": f"{day:%Y-%m-%d}T23:00",
+                "reason": "Upgrade to 10.0.40",
+            },
+        )
+    assert response.status_code == 302, response.content.decode()
+    window = MaintenanceWindow.objects.get()
+    assert environment.running_operation() is None
+    cancel_url = reverse("window-cancel", args=[environment.slug, window.pk])
+
+    refused = client.post(cancel_url, {"reason": "  "})
+    assert refused.status_code == 400 and "Give a reason" in refused.content.decode()
+    assert refreshed(window).state == WindowState.SCHEDULED
+    with committing():
+        assert client.post(cancel_url, {"reason": "Moved to Friday"}).status_code == 302
+
+    assert refreshed(window).state == WindowState.CANCELLED
+    assert window_rows(environment) == [
+        (OperationKind.SCHEDULE_WINDOW, "mona", "Upgrade to 10.0.40", "succeeded", window.pk),
+        (OperationKind.CANCEL_WINDOW, "mona", "Moved to Friday", "succeeded", window.pk),
+    ]
+    assert not Operation.objects.active().exists()
+    assert refreshed(environment).status == Status.DEPLOYED
+    period = f"{day:%Y-%m-%d} 22:00 to 23:00 UTC"
+    client.force_login(member)
+    history = client.get(reverse("environment-history", args=[environment.slug]))
+    page = history.content.decode()
+    assert f"Maintenance window scheduled: {period}" in page
+    assert f"Maintenance window cancelled: {period}" in page
+    cancelled = environment.operations.get(kind=OperationKind.CANCEL_WINDOW)
+    detail = client.get(cancelled.get_absolute_url()).content.decode()
+    assert "Moved to Friday" in detail
+    export = client.get(reverse("history-csv"), {"type": "windows"})
+    rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))[1:]
+    cells = [cell for row in rows for cell in row]
+    assert len(rows) == 2 and f"Maintenance window cancelled: {period}" in cells
+    assert "Moved to Friday" in cells and "Upgrade to 10.0.40" in cells
+
+
+def test_a_refused_cancel_writes_no_history_row(environment, manager, t0):
+    window = schedule(environment, manager, t0)
+    start(window, t0)
+    with pytest.raises(OperationRefused):
+        windows.cancel(window, manager, reason="Moved", now=t0 + timedelta(minutes=5))
+    assert [row[0] for row in window_rows(environment)] == [OperationKind.SCHEDULE_WINDOW]

@@ -21,7 +21,12 @@ from environments.models import (
     ProjectMembership,
     Service,
 )
-from environments.operations import delete_environment_role, save_environment_role
+from environments.operations import (
+    delete_environment_role,
+    delete_project_membership,
+    save_environment_role,
+    save_project_membership,
+)
 from environments.tokens import AdminTokenForm
 from environments.tokens import set_secret as set_token_secret
 
@@ -36,6 +41,29 @@ class DeleteOneByOne:
                 obj.delete()
 
 
+# --- Roles: every project membership and environment role given, changed or removed ---
+# lands in the history of the environments it covers.
+
+
+class RoleHistoryFormsetMixin:
+    """Inline role formsets save each role through operations, which writes its history."""
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is EnvironmentRole:
+            save, delete = save_environment_role, delete_environment_role
+        elif formset.model is ProjectMembership:
+            save, delete = save_project_membership, delete_project_membership
+        else:
+            return super().save_formset(request, form, formset, change)
+        roles = formset.save(commit=False)
+        for role in formset.deleted_objects:
+            delete(role, request.user)
+        for role in roles:
+            save(role, request.user)
+        formset.save_m2m()
+        return None
+
+
 class ProjectMembershipInline(admin.TabularInline):
     model = ProjectMembership
     extra = 1
@@ -43,7 +71,7 @@ class ProjectMembershipInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(RoleHistoryFormsetMixin, admin.ModelAdmin):
     list_display = ["name", "slug"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
@@ -51,35 +79,28 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProjectMembership)
-class ProjectMembershipAdmin(DeleteOneByOne, admin.ModelAdmin):
+class ProjectMembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "project", "role", "source"]
     list_filter = ["role", "source", "project"]
     search_fields = ["user__username", "project__name"]
     autocomplete_fields = ["user", "project"]
+
+    def save_model(self, request, obj, form, change):
+        save_project_membership(obj, request.user)
+
+    def delete_model(self, request, obj):
+        delete_project_membership(obj, request.user)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for membership in queryset.select_related("user", "project"):
+                delete_project_membership(membership, request.user)
 
 
 class ServiceInline(admin.TabularInline):
     model = Service
     extra = 0
     readonly_fields = ["state", "last_restarted_at"]
-
-
-# --- Environment roles: every grant and removal lands in the environment's history ----
-
-
-class RoleHistoryFormsetMixin:
-    """Inline role formsets save each role through operations, which writes its history."""
-
-    def save_formset(self, request, form, formset, change):
-        if formset.model is not EnvironmentRole:
-            return super().save_formset(request, form, formset, change)
-        roles = formset.save(commit=False)
-        for role in formset.deleted_objects:
-            delete_environment_role(role, request.user)
-        for role in roles:
-            save_environment_role(role, request.user)
-        formset.save_m2m()
-        return None
 
 
 class EnvironmentRoleInline(admin.TabularInline):
@@ -196,6 +217,8 @@ class PortalUserAdmin(RoleHistoryFormsetMixin, UserAdmin):
         with transaction.atomic():
             for role in obj.environment_roles.select_related("environment"):
                 delete_environment_role(role, request.user)
+            for membership in obj.project_memberships.select_related("project"):
+                delete_project_membership(membership, request.user)
             super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):

@@ -40,7 +40,9 @@ MAX_LIMIT = 1000
 class HistoryFilters(Schema):
     type: choice(HISTORY_TYPES) = Field(
         "all",
-        description="all (the default, here and across environments), maintain, access or roles",
+        description=(
+            "all (the default, here and across environments), maintain, access, roles or windows"
+        ),
     )
     kind: choice(OperationKind.values) | None = Field(
         None, description="An operation kind, e.g. restart_service"

@@ -117,6 +117,11 @@ class WindowIn(Schema):
         return value
 
 
+class WindowCancelIn(Schema):
+    # Checked by the view's form, after the access check (as OperationIn's fields).
+    reason: str = Field("", description="Why: kept in the environment history.")
+
+
 # --- Answers ------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from environments.api.conditional import not_modified
 from environments.api.paging import page
 from environments.api.problems import FormInvalid
 from environments.api.schemas import (
+    WindowCancelIn,
     WindowEndedOut,
     WindowIn,
     WindowOut,
@@ -23,7 +24,7 @@ from environments.api.schemas import (
     operation_out,
     window_out,
 )
-from environments.forms import ScheduleWindowForm
+from environments.forms import CancelWindowForm, ScheduleWindowForm
 from environments.models import MaintenanceWindow, OperationKind, WindowState
 from environments.permissions import MAINTAIN, VIEW, environment_for
 
@@ -80,7 +81,7 @@ def schedule_window(request, slug: str, payload: WindowIn, response: HttpRespons
     )
     if not form.is_valid():
         raise FormInvalid(form)
-    window = windows.schedule(environment, user, **form.cleaned_data)
+    window = windows.schedule(environment, user, **form.cleaned_data, via=via(request))
     response["Location"] = api_url("window", window.pk)
     return ninja.Status(201, window_out(window))
 
@@ -98,13 +99,17 @@ def window_detail(request, window_id: int, response: HttpResponse):
 
 @router.post(
     "/maintenance-windows/{window_id}/cancel",
-    response=answers(200, WindowOut, 403, 404, 409),
+    response=answers(200, WindowOut, 400, 403, 404, 409),
     url_name="window_cancel",
 )
-def cancel_window(request, window_id: int):
-    """Cancel a window that has not started."""
+def cancel_window(request, window_id: int, payload: WindowCancelIn):
+    """Cancel a window that has not started, saying why (kept in the history)."""
     user = maintainer(request)
-    window = windows.cancel(_window(user, window_id, MAINTAIN), user)
+    window = _window(user, window_id, MAINTAIN)
+    form = CancelWindowForm({"reason": payload.reason})
+    if not form.is_valid():
+        raise FormInvalid(form)
+    window = windows.cancel(window, user, reason=form.cleaned_data["reason"], via=via(request))
     return window_out(window)
 
 

@@ -106,6 +106,11 @@ class OperationKind(models.TextChoices):
     GRANT_ROLE = "grant_role", "Environment role given"
     CHANGE_ROLE = "change_role", "Environment role changed"
     REMOVE_ROLE = "remove_role", "Environment role removed"
+    GRANT_PROJECT_ROLE = "grant_project_role", "Project role given"
+    CHANGE_PROJECT_ROLE = "change_project_role", "Project role changed"
+    REMOVE_PROJECT_ROLE = "remove_project_role", "Project role removed"
+    SCHEDULE_WINDOW = "schedule_window", "Maintenance window scheduled"
+    CANCEL_WINDOW = "cancel_window", "Maintenance window cancelled"
 
 
 class KindType(models.TextChoices):
@@ -115,6 +120,7 @@ class KindType(models.TextChoices):
     RECOVERY = "recovery", "Recovery"
     ACCESS = "access", "Access"
     ROLE = "role", "Role"
+    WINDOW = "window", "Maintenance window"
 
 
 #: What each kind of operation is, in one table: its type in the History; for the Maintain
@@ -151,6 +157,11 @@ KINDS = {
     OperationKind.GRANT_ROLE: (KindType.ROLE, None, None, False),
     OperationKind.CHANGE_ROLE: (KindType.ROLE, None, None, False),
     OperationKind.REMOVE_ROLE: (KindType.ROLE, None, None, False),
+    OperationKind.GRANT_PROJECT_ROLE: (KindType.ROLE, None, None, False),
+    OperationKind.CHANGE_PROJECT_ROLE: (KindType.ROLE, None, None, False),
+    OperationKind.REMOVE_PROJECT_ROLE: (KindType.ROLE, None, None, False),
+    OperationKind.SCHEDULE_WINDOW: (KindType.WINDOW, None, None, False),
+    OperationKind.CANCEL_WINDOW: (KindType.WINDOW, None, None, False),
 }
 
 
@@ -169,6 +180,10 @@ RECOVERY_KINDS = kinds_of(KindType.RECOVERY)
 MAINTAIN_KINDS = kinds_of(KindType.MAINTENANCE, KindType.RECOVERY)
 ACCESS_KINDS = kinds_of(KindType.ACCESS)
 ROLE_KINDS = kinds_of(KindType.ROLE)
+WINDOW_KINDS = kinds_of(KindType.WINDOW)
+#: Rows written already finished: a record of a change made (a role given, a window
+#: scheduled), never an operation that runs.
+RECORD_KINDS = (*ROLE_KINDS, *WINDOW_KINDS)
 KIND_TYPE = {kind: KindType(facts[0]).label for kind, facts in KINDS.items()}
 END_GRANT_KINDS = tuple(kind for kind, facts in KINDS.items() if facts[3])
 ACTION_RUNNING_STATUS = {kind: facts[1] for kind, facts in KINDS.items() if facts[1]}

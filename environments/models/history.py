@@ -18,6 +18,7 @@ from environments.models.choices import (
     MAINTAIN_KINDS,
     MAINTENANCE_ACTIONS,
     OUTCOME_BADGE,
+    RECORD_KINDS,
     OperationKind,
     Outcome,
     Status,
@@ -82,7 +83,8 @@ class Operation(models.Model):
     # How the request came, when not through the pages: "API (deploy-bot)", the name of
     # the API token it came with.
     via = models.CharField(max_length=120, blank=True)
-    # The maintenance window this operation started or ended (environments.windows).
+    # The maintenance window this operation started or ended, or the row of its scheduling
+    # or cancelling (environments.windows).
     window = models.ForeignKey(
         "MaintenanceWindow",
         on_delete=models.PROTECT,
@@ -198,6 +200,11 @@ class Operation(models.Model):
     @property
     def is_active(self):
         return self.outcome in ACTIVE_OUTCOMES
+
+    @property
+    def is_record(self):
+        """Written already finished: a change recorded (a role, a window), not one run."""
+        return self.kind in RECORD_KINDS
 
     def log_size(self):
         """Characters of driver log written so far (OperationLog's bound)."""

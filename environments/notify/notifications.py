@@ -37,7 +37,7 @@ from django_tasks import task
 from environments.models import (
     MAINTAIN_ROLES,
     MAINTENANCE_ACTIONS,
-    ROLE_KINDS,
+    RECORD_KINDS,
     DatabaseAccount,
     FirewallRule,
     Notification,
@@ -63,9 +63,9 @@ GRANT_KINDS = (OperationKind.ENABLE_ACCESS, OperationKind.REQUEST_ACCESS)
 
 #: How many lines of the driver log a failure mail quotes.
 LOG_TAIL_LINES = 20
-#: Operations whose requester hears how they ended: not a role change made in the admin,
-#: nor an Abort, which ends the moment it is asked for.
-_NOT_TOLD = (*ROLE_KINDS, OperationKind.ABORT)
+#: Operations whose requester hears how they ended: not a record of a change they made
+#: (a role, a window scheduled or cancelled), nor an Abort, which ends as it is asked for.
+_NOT_TOLD = (*RECORD_KINDS, OperationKind.ABORT)
 
 
 # --- Listening to the history (environments.operations.events, in its transactions) --------

@@ -37,7 +37,10 @@ from environments.operations.maintain import (
 from environments.operations.requests import START_FUNCTIONS, form_for, start_from_input
 from environments.operations.roles import (
     delete_environment_role,
+    delete_project_membership,
     record_role_change,
     save_environment_role,
+    save_project_membership,
 )
+from environments.operations.window_history import record_window_change
 from environments.refusals import OperationRefused

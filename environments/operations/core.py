@@ -114,6 +114,24 @@ def write_operation(environment, user, kind, now, *, enqueue=True, **fields):
     return operation
 
 
+def write_record(environment, user, kind, now=None, **fields):
+    """Write the history row of a change that is done as it is written (a role given, a
+    window scheduled): Succeeded at once, so it never counts as a running operation."""
+    now = now or timezone.now()
+    return write_operation(
+        environment,
+        user,
+        kind,
+        now,
+        enqueue=False,
+        deadline=now,
+        finished_at=now,
+        outcome=Outcome.SUCCEEDED,
+        status_after=environment.status,
+        **fields,
+    )
+
+
 def _enqueue(operation):
     # The first step, due now: enqueued with an explicit run_after, so that it is not
     # ordered after every due later step (django-tasks-db stores "no run_after" as the

@@ -17,7 +17,12 @@ from environments.models import (
     ProjectRole,
     RoleSource,
 )
-from environments.operations import delete_environment_role, save_environment_role
+from environments.operations import (
+    delete_environment_role,
+    delete_project_membership,
+    save_environment_role,
+    save_project_membership,
+)
 
 #: Weakest first: where two groups give roles on one project or environment, the
 #: stronger one wins.
@@ -58,17 +63,18 @@ def apply_groups(user, groups, provider_name):
         for project_id, role in wanted_projects.items():
             membership = memberships.get(project_id)
             if membership is None:
-                ProjectMembership.objects.create(
+                membership = ProjectMembership(
                     user=user, project_id=project_id, role=role, source=RoleSource.PROVIDER
                 )
+                save_project_membership(membership, None, via=provider_name)
             elif membership.source == RoleSource.PROVIDER and membership.role != role:
                 membership.role = role
-                membership.save()
+                save_project_membership(membership, None, via=provider_name)
         for membership in memberships.values():
             if membership.source == RoleSource.PROVIDER and membership.project_id not in (
                 wanted_projects
             ):
-                membership.delete()
+                delete_project_membership(membership, None, via=provider_name)
 
         roles = {r.environment_id: r for r in user.environment_roles.select_related("environment")}
         for environment_id, kind in wanted_environments.items():

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
 from environments import windows
-from environments.forms import ScheduleOrStartWindowForm
+from environments.forms import CancelWindowForm, ScheduleOrStartWindowForm
 from environments.models import MaintenanceWindow, UserSettings, WindowState
 from environments.permissions import (
     MAINTAIN,
@@ -103,22 +103,30 @@ def window_list(request, slug):
 
 
 def _window_step(request, slug, pk, action):
-    """Cancel (before the start) or End now (while active): confirm, then do it."""
+    """Cancel (before the start, with a reason) or End now (while active): confirm, then
+    do it."""
     environment = environment_for(request.user, slug, MAINTAIN)
     window = get_object_or_404(MaintenanceWindow, pk=pk, environment=environment)
-    refusal = None
+    refusal, status = None, 200
+    form = CancelWindowForm(request.POST or None) if action == "cancel" else None
     if request.method == "POST":
         try:
-            if action == "cancel":
-                windows.cancel(window, request.user)
+            if form is None:
+                windows.end_now(window, request.user)
+                return _done(request, environment, f"Ending: {window}.")
+            if form.is_valid():
+                windows.cancel(window, request.user, reason=form.cleaned_data["reason"])
                 return _done(request, environment, f"Cancelled: {window}.")
-            windows.end_now(window, request.user)
-            return _done(request, environment, f"Ending: {window}.")
+            status = 400
         except OperationRefused as refused:
             refusal, status = refused.message, refused.status
-    else:
-        status = 200
-    context = {"environment": environment, "window": window, "action": action, "refusal": refusal}
+    context = {
+        "environment": environment,
+        "window": window,
+        "action": action,
+        "refusal": refusal,
+        "form": form,
+    }
     template = "environments/windows/confirm.html"
     if request.htmx:
         template += "#confirm"

@@ -56,8 +56,9 @@ def reminder_leads():
 # --- Scheduling and cancelling (people) --------------------------------------------------
 
 
-def schedule(environment, user, *, starts_at, ends_at, reason, notify_users=True, now=None):
-    """Schedule maintenance mode on ``environment`` from ``starts_at`` to ``ends_at``."""
+def schedule(environment, user, *, starts_at, ends_at, reason, notify_users=True, now=None, via=""):
+    """Schedule maintenance mode on ``environment`` from ``starts_at`` to ``ends_at``
+    (``via`` as operations take it: how the history names the request's path)."""
     now = now or timezone.now()
     check_period(starts_at, ends_at, now)
     with transaction.atomic():
@@ -73,6 +74,9 @@ def schedule(environment, user, *, starts_at, ends_at, reason, notify_users=True
             scheduled_by=user,
             created_at=now,
             changed_at=now,
+        )
+        operations.record_window_change(
+            locked, window, user, OperationKind.SCHEDULE_WINDOW, reason, now=now, via=via
         )
         _changed(locked)
         transaction.on_commit(lambda: _enqueue_timers(window, now))
@@ -116,8 +120,9 @@ def start_now(environment, user, *, hours, reason, notify_users=True, now=None):
     return window
 
 
-def cancel(window, user, now=None):
-    """Cancel a window before it starts. People who were reminded hear of it."""
+def cancel(window, user, *, reason, now=None, via=""):
+    """Cancel a window before it starts, saying why (kept in the history). People who
+    were reminded hear of it."""
     now = now or timezone.now()
     with transaction.atomic():
         locked = _lock(window.environment_id)
@@ -129,7 +134,10 @@ def cancel(window, user, now=None):
                 f"{window.get_state_display()}.",
                 OperationRefused.NOT_ALLOWED,
             )
-        _end(window, WindowState.CANCELLED, now, by=user, note=f"Cancelled by {user}.")
+        _end(window, WindowState.CANCELLED, now, by=user, note=f"Cancelled by {user}: {reason}")
+        operations.record_window_change(
+            locked, window, user, OperationKind.CANCEL_WINDOW, reason, now=now, via=via
+        )
         if window.reminded_lead is not None:
             notifications.window_changed(window)
         _changed(locked)

@@ -60,6 +60,7 @@ def test_manager_schedules_a_window_sees_it_on_the_details_page_and_cancels_it(
     row.get_by_test_id("cancel-window").click()
     confirm = page.get_by_test_id("window-confirm")
     expect(confirm).to_contain_text("Cancel the maintenance window")
+    confirm.get_by_label("Reason").fill("Moved to Friday")
     confirm.get_by_role("button", name="Cancel window").click()
 
     expect(page.get_by_test_id("maintenance-windows")).to_contain_text(
