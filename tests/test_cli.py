@@ -135,7 +135,9 @@ def test_wait_prints_a_line_while_the_operation_is_still_running(portal, live, e
         assert Operation.objects.get().outcome == Outcome.RUNNING
     finally:
         release.touch()
-        out, _ = process.communicate(timeout=60)
+        # stdout only: the reader thread alone reads stderr (communicate would race it).
+        out = process.stdout.read()
+        process.wait(timeout=60)
         reader.join(timeout=60)
         (live["dir"] / "drivers.json").unlink()
     rest = "".join(lines.get() for _ in range(lines.qsize()))

@@ -49,7 +49,7 @@ def sandbox(settings):
             ports=dict(zip(SERVICES, free_ports(3), strict=True)),
             startup_delay=2.0,
             startsecs=1,
-            health_interval=0.1,
+            health_interval=0.5,
         )
         assert sandbox.install() is None
         with running(sandbox):

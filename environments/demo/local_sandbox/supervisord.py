@@ -41,7 +41,9 @@ class LocalSandbox:
     startsecs: int = 1
     # Seconds the command driver gives each command, and between health checks.
     timeout: float = 20.0
-    health_interval: float = 0.25
+    # A check a second, each for at most that long (health_timeout): the check is a
+    # Python process of its own, which a loaded machine starts slowly.
+    health_interval: float = 1.0
 
     @classmethod
     def from_settings(cls):
