@@ -340,6 +340,8 @@ OPERATION_DEADLINE_SECONDS = env_float("OPERATION_DEADLINE_SECONDS", 300.0)
 # A worker holds a step this long at most; past it the watchdog hands the step out again
 # (its worker died). Longer than any one command a step runs.
 OPERATION_STEP_LEASE_SECONDS = env_float("OPERATION_STEP_LEASE_SECONDS", 120.0)
+# How often run_portal's watchdog sweeps (its --loop): lost steps, deadlines, expiries.
+WATCHDOG_LOOP_SECONDS = env_float("WATCHDOG_LOOP_SECONDS", 60.0)
 # Finished task rows are pruned after this many days (steps multiply them).
 TASK_RESULTS_KEEP_DAYS = int(env_float("TASK_RESULTS_KEEP_DAYS", 2))
 
