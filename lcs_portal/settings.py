@@ -408,6 +408,11 @@ WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 5.0)
 DELIVERY_RETRY_FIRST_SECONDS = env_float("DELIVERY_RETRY_FIRST_SECONDS", 60.0)
 DELIVERY_RETRY_MAX_SECONDS = env_float("DELIVERY_RETRY_MAX_SECONDS", 6 * 3600.0)
 DELIVERY_MAX_ATTEMPTS = int(os.environ.get("DELIVERY_MAX_ATTEMPTS", 12))
+# A delivery a worker claimed is its own this long (a post takes WEBHOOK_TIMEOUT_SECONDS
+# at most); the watchdog hands out again a pending one this many seconds late: its task
+# was lost, or the worker that claimed it died.
+DELIVERY_CLAIM_SECONDS = env_float("DELIVERY_CLAIM_SECONDS", 300.0)
+DELIVERY_OVERDUE_SECONDS = env_float("DELIVERY_OVERDUE_SECONDS", 120.0)
 
 LOGGING = {
     "version": 1,

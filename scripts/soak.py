@@ -67,6 +67,8 @@ SETTINGS = {
     "DELIVERY_RETRY_FIRST_SECONDS": 2,
     "DELIVERY_RETRY_MAX_SECONDS": 8,
     "DELIVERY_MAX_ATTEMPTS": 4,
+    "DELIVERY_CLAIM_SECONDS": 15,
+    "DELIVERY_OVERDUE_SECONDS": 10,
     "WEBHOOK_TIMEOUT_SECONDS": 2,
     "PORTAL_API_RATE_LIMIT": 100000,
     "AXES_FAILURE_LIMIT": 1000,
@@ -298,7 +300,7 @@ for name in spec["users"]:
     user = User.objects.create_user(name, password=spec["password"], is_staff=True,
                                     is_superuser=name == spec["users"][0])
     ProjectMembership.objects.create(user=user, project=project, role="owner")
-    tokens[name] = issue(user, name="soak", scope="write")[1]
+    tokens[name] = issue(user, name="soak", scope="maintain")[1]
 Webhook.objects.create(project=project, name="soak", url=spec["webhook"], secret="soak-secret")
 print(json.dumps(tokens))
 """
@@ -505,7 +507,7 @@ class Receiver:
                     return
                 with contextlib.suppress(ValueError):
                     payload = json.loads(body)
-                    operation = payload.get("operation") or {}
+                    operation = payload
                     with receiver.lock:
                         receiver.received.append(
                             (
@@ -737,7 +739,7 @@ def check(database_url, state, record, receiver, injector, postgres, pg_database
     verdict("no firewall rule left for an ended grant", left_rules)
 
     deliveries = rows(
-        "SELECT delivery_id, state, attempts, event, payload->'operation'->>'activity_id' "
+        "SELECT delivery_id, state, attempts, event, payload->>'activity_id' "
         "FROM environments_webhookdelivery"
     )
     max_attempts = SETTINGS["DELIVERY_MAX_ATTEMPTS"]
@@ -771,11 +773,42 @@ def check(database_url, state, record, receiver, injector, postgres, pg_database
         else:
             outside.append((round(at, 1), what, status))
     figures["client_answers"] = dict(answers)
+    figures["client_errors_by_request"] = dict(
+        Counter(f"{what} {status}" for _, what, status in record.requests if status not in FINE)
+    )
     figures["client_errors_per_fault"] = dict(per_fault)
     figures["client_errors_outside_faults"] = len(outside)
     if not ci:
         verdict("no client error outside a fault window", outside)
     return results, figures
+
+
+def quiet(database_url, log):
+    """Wait until no operation is active, no window is still to come or active and no
+    delivery is pending, and then two sweeps more (what a sweep would still settle);
+    at most until the last window the clients could have scheduled has ended and every
+    deadline has passed."""
+    import psycopg
+
+    pending_sql = (
+        "SELECT (SELECT count(*) FROM environments_operation "
+        "WHERE outcome IN ('queued', 'running')), "
+        "(SELECT count(*) FROM environments_maintenancewindow "
+        "WHERE state IN ('scheduled', 'active')), "
+        "(SELECT count(*) FROM environments_webhookdelivery WHERE state = 'pending')"
+    )
+    started = time.monotonic()
+    end = started + 120 + 90 + DEADLINE + 4 * SWEEP + 30
+    pending = None
+    while time.monotonic() < end:
+        with contextlib.suppress(psycopg.OperationalError):
+            with psycopg.connect(database_url, autocommit=True) as connection:
+                pending = connection.execute(pending_sql).fetchone()
+            if not any(pending):
+                break
+        time.sleep(5)
+    time.sleep(2 * SWEEP)
+    log(f"Quiet after {time.monotonic() - started:.0f} s (still pending: {pending})")
 
 
 # --- The run ----------------------------------------------------------------------------------
@@ -903,11 +936,8 @@ def main(argv=None):
         clients_stop.set()
         for thread in clients:
             thread.join(timeout=CLIENT_TIMEOUT + 5)
-        quiet = DEADLINE + 4 * SWEEP + 30
-        log(f"Clients stopped; quiet period of {quiet} s...")
-        # Every window the clients scheduled starts within two minutes and lasts at
-        # most 90 s: the quiet period lasts until the last could have ended.
-        time.sleep(quiet + 120 if not args.ci else quiet + 60)
+        log("Clients stopped; quiet until nothing is pending (operations, windows, deliveries)...")
+        quiet(postgres.url(), log)
         results, figures = check(
             postgres.url(), state, record, receiver, injector, postgres, databases, args.ci
         )
