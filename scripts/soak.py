@@ -389,8 +389,10 @@ class Record:
             self.requests.append((at, what, status))
 
 
-def act(client, rng, record, slugs, pg_slugs, stop):
-    """One user's session: an action every 1 to 4 s until ``stop``."""
+def act(client, rng, record, slugs, pg_slugs, stop, last_window):
+    """One user's session: an action every 1 to 4 s until ``stop``; windows are
+    scheduled until the monotonic time ``last_window`` only (the quiet period need not
+    wait for windows scheduled at the last moment)."""
     signed_in = client.sign_in()
     mine = {"rules": [], "accounts": [], "windows": []}
     while not stop.is_set():
@@ -442,11 +444,11 @@ def act(client, rng, record, slugs, pg_slugs, stop):
             account = mine["accounts"].pop(rng.randrange(len(mine["accounts"])))
             status, text = client.api("DELETE", f"/database-accounts/{account}")
             what = "api revoke account"
-        elif choice < 0.74:
+        elif choice < 0.74 and time.monotonic() < last_window:
             start = datetime.now(UTC) + timedelta(seconds=rng.uniform(60, 120))
             data = {
                 "starts_at": start.isoformat(),
-                "ends_at": (start + timedelta(seconds=rng.uniform(30, 90))).isoformat(),
+                "ends_at": (start + timedelta(seconds=rng.uniform(30, 60))).isoformat(),
                 "reason": "soak window",
                 "notify_users": False,
             }
@@ -464,13 +466,20 @@ def act(client, rng, record, slugs, pg_slugs, stop):
         elif choice < 0.94 and signed_in:
             status, text = client.page("GET", f"/environments/{slug}/history.csv")
             what = "page history csv"
+        elif choice < 0.97 and signed_in:
+            status, text = client.page("GET", f"/environments/{slug}/")
+            what = "page environment"
         else:
-            status, text = (
-                client.page("GET", f"/environments/{slug}/")
-                if signed_in
-                else client.api("GET", f"/environments/{slug}")
-            )
-            what = "environment"
+            # Somebody looks after a Failed environment: Resume or Abort, as people do.
+            status, text = client.api("GET", f"/environments/{slug}")
+            what = "api environment"
+            if status == 200 and json.loads(text).get("status") == "failed":
+                record.saw(what, status, at)
+                at = now()
+                action = rng.choice(["resume", "abort"])
+                data = {"action": action, "reason": "soak: looking after it"}
+                status, text = client.api("POST", f"/environments/{slug}/operations", data)
+                what = f"api {action}"
         record.saw(what, status, at)
         if status == 202 and what.startswith("api"):
             body = json.loads(text)
@@ -798,7 +807,7 @@ def quiet(database_url, log):
         "(SELECT count(*) FROM environments_webhookdelivery WHERE state = 'pending')"
     )
     started = time.monotonic()
-    end = started + 120 + 90 + DEADLINE + 4 * SWEEP + 30
+    end = started + 120 + 60 + DEADLINE + 4 * SWEEP + 30
     pending = None
     while time.monotonic() < end:
         with contextlib.suppress(psycopg.OperationalError):
@@ -915,6 +924,7 @@ def main(argv=None):
                     slugs,
                     pg_slugs,
                     clients_stop,
+                    time.monotonic() + max(seconds - 90, seconds / 2),
                 ),
                 daemon=True,
             )
