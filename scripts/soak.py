@@ -633,6 +633,24 @@ def check(database_url, state, record, receiver, injector, postgres, pg_database
     )
     verdict("no operation active past its deadline plus a sweep", overdue)
 
+    # Over the whole run, from the history: an operation settled at most a sweep (and a
+    # second for the sweep's own work) after its deadline, unless a fault was under way.
+    faults = [(f["started"], f["recovered"] + MARGIN) for f in injector.done]
+    late = []
+    for activity, kind, deadline, finished in rows(
+        "SELECT activity_id, kind, deadline, finished_at FROM environments_operation "
+        "WHERE finished_at > deadline"
+    ):
+        over = (finished - deadline).total_seconds()
+        during = any(start <= deadline.timestamp() <= end for start, end in faults)
+        if over > SWEEP + 1 and not during:
+            late.append((str(activity), kind, round(over, 1)))
+    figures["settled_after_deadline"] = rows(
+        "SELECT count(*), coalesce(max(extract(epoch FROM finished_at - deadline)), 0) "
+        "FROM environments_operation WHERE finished_at > deadline"
+    )[0]
+    verdict("no operation settled later than a sweep after its deadline (outside faults)", late)
+
     operations = {
         str(activity): (outcome, started, finished)
         for activity, outcome, started, finished in rows(
@@ -997,6 +1015,7 @@ def print_report(report):
     )
     print(f"Confirm to settled: {figures.get('confirm_to_settled_seconds')}")
     for key in (
+        "settled_after_deadline",
         "driver_actions",
         "driver_actions_repeated_after_a_cut",
         "windows_by_state",
