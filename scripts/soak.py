@@ -378,7 +378,7 @@ class Record:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.requests = []  # (time, what, status)
+        self.requests = []  # (sent, answered, what, status)
         self.accepted = []  # (activity_id, time of the request)
         self.windows = []
         self.rules = []
@@ -386,7 +386,7 @@ class Record:
 
     def saw(self, what, status, at):
         with self.lock:
-            self.requests.append((at, what, status))
+            self.requests.append((at, now(), what, status))
 
 
 def act(client, rng, record, slugs, pg_slugs, stop, last_window):
@@ -790,18 +790,20 @@ def check(database_url, state, record, receiver, injector, postgres, pg_database
     per_fault = Counter()
     outside = []
     answers = Counter()
-    for at, what, status in record.requests:
+    for at, answered, what, status in record.requests:
         answers[str(status)] += 1
         if status in FINE:
             continue
-        matched = [kind for kind, start, end in windows_of if start <= at <= end]
+        # A request sent just before a fault may be cut by it: it counts for the fault
+        # when any of its time falls in the fault's window.
+        matched = [kind for kind, start, end in windows_of if at <= end and answered >= start]
         if matched:
             per_fault[matched[0]] += 1
         else:
             outside.append((round(at, 1), what, status))
     figures["client_answers"] = dict(answers)
     figures["client_errors_by_request"] = dict(
-        Counter(f"{what} {status}" for _, what, status in record.requests if status not in FINE)
+        Counter(f"{what} {status}" for *_, what, status in record.requests if status not in FINE)
     )
     figures["client_errors_per_fault"] = dict(per_fault)
     figures["client_errors_outside_faults"] = len(outside)
