@@ -9,7 +9,7 @@ BIND ?= 127.0.0.1:8000
 
 .PHONY: screenshots run test test-sqlite test-postgres lint check system-deps postgres clean bench \
 	oidc-provider \
-	cluster test-cluster
+	cluster test-cluster soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ run: $(STAMP) var/secret-key
 # Ctrl-C stops everything. CLUSTER_ARGS="--help" shows the options.
 cluster: $(STAMP) system-deps postgres var/secret-key
 	SECRET_KEY=$$(cat var/secret-key) exec $(BIN)/python -m scripts.cluster $(CLUSTER_ARGS)
+
+# The chaos soak (docs/reliability.md): the cluster on a PostgreSQL and a Redis of its
+# own, simulated users, faults at random times, invariants checked at the end.
+# SOAK_ARGS="--minutes 10 --seed 7"; 60 minutes by default.
+soak: $(STAMP) system-deps postgres
+	$(BIN)/python -m scripts.soak $(SOAK_ARGS)
 
 system-deps:
 	scripts/ensure-system-packages

@@ -366,6 +366,8 @@ OPERATION_DEADLINE_SECONDS = env_float("OPERATION_DEADLINE_SECONDS", 300.0)
 # A worker holds a step this long at most; past it the watchdog hands the step out again
 # (its worker died). Longer than any one command a step runs.
 OPERATION_STEP_LEASE_SECONDS = env_float("OPERATION_STEP_LEASE_SECONDS", 120.0)
+# How often run_portal's watchdog sweeps (its --loop): lost steps, deadlines, expiries.
+WATCHDOG_LOOP_SECONDS = env_float("WATCHDOG_LOOP_SECONDS", 60.0)
 # Finished task rows are pruned after this many days (steps multiply them).
 TASK_RESULTS_KEEP_DAYS = int(env_float("TASK_RESULTS_KEEP_DAYS", 2))
 
@@ -436,6 +438,11 @@ PORTAL_WEBHOOKS_ALLOW_PRIVATE = env_bool("PORTAL_WEBHOOKS_ALLOW_PRIVATE", False)
 DELIVERY_RETRY_FIRST_SECONDS = env_float("DELIVERY_RETRY_FIRST_SECONDS", 60.0)
 DELIVERY_RETRY_MAX_SECONDS = env_float("DELIVERY_RETRY_MAX_SECONDS", 6 * 3600.0)
 DELIVERY_MAX_ATTEMPTS = int(os.environ.get("DELIVERY_MAX_ATTEMPTS", 12))
+# A delivery a worker claimed is its own this long (a post takes WEBHOOK_TIMEOUT_SECONDS
+# at most); the watchdog hands out again a pending one this many seconds late: its task
+# was lost, or the worker that claimed it died.
+DELIVERY_CLAIM_SECONDS = env_float("DELIVERY_CLAIM_SECONDS", 300.0)
+DELIVERY_OVERDUE_SECONDS = env_float("DELIVERY_OVERDUE_SECONDS", 120.0)
 
 LOGGING = {
     "version": 1,

@@ -509,6 +509,71 @@ http {{
         self.stop()
 
 
+#: Seconds before a host that died is started again; doubled while it keeps dying soon
+#: after its start, up to RESTART_AFTER_MAX (systemd's Restart=on-failure with a
+#: RestartSec, and its start limit, spared).
+RESTART_AFTER = 2.0
+RESTART_AFTER_MAX = 30.0
+#: A host that ran this long before it died was healthy: its back-off starts afresh.
+STEADY_SECONDS = 60.0
+
+
+class Supervisor:
+    """Keeps a cluster's hosts running, as systemd's Restart=on-failure would: a host
+    that dies (killed, crashed, exited non-zero) is started again after a back-off, while
+    the other hosts and nginx go on serving. Each check is one pass; ``check`` is False
+    once the cluster must stop (nginx died, or a host exited cleanly: somebody stopped
+    it on purpose)."""
+
+    def __init__(self, cluster, backoff=RESTART_AFTER, out=None, clock=time.monotonic):
+        self.cluster = cluster
+        self.backoff = backoff
+        self.out = out or sys.stderr
+        self.clock = clock
+        self.started_at = {host.number: clock() for host in cluster.hosts}
+        self.delay = dict.fromkeys(self.started_at, backoff)
+        self.restart_at = {}  # host number: when it is started again
+        self.restarts = dict.fromkeys(self.started_at, 0)
+
+    def say(self, text):
+        print(text, file=self.out, flush=True)
+
+    def check(self):
+        now = self.clock()
+        if self.cluster.nginx is not None and self.cluster.nginx.poll() is not None:
+            self.say("nginx stopped; stopping the cluster.")
+            return False
+        for host in self.cluster.hosts:
+            if host.running:
+                continue
+            if host.number not in self.restart_at:
+                code = host.process.returncode if host.process is not None else None
+                if code == 0:
+                    self.say(f"host {host.number} exited cleanly; stopping the cluster.")
+                    return False
+                # What is left of its process group (a worker whose parent died) goes
+                # with it, as systemd's KillMode=control-group does.
+                if host.process is not None:
+                    signal_group(host.process.pid, signal.SIGKILL)
+                if now - self.started_at[host.number] >= STEADY_SECONDS:
+                    self.delay[host.number] = self.backoff
+                delay = self.delay[host.number]
+                self.restart_at[host.number] = now + delay
+                how = f"signal {-code}" if code is not None and code < 0 else f"status {code}"
+                self.say(
+                    f"host {host.number} died ({how}); starting it again in {delay:g} s. "
+                    "The other hosts go on serving."
+                )
+            elif now >= self.restart_at[host.number]:
+                del self.restart_at[host.number]
+                self.delay[host.number] = min(self.delay[host.number] * 2, RESTART_AFTER_MAX)
+                self.started_at[host.number] = now
+                self.restarts[host.number] += 1
+                host.start()
+                self.say(f"host {host.number} started again (pid {host.process.pid}).")
+        return True
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m scripts.cluster",
@@ -526,6 +591,12 @@ def main(argv=None):
     parser.add_argument("--redis", default="redis://127.0.0.1:6379", help="without a database")
     parser.add_argument("--state-dir", default=str(ROOT / "var" / "cluster"))
     parser.add_argument("--no-seed", action="store_false", dest="seed")
+    parser.add_argument(
+        "--restart-after",
+        type=float,
+        default=RESTART_AFTER,
+        help="seconds before a host that died is started again (default %(default)s)",
+    )
     args = parser.parse_args(argv)
 
     stopping = False
@@ -566,14 +637,8 @@ def main(argv=None):
         print(f"  nginx's log, with the host that answered: {cluster.state_dir}/nginx/access.log")
         print(f"PostgreSQL {args.database_url}, Redis {cluster.redis_url}")
         print("Ctrl-C stops everything.", flush=True)
-        while not stopping:
-            for host in cluster.hosts:
-                if not host.running:
-                    print(f"host {host.number} stopped; stopping the cluster.", file=sys.stderr)
-                    stopping = True
-            if cluster.nginx.poll() is not None:
-                print("nginx stopped; stopping the cluster.", file=sys.stderr)
-                stopping = True
+        supervisor = Supervisor(cluster, backoff=args.restart_after)
+        while not stopping and supervisor.check():
             time.sleep(0.5)
     except ClusterError as exc:
         print(f"cluster: {exc}", file=sys.stderr)

@@ -301,6 +301,29 @@ def test_the_watchdog_hands_out_a_delivery_whose_task_was_lost(
     assert len(receiver.received) == 1
 
 
+@pytest.mark.django_db
+def test_a_delivery_claimed_by_a_worker_that_died_is_handed_out_after_claim_and_overdue(
+    webhook_receiver, project, environment, manager, settings
+):
+    settings.DELIVERY_CLAIM_SECONDS, settings.DELIVERY_OVERDUE_SECONDS = 20, 10
+    receiver = webhook_receiver()
+    hook_for(project, receiver)
+    operations.enable_maintenance(environment, manager)  # its on-commit never runs
+    row = WebhookDelivery.objects.get()
+    claimed_at = timezone.now() - timedelta(seconds=31)
+    WebhookDelivery.objects.update(next_attempt_at=claimed_at)
+    assert delivery.claim(WebhookDelivery, row.pk, claimed_at) is not None  # then it died
+
+    assert webhooks.hand_out_overdue(claimed_at + timedelta(seconds=29)) == []
+    with committing():
+        assert webhooks.hand_out_overdue() == [row.pk]
+    run_worker()
+
+    row.refresh_from_db()
+    assert row.state == DeliveryState.DELIVERED
+    assert len(receiver.received) == 1
+
+
 # --- With real worker processes ----------------------------------------------------------------
 
 

@@ -71,8 +71,8 @@ class Command(BaseCommand):
             # Mails and webhook events: a slow receiver never holds up an operation.
             "notify_worker": self._worker(manage, settings.NOTIFY_QUEUE),
             # The backstop for lost tasks: fails operations past their deadline and
-            # ends access past its expiry, once a minute.
-            "watchdog": [python, manage, "watchdog", "--loop", "60"],
+            # ends access past its expiry, once a minute (WATCHDOG_LOOP_SECONDS).
+            "watchdog": [python, manage, "watchdog", "--loop", str(settings.WATCHDOG_LOOP_SECONDS)],
         }
         sandbox = self._local_sandbox() if local_sandbox else None
         if sandbox is not None:

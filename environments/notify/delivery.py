@@ -14,10 +14,9 @@ from django.utils import timezone
 
 from environments.models import DeliveryState
 
-#: How long a claimed row is left to its worker before the watchdog hands it out again.
-CLAIM_SECONDS = 300
-#: A pending row this late has lost its task (worker restarted, queue emptied by hand).
-OVERDUE = timedelta(minutes=2)
+# How long a claimed row is left to its worker (DELIVERY_CLAIM_SECONDS), and how late a
+# pending row must be to have lost its task (DELIVERY_OVERDUE_SECONDS), before the
+# watchdog hands it out again: a worker killed while it posted leaves the row claimed.
 
 
 def claim(model, pk, now=None):
@@ -32,7 +31,7 @@ def claim(model, pk, now=None):
         return None
     claimed = model.objects.filter(
         pk=pk, state=DeliveryState.PENDING, next_attempt_at=row.next_attempt_at
-    ).update(next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS))
+    ).update(next_attempt_at=now + timedelta(seconds=settings.DELIVERY_CLAIM_SECONDS))
     return row if claimed else None
 
 
@@ -77,7 +76,8 @@ def hand_out_overdue(model, enqueue, now=None):
     """The watchdog: enqueue again the pending rows whose task was lost. Each row it
     hands out is made due now, so the next sweep leaves it to that task."""
     now = now or timezone.now()
-    late = model.objects.filter(state=DeliveryState.PENDING, next_attempt_at__lte=now - OVERDUE)
+    overdue = timedelta(seconds=settings.DELIVERY_OVERDUE_SECONDS)
+    late = model.objects.filter(state=DeliveryState.PENDING, next_attempt_at__lte=now - overdue)
     handed = []
     for pk, due in late.values_list("pk", "next_attempt_at")[:500]:
         if model.objects.filter(pk=pk, next_attempt_at=due).update(next_attempt_at=now):
