@@ -86,7 +86,7 @@ def test_operations_and_windows_answer_304_too(api_as_manager, environment, mana
     for path in [started["Location"], f"{API}/maintenance-windows/{window.pk}"]:
         etag = api_as_manager.get(path)["ETag"]
         assert api_as_manager.get(path, headers={"If-None-Match": etag}).status_code == 304
-    windows.cancel(window, manager)
+    windows.cancel(window, manager, reason="moved")
     path = f"{API}/maintenance-windows/{window.pk}"
     assert api_as_manager.get(path, headers={"If-None-Match": etag}).status_code == 200
 
