@@ -431,6 +431,9 @@ def end_grant(grant, user, end_reason, now=None, via=""):
     """
     model = type(grant)
     with transaction.atomic():
+        # The environment's row first, as finishing an operation locks it before it
+        # settles the grant: the other order deadlocks with a worker settling this grant.
+        Environment.objects.select_for_update().filter(pk=grant.environment_id).first()
         locked = model.objects.select_for_update().select_related("environment").get(pk=grant.pk)
         if locked.ended_at is not None:
             return False
