@@ -20,7 +20,7 @@ from environments.models import (
     TokenScope,
     WindowState,
 )
-from tests.api_clients import API, api_client
+from tests.api_clients import API, api_client, send
 
 
 @pytest.fixture
@@ -270,3 +270,9 @@ def test_a_read_token_is_refused_for_its_scope_before_the_request_is_read(
     )
 
     assert problem(response, 403)["type"] == "urn:lcs-portal:problem:insufficient_scope"
+
+
+def test_a_project_filter_with_a_nul_byte_is_a_400_not_a_500(api_as_manager):
+    """PostgreSQL refuses NUL in a string (Schemathesis sent one): the filter is a slug."""
+    response = send(api_as_manager, "GET", f"{API}/environments?project=ab%00c")
+    assert response.status_code == 400

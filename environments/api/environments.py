@@ -47,7 +47,7 @@ router = Router(tags=["Environments"])
 def list_environments(
     request,
     response: HttpResponse,
-    project: str | None = None,
+    project: str | None = Query(None, pattern=r"^[-a-zA-Z0-9_]+$", description="A project slug"),
     status: choice(Status.values) | None = None,
     limit: int | None = Query(None, ge=1, le=1000),
     cursor: str | None = None,
