@@ -709,8 +709,10 @@ def check(database_url, state, record, receiver, injector, postgres, pg_database
     maintain = rows(
         "SELECT e.slug, o.activity_id, o.started_at, coalesce(o.finished_at, now()) "
         "FROM environments_operation o JOIN environments_environment e ON e.id = o.environment_id "
-        "WHERE o.kind NOT IN ('enable_access', 'remove_access', 'request_access', "
-        "'revoke_access', 'grant_role', 'change_role', 'remove_role') "
+        # The Maintain kinds by name: history rows written finished (roles, windows
+        # scheduled or cancelled) and access grants are not Maintain operations.
+        "WHERE o.kind IN ('restart_service', 'enable_maintenance', 'disable_maintenance', "
+        "'resume', 'rollback', 'abort') "
         "ORDER BY e.slug, o.started_at"
     )
     overlaps = []

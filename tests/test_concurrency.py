@@ -126,7 +126,7 @@ def test_abort_and_resume_racing_on_one_failed_environment_start_exactly_one(
         checked[kind].set()
         (abort_go_on if kind == ABORT else abort_done).wait(timeout=GUARD_SECONDS)
 
-    monkeypatch.setattr(operations, "check_allowed", check_allowed_then_hold)
+    monkeypatch.setattr(operations.core, "check_allowed", check_allowed_then_hold)
 
     def attempt(kind):
         try:
@@ -181,7 +181,7 @@ def test_starting_an_operation_holds_its_environment_row_locked_until_it_commits
         check_allowed(locked, user, kind)
         seen_while_checking.append(in_another_connection(try_to_lock, locked.pk))
 
-    monkeypatch.setattr(operations, "check_allowed", check_allowed_and_look)
+    monkeypatch.setattr(operations.core, "check_allowed", check_allowed_and_look)
 
     operations.restart_service(environment, manager, "aos")
 

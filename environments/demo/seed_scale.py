@@ -14,6 +14,7 @@ elsewhere with bulk_create.
 """
 
 import heapq
+import json
 import math
 import random
 import time
@@ -282,7 +283,9 @@ class Command(BaseCommand):
             sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
             with cursor.copy(sql) as copy:
                 for row in rows:
-                    copy.write_row([row.get(name, default) for name, default in defaults.items()])
+                    values = [row.get(name, default) for name, default in defaults.items()]
+                    # JSON columns (the step's memo) go in as their text.
+                    copy.write_row([json.dumps(v) if isinstance(v, dict) else v for v in values])
                     written += 1
                     if written % 200_000 == 0:
                         self._log(started, f"{written}/{total} history rows")
