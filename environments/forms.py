@@ -21,6 +21,7 @@ from environments.models import (
 from environments.refusals import OperationRefused
 
 REASON_MAX_LENGTH = 500
+REASON_REQUIRED = "Give a reason: it is kept in the environment history."
 
 
 def reason_field():
@@ -30,7 +31,7 @@ def reason_field():
         max_length=REASON_MAX_LENGTH,
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Why: kept in the environment history.",
-        error_messages={"required": "Give a reason: it is kept in the environment history."},
+        error_messages={"required": REASON_REQUIRED},
     )
 
 

@@ -16,6 +16,7 @@ from django.utils.cache import patch_cache_control
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 from ninja.parser import Parser
 
+from environments.forms import REASON_REQUIRED
 from environments.refusals import OperationRefused
 from lcs_portal import request_ids
 
@@ -151,7 +152,7 @@ def install_handlers(api):
             if error["loc"][0] == "path":
                 name = _field(error["loc"])
                 return problem("not_found", f"Nothing is at {request.path}: no such {name}.")
-        errors = [{"field": _field(error["loc"]), "message": error["msg"]} for error in exc.errors]
+        errors = [{"field": _field(e["loc"]), "message": _message(e)} for e in exc.errors]
         detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
         return problem(OperationRefused.INVALID, detail, errors=errors)
 
@@ -171,6 +172,13 @@ def install_handlers(api):
             return problem("unsupported_media_type", str(exc.__cause__))
         code = STATUS_CODES.get(exc.status_code, "server_error")
         return problem(code, str(exc), status=exc.status_code)
+
+
+def _message(error):
+    """ninja's message, but a missing reason gets the page's words."""
+    if error["type"] == "missing" and _field(error["loc"]) == "reason":
+        return REASON_REQUIRED
+    return error["msg"]
 
 
 def _field(location):

@@ -38,14 +38,23 @@ OPERATION_ACTIONS = [
 ]
 
 
+#: Python's whitespace (what the form's strip() removes), spelt out: a pattern's `\s`
+#: means other characters in JavaScript, Rust and Python.
+BLANK = r"\t\n\v\f\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
 def reason_field(description="Kept in the environment history."):
     """A required reason. The page's form checks it (with the page's messages); the
-    document states the same rule: some text that is not all blank."""
+    document states the same rule: some text that is not all blank, without NUL."""
     return Field(
         ...,
         description=description,
         examples=["Patch Tuesday: apply the hotfix"],
-        json_schema_extra={"minLength": 1, "maxLength": REASON_MAX_LENGTH, "pattern": r"\S"},
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": REASON_MAX_LENGTH,
+            "pattern": rf"^[^\u0000]*[^\u0000{BLANK}][^\u0000]*$",
+        },
     )
 
 
@@ -118,8 +127,7 @@ class WindowIn(Schema):
 
 
 class WindowCancelIn(Schema):
-    # Checked by the view's form, after the access check (as OperationIn's fields).
-    reason: str = Field("", description="Why: kept in the environment history.")
+    reason: str = reason_field("Why: kept in the environment history.")
 
 
 # --- Answers ------------------------------------------------------------------------
