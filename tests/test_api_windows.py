@@ -285,3 +285,26 @@ def test_cancelling_without_a_reason_is_400_and_the_window_stays_scheduled(
     ]
     assert MaintenanceWindow.objects.get().state == WindowState.SCHEDULED
     assert not Operation.objects.filter(kind=OperationKind.CANCEL_WINDOW).exists()
+
+
+@pytest.mark.parametrize("notify_users", [0, 1, "true", "no"])
+def test_notify_users_must_be_true_or_false_not_a_number_or_text(
+    api_as_manager, environment, t0, notify_users
+):
+    response = schedule(api_as_manager, environment, t0, notify_users=notify_users)
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "notify_users"
+    assert not MaintenanceWindow.objects.exists()
+
+
+def test_hours_given_as_text_are_400_and_nothing_is_requested(api_as_manager, environment):
+    body = {"level": "read", "reason": "support", "hours": "2"}
+
+    response = send(
+        api_as_manager, "POST", f"{API}/environments/{environment.slug}/database-accounts", body
+    )
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "hours"
+    assert not Operation.objects.exists()

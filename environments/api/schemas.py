@@ -12,7 +12,7 @@ from uuid import UUID
 from django.conf import settings
 from django.urls import reverse
 from ninja import Field, Schema
-from pydantic import AwareDatetime, field_validator
+from pydantic import AwareDatetime, StrictBool, StrictFloat, field_validator
 
 from environments.drivers.database import server_address
 from environments.forms import REASON_MAX_LENGTH
@@ -102,20 +102,20 @@ class FirewallRuleIn(Schema):
         json_schema_extra={"format": "ip-address-or-cidr", "pattern": ADDRESS_PATTERN},
     )
     reason: str = reason_field()
-    hours: float | None = hours_field()
+    hours: StrictFloat | None = hours_field()
 
 
 class DatabaseAccountIn(Schema):
     level: str = Field(..., json_schema_extra={"enum": ["read", "read_write"]})
     reason: str = reason_field()
-    hours: float | None = hours_field()
+    hours: StrictFloat | None = hours_field()
 
 
 class WindowIn(Schema):
     starts_at: AwareDatetime = Field(..., examples=["2026-12-24T22:00:00Z"])
     ends_at: AwareDatetime = Field(..., examples=["2026-12-24T23:00:00Z"])
     reason: str = reason_field()
-    notify_users: bool = Field(True, description="Mail the environment's users about it.")
+    notify_users: StrictBool = Field(True, description="Mail the environment's users about it.")
 
     @field_validator("starts_at", "ends_at", mode="before")
     @classmethod
