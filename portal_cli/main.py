@@ -524,6 +524,32 @@ def window_schedule(env, starts_at, ends_at, reason, notify, as_json):
     output.answer(found, as_json, f"Scheduled window {found['id']}: {output.window_text(found)}.")
 
 
+@window.command("start")
+@click.argument("env")
+@click.option("--hours", type=float, required=True, help="How long maintenance mode stays on.")
+@click.option("--reason", required=True, help="Why (kept in the history, sent to the users).")
+@click.option("--notify/--no-notify", default=True, help="Mail the environment's users.")
+@wait_option
+@timeout_option
+@json_option
+@idempotency_key_option
+@talks_to_the_portal
+def window_start(env, hours, reason, notify, wait, timeout, as_json):
+    """Start now, for --hours: maintenance mode on ENV at once, and off by itself when
+    the hours are over."""
+    client = api()
+    body = {"hours": hours, "reason": reason, "notify_users": notify}
+    answer = client.post(f"environments/{env}/maintenance-windows/now", body)
+    finish(
+        client,
+        answer["operation"],
+        wait=wait,
+        timeout=timeout,
+        as_json=as_json,
+        result=lambda op: {**answer, "operation": op},
+    )
+
+
 @window.command("cancel")
 @click.argument("window_id", type=int)
 @reason_option

@@ -112,6 +112,13 @@ MATRIX = [
         (401, 404, 403, 403, 201, 201, 201),
     ),
     (
+        "Start maintenance now, for some hours",
+        "POST",
+        "/api/v1/environments/{slug}/maintenance-windows/now",
+        {"hours": 2, "reason": "matrix"},
+        (401, 404, 403, 403, 202, 202, 202),
+    ),
+    (
         "Maintenance window",
         "GET",
         "/api/v1/maintenance-windows/{window}",

@@ -13,6 +13,7 @@ from environments.models import (
     MaintenanceWindow,
     Operation,
     OperationKind,
+    ServiceKind,
     Status,
     TokenScope,
     WindowState,
@@ -308,3 +309,47 @@ def test_hours_given_as_text_are_400_and_nothing_is_requested(api_as_manager, en
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "hours"
     assert not Operation.objects.exists()
+
+
+def start_now(client, environment, **body):
+    body = {"hours": 2, "reason": "Hotfix", **body}
+    with committing():
+        return send(
+            client, "POST", f"{API}/environments/{environment.slug}/maintenance-windows/now", body
+        )
+
+
+def test_start_now_turns_maintenance_on_with_an_automatic_end_and_answers_202(
+    api_as_manager, environment
+):
+    response = start_now(api_as_manager, environment, hours=1.5)
+
+    assert response.status_code == 202
+    body = response.json()
+    window = MaintenanceWindow.objects.get()
+    assert response["Location"].endswith(f"/maintenance-windows/{window.pk}")
+    assert body["maintenance_window"]["state"] == "active"
+    assert body["operation"]["kind"] == "enable_maintenance"
+    assert window.ends_at - window.starts_at == timedelta(hours=1.5)
+    operation = window.operations.get(kind=OperationKind.ENABLE_MAINTENANCE)
+    assert operation.via.startswith("API (") and operation.reason == "Scheduled maintenance: Hotfix"
+
+
+def test_start_now_while_another_operation_runs_is_409_and_keeps_no_window(
+    api_as_manager, environment, manager
+):
+    operations.restart_service(environment, manager, ServiceKind.AOS, reason="busy")
+
+    response = start_now(api_as_manager, environment)
+
+    assert response.status_code == 409
+    assert not MaintenanceWindow.objects.exists()
+
+
+@pytest.mark.parametrize("hours", [0, 0.1, 1000])
+def test_start_now_outside_its_hours_is_400_on_the_hours(api_as_manager, environment, hours):
+    response = start_now(api_as_manager, environment, hours=hours)
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "hours"
+    assert not MaintenanceWindow.objects.exists()

@@ -341,6 +341,22 @@ def test_an_active_window_ended_from_the_command_line_waits_for_maintenance_mode
     assert code == 2 and "Only an active window" in err
 
 
+def test_window_start_turns_maintenance_on_now_for_its_hours_and_waits_for_it(portal, environment):
+    code, out, err = portal(
+        *("window", "start", environment.slug, "--hours", "2", "--reason", "Hotfix"),
+        "--no-notify",
+        "--wait",
+    )
+
+    assert code == 0, out + err
+    assert "In Maintenance" in out
+    window = MaintenanceWindow.objects.get()
+    assert window.state == WindowState.ACTIVE and not window.notify_users
+    assert window.ends_at - window.starts_at == timedelta(hours=2)
+    operation = window.operations.get(kind=OperationKind.ENABLE_MAINTENANCE)
+    assert operation.via == "API (cli)" and operation.outcome == Outcome.SUCCEEDED
+
+
 def refreshed(environment):
     environment.refresh_from_db()
     return environment

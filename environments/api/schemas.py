@@ -126,6 +126,17 @@ class WindowIn(Schema):
         return value
 
 
+class WindowNowIn(Schema):
+    hours: StrictFloat = Field(
+        ...,
+        description="How long maintenance mode stays on: at least 0.25, at most WINDOW_MAX_HOURS",
+        examples=[2],
+        json_schema_extra={"minimum": 0.25, "maximum": settings.WINDOW_MAX_HOURS},
+    )
+    reason: str = reason_field()
+    notify_users: StrictBool = Field(True, description="Mail the environment's users about it.")
+
+
 class WindowCancelIn(Schema):
     reason: str = reason_field("Why: kept in the environment history.")
 
@@ -310,6 +321,11 @@ class WindowOut(Schema):
     ended_at: datetime | None
     ended_by: str | None
     note: str = Field(..., description="Why it was missed, or who ended or cancelled it.")
+
+
+class WindowStartedOut(Schema):
+    maintenance_window: WindowOut
+    operation: OperationOut = Field(..., description="Enable Maintenance mode, to poll.")
 
 
 class WindowEndedOut(Schema):

@@ -17,14 +17,16 @@ from environments.api.schemas import (
     WindowCancelIn,
     WindowEndedOut,
     WindowIn,
+    WindowNowIn,
     WindowOut,
+    WindowStartedOut,
     answers,
     api_url,
     choice,
     operation_out,
     window_out,
 )
-from environments.forms import CancelWindowForm, ScheduleWindowForm
+from environments.forms import CancelWindowForm, ScheduleOrStartWindowForm, ScheduleWindowForm
 from environments.models import MaintenanceWindow, OperationKind, WindowState
 from environments.permissions import MAINTAIN, VIEW, environment_for
 
@@ -84,6 +86,43 @@ def schedule_window(request, slug: str, payload: WindowIn, response: HttpRespons
     window = windows.schedule(environment, user, **form.cleaned_data, via=via(request))
     response["Location"] = api_url("window", window.pk)
     return ninja.Status(201, window_out(window))
+
+
+@router.post(
+    "/environments/{slug}/maintenance-windows/now",
+    response=answers(202, WindowStartedOut, 400, 403, 404, 409),
+    url_name="environment_window_now",
+)
+def start_window_now(request, slug: str, payload: WindowNowIn, response: HttpResponse):
+    """Start now, for ``hours``: maintenance mode on at once and off by itself when the
+    hours are over, a window that starts now. 202 with the Enable Maintenance mode
+    operation to poll; refused (409) when maintenance mode cannot turn on now."""
+    user = maintainer(request)
+    environment = environment_for(user, slug, MAINTAIN)
+    form = ScheduleOrStartWindowForm(
+        {
+            "start": ScheduleOrStartWindowForm.NOW,
+            "hours": payload.hours,
+            "reason": payload.reason,
+            "notify_users": payload.notify_users,
+        }
+    )
+    if not form.is_valid():
+        raise FormInvalid(form)
+    data = form.cleaned_data
+    window = windows.start_now(
+        environment,
+        user,
+        hours=float(data["hours"]),
+        reason=data["reason"],
+        notify_users=data["notify_users"],
+        via=via(request),
+    )
+    operation = window.operations.get(kind=OperationKind.ENABLE_MAINTENANCE)
+    response["Location"] = api_url("window", window.pk)
+    return ninja.Status(
+        202, {"maintenance_window": window_out(window), "operation": operation_out(operation)}
+    )
 
 
 @router.get(

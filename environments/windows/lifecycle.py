@@ -83,7 +83,7 @@ def schedule(environment, user, *, starts_at, ends_at, reason, notify_users=True
     return window
 
 
-def start_now(environment, user, *, hours, reason, notify_users=True, now=None):
+def start_now(environment, user, *, hours, reason, notify_users=True, now=None, via=""):
     """Turn maintenance mode on now, with an automatic end ``hours`` later: a window that
     starts at once. Its own path, so that schedule keeps its rule that a start lies
     ahead. Refused, and nothing kept, when maintenance mode cannot turn on now."""
@@ -111,7 +111,7 @@ def start_now(environment, user, *, hours, reason, notify_users=True, now=None):
             changed_at=now,
         )
         operations.enable_maintenance(
-            locked, user, reason=f"Scheduled maintenance: {reason}", via=VIA, window=window
+            locked, user, reason=f"Scheduled maintenance: {reason}", via=via or VIA, window=window
         )
         _changed(locked)
         transaction.on_commit(
