@@ -79,8 +79,9 @@ CLIENT_TIMEOUT = 30
 #: A fault's window of errors lasts from its injection until its recovery plus this.
 MARGIN = 20
 PASSWORD = "soak password, not a secret"
-#: Answers that are not errors: the portal said no for a reason a user can act on.
-FINE = {200, 201, 202, 204, 302, 400, 404, 409, 422}
+#: Answers that are not errors: the portal said no for a reason a user can act on
+#: (403: an admin took the user's role away in the meantime).
+FINE = {200, 201, 202, 204, 302, 400, 403, 404, 409, 422}
 FAULTS = ("kill_host", "kill_worker", "freeze_host", "restart_postgres", "stop_redis", "webhook")
 
 
@@ -295,14 +296,15 @@ environments = Environment.objects.bulk_create(
 Service.objects.bulk_create(
     Service(environment=e, kind=kind) for e in environments for kind in ServiceKind.values
 )
-tokens = {{}}
+tokens, memberships = {{}}, {{}}
 for name in spec["users"]:
     user = User.objects.create_user(name, password=spec["password"], is_staff=True,
                                     is_superuser=name == spec["users"][0])
-    ProjectMembership.objects.create(user=user, project=project, role="owner")
+    membership = ProjectMembership.objects.create(user=user, project=project, role="owner")
     tokens[name] = issue(user, name="soak", scope="maintain")[1]
+    memberships[name] = [membership.pk, user.pk, project.pk]
 Webhook.objects.create(project=project, name="soak", url=spec["webhook"], secret="soak-secret")
-print(json.dumps(tokens))
+print(json.dumps({{"tokens": tokens, "memberships": memberships}}))
 """
 
 
@@ -389,12 +391,39 @@ class Record:
             self.requests.append((at, now(), what, status))
 
 
-def act(client, rng, record, slugs, pg_slugs, stop, last_window):
+def change_role(client, rng, memberships, roles):
+    """In Django admin, as an admin does: another user's project role, Project owner to
+    team member (which ends the grants they hold) and back."""
+    name = rng.choice(sorted(roles))
+    pk, user, project = memberships[name]
+    path = f"/admin/environments/projectmembership/{pk}/change/"
+    status, text = client.page("GET", path)
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', text)
+    if status != 200 or not match:
+        return status, text
+    role = "member" if roles[name] == "owner" else "owner"
+    form = {
+        "csrfmiddlewaretoken": match.group(1),
+        "user": user,
+        "project": project,
+        "role": role,
+        "_save": "Save",
+    }
+    status, text = client.page("POST", path, form)
+    if status == 302:
+        roles[name] = role
+    # The form shown again means it refused the change: never expected here.
+    return ("admin form refused" if status == 200 else status), text
+
+
+def act(client, rng, record, slugs, pg_slugs, stop, last_window, memberships=None):
     """One user's session: an action every 1 to 4 s until ``stop``; windows are
     scheduled until the monotonic time ``last_window`` only (the quiet period need not
-    wait for windows scheduled at the last moment)."""
+    wait for windows scheduled at the last moment). The admin (given ``memberships``)
+    also changes the others' roles in Django admin."""
     signed_in = client.sign_in()
     mine = {"rules": [], "accounts": [], "windows": []}
+    roles = {name: "owner" for name in memberships or {} if name != client.name}
     while not stop.is_set():
         stop.wait(rng.uniform(1, 4))
         if stop.is_set():
@@ -402,7 +431,10 @@ def act(client, rng, record, slugs, pg_slugs, stop, last_window):
         slug = rng.choice(slugs)
         choice = rng.random()
         at = now()
-        if choice < 0.22:
+        if roles and signed_in and rng.random() < 0.2:
+            status, text = change_role(client, rng, memberships, roles)
+            what = "admin role change"
+        elif choice < 0.22:
             service = rng.choice(["aos", "dixf", "mr"])
             data = {"action": "restart_service", "service": service, "reason": "soak"}
             status, text = client.api("POST", f"/environments/{slug}/operations", data)
@@ -460,9 +492,22 @@ def act(client, rng, record, slugs, pg_slugs, stop, last_window):
             window = mine["windows"].pop(rng.randrange(len(mine["windows"])))
             status, text = client.api("POST", f"/maintenance-windows/{window}/cancel")
             what = "api cancel window"
-        elif choice < 0.88:
+        elif choice < 0.83:
             status, text = client.api("GET", "/history?limit=50")
             what = "api history"
+        elif choice < 0.88 and signed_in:
+            if rng.random() < 0.5:
+                action = "enable_access"
+                data = {
+                    "name": f"page-{rng.randrange(10**6)}",
+                    "address": f"198.51.100.{rng.randrange(1, 250)}",
+                }
+            else:
+                slug, action = rng.choice(pg_slugs), "request_access"
+                data = {"level": rng.choice(["read", "read_write"])}
+            data.update(reason="soak by the page", hours=1)
+            status, text = client.page("POST", f"/environments/{slug}/maintain/{action}/", data)
+            what = f"page {action}"
         elif choice < 0.94 and signed_in:
             status, text = client.page("GET", f"/environments/{slug}/history.csv")
             what = "page history csv"
@@ -540,16 +585,22 @@ class Receiver:
 
 
 def plan_faults(rng, seconds):
-    """(offset in seconds, fault) for a run of ``seconds``: each fault at least once,
-    spread so that their windows rarely overlap, from 10 % to 85 % of the run."""
+    """(offset in seconds, fault) for a run of ``seconds``, in order: each fault at
+    least once, spread from 10 % to 85 % of the run; a third of them come with a
+    second fault of another kind 3 to 15 s later, while the first still lasts, as
+    production sees them."""
     count = max(len(FAULTS), int(seconds / 150))
     kinds = list(FAULTS) + [rng.choice(FAULTS) for _ in range(count - len(FAULTS))]
     rng.shuffle(kinds)
     span = seconds * 0.75
-    return [
-        (round(seconds * 0.1 + span * (n + rng.uniform(0.1, 0.6)) / len(kinds), 1), kind)
-        for n, kind in enumerate(kinds)
-    ]
+    plan = []
+    for n, kind in enumerate(kinds):
+        offset = round(seconds * 0.1 + span * (n + rng.uniform(0.1, 0.6)) / len(kinds), 1)
+        plan.append((offset, kind))
+        if rng.random() < 1 / 3:
+            other = rng.choice([k for k in FAULTS if k != kind])
+            plan.append((round(offset + rng.uniform(3, 15), 1), other))
+    return sorted(plan)
 
 
 class Injector:
@@ -557,9 +608,22 @@ class Injector:
         self.cluster, self.postgres, self.redis, self.receiver = cluster, postgres, redis, receiver
         self.rng, self.log = rng, log
         self.done = []  # {kind, target, started, recovered}
+        self.unrecovered = []  # (kind, why)
 
     def inject(self, kind):
         started = now()
+        target = ""
+        try:
+            target = self._inject(kind)
+        except ClusterError as exc:
+            self.log(f"fault {kind}: not recovered: {exc}")
+            self.unrecovered.append((kind, str(exc)))
+        recovered = now()
+        self.done.append(dict(kind=kind, target=target, started=started, recovered=recovered))
+        self.log(f"fault {kind} {target}: {recovered - started:.1f} s until recovered")
+
+    def _inject(self, kind):
+        """Inject one fault and wait until it is over; its target."""
         target = ""
         if kind == "kill_host":
             host = self.rng.choice(self.cluster.hosts)
@@ -581,9 +645,12 @@ class Injector:
             host = self.rng.choice(self.cluster.hosts)
             target = f"host {host.number}"
             if host.running:
-                os.killpg(host.process.pid, signal.SIGSTOP)
+                group = host.process.pid
+                os.killpg(group, signal.SIGSTOP)
                 time.sleep(20)
-                os.killpg(host.process.pid, signal.SIGCONT)
+                # Another fault may have killed the frozen host meanwhile.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, signal.SIGCONT)
         elif kind == "restart_postgres":
             self.postgres.restart()
         elif kind == "stop_redis":
@@ -594,9 +661,7 @@ class Injector:
             self.receiver.slow.set()
             time.sleep(30)
             self.receiver.slow.clear()
-        recovered = now()
-        self.done.append(dict(kind=kind, target=target, started=started, recovered=recovered))
-        self.log(f"fault {kind} {target}: {recovered - started:.1f} s until recovered")
+        return target
 
     @staticmethod
     def healthy(host):
@@ -624,6 +689,16 @@ def check(database_url, state, record, receiver, injector, postgres, pg_database
             "problems": [str(p) for p in problems[:20]],
             "count": len(problems),
         }
+
+    verdict("the portal recovered from every fault", injector.unrecovered)
+    by_start = sorted(injector.done, key=lambda fault: fault["started"])
+    overlapping = [
+        (a["kind"], b["kind"])
+        for n, a in enumerate(by_start)
+        for b in by_start[n + 1 :]
+        if b["started"] < a["recovered"]
+    ]
+    figures["faults_overlapping"] = len(overlapping)
 
     sweep = timedelta(seconds=SWEEP * 2)
     overdue = rows(
@@ -766,6 +841,26 @@ def check(database_url, state, record, receiver, injector, postgres, pg_database
         "SELECT count(*), count(ended_at) FROM environments_firewallrule"
     )[0]
     verdict("no firewall rule left for an ended grant", left_rules)
+
+    # An admin made the user a team member: the grants their role allowed ended with it.
+    outlived = rows(
+        "SELECT 'firewall rule', g.id, g.requested_by_id FROM environments_firewallrule g "
+        "WHERE g.ended_at IS NULL UNION ALL "
+        "SELECT 'database account', g.id, g.requested_by_id FROM environments_databaseaccount g "
+        "WHERE g.ended_at IS NULL"
+    )
+    members = {
+        user
+        for (user,) in rows(
+            "SELECT m.user_id FROM environments_projectmembership m "
+            "JOIN auth_user u ON u.id = m.user_id WHERE m.role = 'member' AND NOT u.is_superuser"
+        )
+    }
+    outlived = [grant for grant in outlived if grant[2] in members]
+    figures["admin_role_changes"] = rows(
+        "SELECT count(*) FROM environments_operation WHERE kind = 'change_project_role'"
+    )[0][0]
+    verdict("no grant outlives its holder's maintain role", outlived)
 
     deliveries = rows(
         "SELECT delivery_id, state, attempts, event, payload->>'activity_id' "
@@ -919,11 +1014,12 @@ def main(argv=None):
             password=PASSWORD,
             webhook=receiver.url,
         )
-        tokens = json.loads(
+        seeded = json.loads(
             cluster.manage("shell", "-c", SEED.format(spec=json.dumps(spec)))
             .strip()
             .splitlines()[-1]
         )
+        tokens, memberships = seeded["tokens"], seeded["memberships"]
         cluster.start()
         log(f"Cluster up: nginx {cluster.url}, hosts {[h.url for h in cluster.hosts]}")
         supervisor = Supervisor(cluster, backoff=2, out=sys.stdout)
@@ -947,6 +1043,8 @@ def main(argv=None):
                     pg_slugs,
                     clients_stop,
                     time.monotonic() + max(seconds - 90, seconds / 2),
+                    # The first user is the admin.
+                    memberships if name == users[0] else None,
                 ),
                 daemon=True,
             )
@@ -958,12 +1056,17 @@ def main(argv=None):
         plan = plan_faults(rng, seconds)
         log("Faults planned: " + ", ".join(f"{kind} at {offset:g} s" for offset, kind in plan))
         began = time.monotonic()
+        faulting = []
         for offset, kind in plan:
             wait = began + offset - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             log(f"injecting {kind}")
-            injector.inject(kind)
+            # Each fault in a thread of its own: the next may come while one lasts.
+            faulting.append(threading.Thread(target=injector.inject, args=(kind,)))
+            faulting[-1].start()
+        for thread in faulting:
+            thread.join()
         time.sleep(max(0, began + seconds - time.monotonic()))
         clients_stop.set()
         for thread in clients:
@@ -1020,6 +1123,8 @@ def print_report(report):
     print(f"Confirm to settled: {figures.get('confirm_to_settled_seconds')}")
     for key in (
         "settled_after_deadline",
+        "faults_overlapping",
+        "admin_role_changes",
         "driver_actions",
         "driver_actions_repeated_after_a_cut",
         "windows_by_state",

@@ -57,6 +57,13 @@ BUSINESS_RULES = [
     ),
     (
         "POST",
+        "/api/v1/environments/{slug}/maintenance-windows/now",
+        ["positive_data_acceptance"],
+        "refused while another operation runs or maintenance is on (409), and hours keep "
+        "two decimal places, as the page's field",
+    ),
+    (
+        "POST",
         "/api/v1/environments/{slug}/firewall-rules",
         ["positive_data_acceptance"],
         "the form refuses private and loopback ranges, and refuses while busy",
