@@ -361,6 +361,7 @@ BODY_PROBLEMS = {413: "Content Too Large", 415: "Unsupported Media Type"}
 _ENVIRONMENT = {"slug": "$response.body#/slug"}
 _OPERATION = {"activity_id": "$response.body#/activity_id"}
 _WINDOW = {"window_id": "$response.body#/id"}
+_STARTED_WINDOW = {"window_id": "$response.body#/maintenance_window/id"}
 LINKS = {
     ("GET /environments", 200): [
         ("The first environment", "GET /environments/{slug}", {"slug": "$response.body#/0/slug"}),
@@ -370,6 +371,7 @@ LINKS = {
         ("History", "GET /environments/{slug}/history", _ENVIRONMENT),
         ("Maintenance windows", "GET /environments/{slug}/maintenance-windows", _ENVIRONMENT),
         ("Schedule a window", "POST /environments/{slug}/maintenance-windows", _ENVIRONMENT),
+        ("Start now", "POST /environments/{slug}/maintenance-windows/now", _ENVIRONMENT),
         ("Enable access", "POST /environments/{slug}/firewall-rules", _ENVIRONMENT),
         ("Request access", "POST /environments/{slug}/database-accounts", _ENVIRONMENT),
     ],
@@ -389,6 +391,15 @@ LINKS = {
             "Revoke it",
             "DELETE /database-accounts/{account_id}",
             {"account_id": "$response.body#/database_account/id"},
+        ),
+    ],
+    ("POST /environments/{slug}/maintenance-windows/now", 202): [
+        ("The window", "GET /maintenance-windows/{window_id}", _STARTED_WINDOW),
+        ("End it", "POST /maintenance-windows/{window_id}/end", _STARTED_WINDOW),
+        (
+            "The operation",
+            "GET /operations/{activity_id}",
+            {"activity_id": "$response.body#/operation/activity_id"},
         ),
     ],
     ("POST /environments/{slug}/maintenance-windows", 201): [
