@@ -293,9 +293,8 @@ def deliver(delivery_pk, now=None):
     row.status_code = status
     ok = status is not None and 200 <= status < 300
     if not ok:
-        logger.info(
-            "Webhook %s: %s answered %s%s", row.delivery_id, row.webhook.masked_url, status, error
-        )
+        outcome = f"answered {status}" if status is not None else "failed"
+        logger.info("Webhook %s: %s %s %s", row.delivery_id, row.webhook.masked_url, outcome, error)
     delivery.settle(row, delivered=ok, now=now, enqueue=enqueue, fields=["status_code"])
     return row
 
