@@ -70,12 +70,15 @@ class ServiceState(models.TextChoices):
     RUNNING = "running", "Running"
     RESTARTING = "restarting", "Restarting"
     FAILED = "failed", "Failed"
+    # Its health check did not pass (environments.operations.health).
+    STOPPED = "stopped", "Stopped"
 
 
 SERVICE_BADGE = {
     ServiceState.RUNNING: "green",
     ServiceState.RESTARTING: "blue",
     ServiceState.FAILED: "red",
+    ServiceState.STOPPED: "red",
 }
 
 
