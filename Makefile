@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_URL ?= postgres://postgres@127.0.0.1:5432/lcs_portal
+# Where `make run` listens; run_portal makes it the address links in mails, webhook
+# events and calendar feeds use too (PORTAL_BASE_URL), unless that is set or BIND is 0.0.0.0.
 BIND ?= 127.0.0.1:8000
 
 .PHONY: screenshots run test test-sqlite test-postgres lint check system-deps postgres clean bench \

@@ -368,6 +368,9 @@ OPERATION_DEADLINE_SECONDS = env_float("OPERATION_DEADLINE_SECONDS", 300.0)
 OPERATION_STEP_LEASE_SECONDS = env_float("OPERATION_STEP_LEASE_SECONDS", 120.0)
 # How often run_portal's watchdog sweeps (its --loop): lost steps, deadlines, expiries.
 WATCHDOG_LOOP_SECONDS = env_float("WATCHDOG_LOOP_SECONDS", 60.0)
+# Each service with a health check (the command driver's "health") is checked this
+# often, by a task, and the services table shows its last answer and when it came.
+SERVICE_HEALTH_CHECK_SECONDS = env_float("SERVICE_HEALTH_CHECK_SECONDS", 60.0)
 # Finished task rows are pruned after this many days (steps multiply them).
 TASK_RESULTS_KEEP_DAYS = int(env_float("TASK_RESULTS_KEEP_DAYS", 2))
 

@@ -2,11 +2,13 @@
 
 import csv
 import io
+import re
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 
+from environments.admin import environments as admin_environments
 from environments.models import (
     EnvironmentRole,
     EnvironmentRoleKind,
@@ -302,3 +304,27 @@ def test_memberships_given_and_removed_are_recorded_from_every_admin_page(
         (OperationKind.REMOVE_PROJECT_ROLE, "ben, Environment manager"),
     ]
     assert list(ProjectMembership.objects.values_list("user__username", flat=True)) == ["cid"]
+
+
+def test_the_role_forms_say_what_each_role_allows(as_admin, project, environment):
+    project_page = as_admin.get(reverse("admin:environments_project_change", args=[project.pk]))
+    environment_page = as_admin.get(
+        reverse("admin:environments_environment_change", args=[environment.pk])
+    )
+
+    # Django admin shows a field's help in its inline's column head.
+    assert "Decides who may maintain." in project_page.content.decode()
+    assert "Decides who may sign in to the environment." in environment_page.content.decode()
+
+
+def project_select(page):
+    return re.search(r'<select name="project"[^>]*>', page.content.decode()).group(0)
+
+
+def test_projects_are_a_plain_select_while_there_are_few(as_admin, project, monkeypatch):
+    url = reverse("admin:environments_projectmembership_add")
+
+    assert "admin-autocomplete" not in project_select(as_admin.get(url))
+
+    monkeypatch.setattr(admin_environments, "PROJECT_SELECT_MAX", 0)
+    assert "admin-autocomplete" in project_select(as_admin.get(url))

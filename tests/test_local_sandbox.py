@@ -142,6 +142,20 @@ def test_maintenance_mode_flips_the_flag_the_aos_reports(local, manager, start, 
     assert '"maintenance": false' in disabling.log_text
 
 
+def test_the_periodic_health_check_finds_an_aos_stopped_behind_the_portals_back(local, sandbox):
+    from environments.operations.health import check_service
+
+    subprocess.run(sandbox.supervisorctl("stop", "aos"), check=True, capture_output=True)
+    assert sandbox.status("aos") is None
+    aos = local.services.get(kind="aos")
+    assert aos.state == ServiceState.RUNNING  # what the page said
+
+    aos = check_service(aos.pk)
+
+    assert aos.state == ServiceState.STOPPED
+    assert "does not answer" in aos.check_detail
+
+
 def test_stopping_supervisord_stops_every_service():
     with sandbox_directory() as directory:
         ports = dict(zip(SERVICES, free_ports(3), strict=True))

@@ -472,3 +472,59 @@ def test_a_failed_delivery_is_logged_and_listed_without_the_urls_secret(
     assert masked in page
     assert "s3cretpart" not in caplog.text
     assert "s3cretpart" not in page
+
+
+@pytest.mark.django_db
+def test_send_test_event_posts_a_signed_test_event_and_says_how_it_was_answered(
+    webhook_receiver, admin_client, project
+):
+    good, bad = webhook_receiver("s3cret"), webhook_receiver("s3cret", statuses=[500])
+    broken = Webhook.objects.create(project=project, name="Broken", url=bad.url, secret="s3cret")
+    hooks = [hook_for(project, good), broken]
+
+    with committing():
+        answer = admin_client.post(
+            reverse("admin:environments_webhook_changelist"),
+            {"action": "send_test_event", "_selected_action": [h.pk for h in hooks]},
+            follow=True,
+        )
+
+    said = [str(message) for message in answer.context["messages"]]
+    assert any(m.startswith("Test event to Ops channel: delivered, HTTP 200 in ") for m in said)
+    assert "Test event to Broken failed: HTTP 500: answer 500" in said
+    received = good.received[0]
+    assert received.signature_ok
+    assert received.headers["X-Portal-Event"] == "test"
+    assert received.event["event"] == "test"
+    assert received.event["actor"] == "admin"
+    assert received.event["project"]["slug"] == project.slug
+    # The normal delivery: an outbox row with its attempt; a failed test is not retried.
+    failed = WebhookDelivery.objects.get(webhook=broken)
+    assert failed.state == DeliveryState.FAILED
+    assert failed.attempt_log.get().status_code == 500
+    run_worker()
+    assert len(bad.received) == 1
+
+
+@pytest.mark.django_db
+def test_only_who_may_change_webhooks_may_send_a_test_event(
+    webhook_receiver, client, project, manager
+):
+    from django.contrib.auth.models import Permission
+
+    receiver = webhook_receiver()
+    hook = hook_for(project, receiver)
+    manager.is_staff = True
+    manager.save()
+    manager.user_permissions.add(Permission.objects.get(codename="view_webhook"))
+    client.force_login(manager)
+
+    page = client.get(reverse("admin:environments_webhook_changelist")).content.decode()
+    answer = client.post(
+        reverse("admin:environments_webhook_changelist"),
+        {"action": "send_test_event", "_selected_action": [hook.pk]},
+    )
+
+    assert "send_test_event" not in page
+    assert answer.status_code in (200, 302)
+    assert receiver.received == []

@@ -41,6 +41,22 @@ class DeleteOneByOne:
                 obj.delete()
 
 
+#: Up to this many projects, a project is chosen from a plain select: every name at a
+#: glance, picked without typing. Past it the select grows long and heavy, and the admin
+#: searches instead (autocomplete).
+PROJECT_SELECT_MAX = 100
+
+
+class ProjectSelect:
+    """A project from a plain select while there are few, by autocomplete past that."""
+
+    def get_autocomplete_fields(self, request):
+        fields = list(super().get_autocomplete_fields(request))
+        if "project" in fields and Project.objects.count() <= PROJECT_SELECT_MAX:
+            fields.remove("project")
+        return fields
+
+
 # --- Roles: every project membership and environment role given, changed or removed ---
 # lands in the history of the environments it covers.
 
@@ -79,7 +95,7 @@ class ProjectAdmin(RoleHistoryFormsetMixin, admin.ModelAdmin):
 
 
 @admin.register(ProjectMembership)
-class ProjectMembershipAdmin(admin.ModelAdmin):
+class ProjectMembershipAdmin(ProjectSelect, admin.ModelAdmin):
     list_display = ["user", "project", "role", "source"]
     list_filter = ["role", "source", "project"]
     search_fields = ["user__username", "project__name"]
@@ -97,10 +113,15 @@ class ProjectMembershipAdmin(admin.ModelAdmin):
                 delete_project_membership(membership, request.user)
 
 
+#: A service's state and its facts are the worker's to record.
+SERVICE_FACTS = ["state", "last_restarted_at", "checked_at", "check_detail"]
+
+
 class ServiceInline(admin.TabularInline):
     model = Service
     extra = 0
-    readonly_fields = ["state", "last_restarted_at"]
+    fields = ["kind", *SERVICE_FACTS]
+    readonly_fields = SERVICE_FACTS
 
 
 class EnvironmentRoleInline(admin.TabularInline):
@@ -109,7 +130,7 @@ class EnvironmentRoleInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
-class UserProjectMembershipInline(admin.TabularInline):
+class UserProjectMembershipInline(ProjectSelect, admin.TabularInline):
     model = ProjectMembership
     extra = 1
     autocomplete_fields = ["project"]
@@ -146,12 +167,12 @@ class EnvironmentAdmin(RoleHistoryFormsetMixin, admin.ModelAdmin):
 
 @admin.register(Service)
 class ServiceAdmin(DeleteOneByOne, admin.ModelAdmin):
-    list_display = ["environment", "kind", "state", "last_restarted_at"]
+    list_display = ["environment", "kind", "state", "last_restarted_at", "checked_at"]
     list_filter = ["kind", "state", "environment__project"]
     search_fields = ["environment__name"]
     list_select_related = ["environment"]
-    # State and last restart are the worker's to record.
-    readonly_fields = ["state", "last_restarted_at"]
+    fields = ["environment", "kind", *SERVICE_FACTS]
+    readonly_fields = SERVICE_FACTS
 
 
 class EnvironmentRoleForm(forms.ModelForm):

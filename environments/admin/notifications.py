@@ -1,5 +1,5 @@
-"""Django admin: webhooks (set up here, per project) with their deliveries
-and every attempt, and a Resend button; maintenance windows and mails, read only.
+"""Django admin: webhooks (set up here, per project, with Send test event) with their
+deliveries and every attempt, and a Resend button; maintenance windows and mails, read only.
 
 Registered by environments/admin/environments.py, which imports this module.
 """
@@ -12,8 +12,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from environments.admin.environments import ReadOnly
+from environments.admin.environments import ProjectSelect, ReadOnly
 from environments.models import (
+    DeliveryState,
     MaintenanceWindow,
     Notification,
     Webhook,
@@ -57,7 +58,7 @@ class WebhookForm(forms.ModelForm):
 
 
 @admin.register(Webhook)
-class WebhookAdmin(admin.ModelAdmin):
+class WebhookAdmin(ProjectSelect, admin.ModelAdmin):
     form = WebhookForm
     # The URL of a Slack or Teams incoming webhook is its secret: the list shows its start.
     list_display = ["name", "project", "masked_url", "active", "include_text", "deliveries_link"]
@@ -65,10 +66,33 @@ class WebhookAdmin(admin.ModelAdmin):
     # Exact URLs only: a search by part would let a reader spell out the secret.
     search_fields = ["name", "=url", "project__name"]
     autocomplete_fields = ["project"]
+    actions = ["send_test_event"]
 
     @admin.display(description="URL")
     def masked_url(self, obj):
         return obj.masked_url
+
+    @admin.action(description="Send test event", permissions=["change"])
+    def send_test_event(self, request, queryset):
+        """Post a signed ``test`` event to each selected webhook now, and say how each
+        answered (the delivery, with its attempt, is in Webhook deliveries)."""
+        for hook in queryset.select_related("project"):
+            row = webhooks.send_test_event(hook, request.user)
+            attempt = row.attempt_log.first()
+            if row.state == DeliveryState.DELIVERED:
+                self.message_user(
+                    request,
+                    f"Test event to {hook.name}: delivered, HTTP {attempt.status_code} "
+                    f"in {attempt.seconds:.1f} s.",
+                    messages.SUCCESS,
+                )
+            else:
+                answer = f"HTTP {attempt.status_code}" if attempt.status_code else attempt.error
+                if attempt.response:
+                    answer += f": {attempt.response[:200]}"
+                self.message_user(
+                    request, f"Test event to {hook.name} failed: {answer}", messages.ERROR
+                )
 
     @admin.display(description="Deliveries")
     def deliveries_link(self, obj):

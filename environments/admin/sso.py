@@ -3,11 +3,12 @@ at the provider."""
 
 from django.contrib import admin
 
+from environments.admin.environments import ProjectSelect
 from environments.models import ExternalIdentity, GroupRole
 
 
 @admin.register(GroupRole)
-class GroupRoleAdmin(admin.ModelAdmin):
+class GroupRoleAdmin(ProjectSelect, admin.ModelAdmin):
     list_display = ["group", "project", "project_role", "environment_role"]
     list_filter = ["project", "project_role", "environment_role"]
     search_fields = ["group", "project__name"]

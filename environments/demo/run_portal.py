@@ -12,12 +12,58 @@ from django.core.management.base import BaseCommand
 from django.db import connections
 
 from environments.demo.local_sandbox.supervisord import SERVICES, SLUG, LocalSandbox
+from environments.drivers.simulated import read_failures
 from environments.models import Environment
 
 #: The task worker and the watchdog exit when they lose the database (django-tasks-db's
 #: worker does not wait for it); they are started again, and work again once it is back.
 RESTARTED = ("db_worker", "access_worker", "notify_worker", "watchdog")
 RESTART_DELAY = 2.0
+#: What gunicorn listens on when --bind names no port.
+GUNICORN_PORT = "8000"
+#: Hosts that listen everywhere: no address to put in a link.
+WILDCARD_HOSTS = ("0.0.0.0", "[::]", "")  # noqa: S104 (recognised, not bound)
+
+
+def bind_address(bind):
+    """(host, port) of a gunicorn --bind on TCP ("[::1]:8000" gives "[::1]"); None for a
+    unix socket or a file descriptor."""
+    if bind.startswith(("unix:", "fd://")):
+        return None
+    if ":" not in bind or bind.endswith("]"):
+        return bind, GUNICORN_PORT
+    host, _, port = bind.rpartition(":")
+    return host, port
+
+
+def links_address(bind, configured, default):
+    """The address links in mails, webhook events and calendar feeds use
+    (PORTAL_BASE_URL), and a warning for the console or "".
+
+    ``configured`` is PORTAL_BASE_URL as its environment sets it (None when unset): it
+    wins, with a warning when it differs from a concrete --bind (right behind a proxy,
+    wrong otherwise). Unset, it is derived from a concrete --bind; a wildcard one
+    (0.0.0.0) is no address to link to, so the default stays, with a warning.
+    """
+    address = bind_address(bind)
+    concrete = address is not None and address[0] not in WILDCARD_HOSTS
+    derived = f"http://{address[0]}:{address[1]}" if concrete else None
+    if configured:
+        configured = configured.rstrip("/")
+        if derived and configured != derived:
+            return configured, (
+                f"Links in mails, webhook events and calendar feeds point at {configured} "
+                f"(PORTAL_BASE_URL), not at {derived}, where the portal listens: right "
+                "behind a proxy; otherwise set PORTAL_BASE_URL to the address people use."
+            )
+        return configured, ""
+    if derived:
+        return derived, ""
+    return default, (
+        f"The portal listens on {bind}, which is no address to link to: links in mails, "
+        f"webhook events and calendar feeds point at {default}. Set PORTAL_BASE_URL to "
+        "the address people use (e.g. http://portal.example:8000)."
+    )
 
 
 class Command(BaseCommand):
@@ -47,6 +93,10 @@ class Command(BaseCommand):
     def handle(self, *args, bind, workers, threads, access_log, local_sandbox, **options):
         # Only the portal's own deployment checks: Django's would flag the local demo.
         self.check(tags=["drivers"], include_deployment_checks=True)
+        self.set_portal_address(bind)
+        for problem in read_failures()[1]:
+            self.stderr.write(f"Warning: {problem}")
+        connections.close_all()
         python = sys.executable
         manage = str(settings.BASE_DIR / "manage.py")
         commands = {
@@ -89,7 +139,10 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         for name, command in commands.items():
             children[name] = subprocess.Popen(command, cwd=settings.BASE_DIR, env=os.environ)
-        self.stdout.write(f"Portal running on http://{bind}/ (Ctrl-C stops it).")
+        self.stdout.write(
+            f"Portal running on http://{bind}/ (Ctrl-C stops it); links in mails, webhook "
+            f"events and calendar feeds point at {os.environ['PORTAL_BASE_URL']}."
+        )
         if sandbox is not None:
             urls = ", ".join(f"{s.upper()} {sandbox.health_url(s)}" for s in SERVICES)
             self.stdout.write(f"Local sandbox under supervisord ({sandbox.conf_path}): {urls}")
@@ -126,6 +179,22 @@ class Command(BaseCommand):
                     child.kill()
                     child.wait()
         self.stdout.write(f"Stopped {', '.join(children)}.")
+
+    def set_portal_address(self, bind):
+        """Set PORTAL_BASE_URL (and, if need be, ALLOWED_HOSTS) for the processes it
+        starts, which read them from their environment."""
+        url, warning = links_address(
+            bind, os.environ.get("PORTAL_BASE_URL"), settings.PORTAL_BASE_URL
+        )
+        if warning:
+            self.stderr.write(f"Warning: {warning}")
+        os.environ["PORTAL_BASE_URL"] = url
+        address = bind_address(bind)
+        host = address[0] if address else ""
+        explicit = "ALLOWED_HOSTS" in os.environ
+        if host not in (*WILDCARD_HOSTS, *settings.ALLOWED_HOSTS) and not explicit:
+            # A page asked for at the address the portal listens on must not get 400.
+            os.environ["ALLOWED_HOSTS"] = ",".join([*settings.ALLOWED_HOSTS, host])
 
     def _worker(self, manage, queue):
         worker = [sys.executable, manage, "db_worker", "--no-reload", "--interval", "0.5"]

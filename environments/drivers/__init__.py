@@ -9,14 +9,21 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from environments.drivers import config
-from environments.drivers.base import Driver, DriverError, Later, OperationLog, TryAgain
+from environments.drivers.base import (
+    Driver,
+    DriverError,
+    Health,
+    Later,
+    OperationLog,
+    TryAgain,
+)
 
 DRIVERS = {
     "simulated": "environments.drivers.simulated.SimulatedDriver",
     "command": "environments.drivers.command.CommandDriver",
 }
 
-__all__ = ["Driver", "DriverError", "Later", "OperationLog", "TryAgain", "get_driver"]
+__all__ = ["Driver", "DriverError", "Health", "Later", "OperationLog", "TryAgain", "get_driver"]
 
 
 def get_driver(environment, log, *, deadline=None, memo=None):

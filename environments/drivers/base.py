@@ -28,6 +28,14 @@ class TryAgain(DriverError):
 
 
 @dataclass(frozen=True)
+class Health:
+    """One answer of a service's health check: up or not, and what it said (why not)."""
+
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Later:
     """Not done yet: the step named ``step`` runs after ``seconds``."""
 
@@ -106,4 +114,13 @@ class Driver:
         raise NotImplementedError
 
     def set_maintenance_mode(self, enabled, step="act"):
+        raise NotImplementedError
+
+    def has_health_check(self, service_kind):
+        """Whether ``check_service`` can say if the service is up (a configured check)."""
+        return False
+
+    def check_service(self, service_kind):
+        """Ask once, now, whether the service is up: a ``Health``. One short step, never
+        longer than the driver's health timeout; called only when ``has_health_check``."""
         raise NotImplementedError

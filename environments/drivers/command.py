@@ -29,6 +29,11 @@ health check runs once a step, every ``health_interval`` seconds, each time for 
 ``health_timeout`` (no longer than the interval), until it passes or the operation's
 deadline passes; only then does the action count as done. No step waits: between two
 checks the worker drives other operations.
+
+The same ``health`` commands keep the services table true between operations: a
+periodic task (environments.operations.health) runs each service's check once, for at
+most ``health_timeout``, with ``{since}`` the Unix epoch (no action began: any process
+that answers counts), and stores its answer as the service's last known state.
 """
 
 import contextlib
@@ -44,7 +49,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from environments.drivers.base import Driver, DriverError, Later
+from environments.drivers.base import Driver, DriverError, Health, Later
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_HEALTH_INTERVAL = 1.0
@@ -53,6 +58,10 @@ DEFAULT_OUTPUT_LIMIT = 16 * 1024
 ERROR_TAIL = 800
 #: Seconds a timed-out command gets between SIGTERM and SIGKILL.
 STOP_GRACE = 2.0
+#: ``{since}`` of a periodic health check, which follows no action: any process counts.
+EPOCH = "1970-01-01T00:00:00+00:00"
+#: Characters of a periodic check's answer kept with the service.
+HEALTH_DETAIL = 300
 
 SETTINGS = frozenset(
     {
@@ -277,6 +286,23 @@ class CommandDriver(Driver):
             self._run(f"Turning maintenance mode {state} in {name}", command, values)
             return self._first_check(subject, health, values)
         return self._check_health(subject, f"{name} (maintenance mode {state})", health, values)
+
+    def has_health_check(self, service_kind):
+        health = self.config.get("health")
+        if isinstance(health, dict):
+            return health.get(service_kind) is not None
+        return health is not None
+
+    def check_service(self, service_kind):
+        template = self._argv("health", service_kind, "health check")
+        values = {"service": service_kind, "environment": self.environment.slug, "since": EPOCH}
+        argv = [_fill(argument, values) for argument in template]
+        result = run_command(
+            argv, timeout=self.health_timeout, cwd=self.cwd, output_limit=self.output_limit
+        )
+        if result.ok:
+            return Health(ok=True, detail=result.stdout.ending(HEALTH_DETAIL))
+        return Health(ok=False, detail=result.problem()[:HEALTH_DETAIL])
 
     # --- Running commands -------------------------------------------------------------
 

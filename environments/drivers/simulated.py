@@ -3,29 +3,41 @@
 Its action is done SIMULATED_DRIVER_DELAY seconds after it began; until then each step
 checks once, every SIMULATED_DRIVER_POLL seconds, as a health check would. It can be
 told to fail, so failure paths can be tried by hand and tested: every line of the file
-``SIMULATED_DRIVER_FAIL_FILE`` that reads ``<environment slug> <action>`` (``*`` matches
-any) makes that action fail until the line is removed.
+``SIMULATED_DRIVER_FAIL_FILE`` that reads ``<environment slug> <action>`` makes that
+action fail until the line is removed. The action is the driver's name
+(``restart_service``, ``set_maintenance_mode``) or the API's (``enable_maintenance``,
+``disable_maintenance``), and ``*`` matches any environment or action; ``#`` starts a
+comment. A line that matches nothing is logged as a warning when the file is read (and
+``run_portal`` prints it at start).
 """
 
+import logging
 from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
 
 from environments.drivers.base import Driver, DriverError, Later
+from environments.models import Environment
+
+logger = logging.getLogger(__name__)
+
+#: The names a line may give an action: the driver's, then the API's.
+ACTIONS = ("restart_service", "set_maintenance_mode", "enable_maintenance", "disable_maintenance")
 
 
 class SimulatedDriver(Driver):
     name = "simulated"
 
     def restart_service(self, service_kind, step="act"):
-        return self._act(step, "restart_service", f"restarting {service_kind.upper()}")
+        return self._act(step, ["restart_service"], f"restarting {service_kind.upper()}")
 
     def set_maintenance_mode(self, enabled, step="act"):
         state = "on" if enabled else "off"
-        return self._act(step, "set_maintenance_mode", f"turning maintenance mode {state}")
+        names = ["set_maintenance_mode", "enable_maintenance" if enabled else "disable_maintenance"]
+        return self._act(step, names, f"turning maintenance mode {state}")
 
-    def _act(self, step, action, description):
+    def _act(self, step, names, description):
         now = timezone.now()
         if step == "act":
             self.log.write(f"simulated: {description} on {self.environment.slug}")
@@ -36,7 +48,8 @@ class SimulatedDriver(Driver):
             if step != "act":
                 self.log.write(f"simulated: not done yet ({waited:.0f} of {delay:g} s)")
             return Later("check", min(settings.SIMULATED_DRIVER_POLL, delay - waited))
-        if self._told_to_fail(action):
+        action = names[0]
+        if self._told_to_fail(names):
             self.log.write(f"simulated: {action} failed as configured")
             raise DriverError(
                 f"Simulated failure of {action} on {self.environment.slug} "
@@ -45,16 +58,42 @@ class SimulatedDriver(Driver):
         self.log.write(f"simulated: {description}: done")
         return None
 
-    def _told_to_fail(self, action):
-        try:
-            lines = settings.SIMULATED_DRIVER_FAIL_FILE.read_text().splitlines()
-        except FileNotFoundError:
-            return False
-        for line in lines:
-            parts = line.split()
-            if len(parts) != 2:
-                continue
-            slug, failing_action = parts
-            if slug in ("*", self.environment.slug) and failing_action in ("*", action):
-                return True
-        return False
+    def _told_to_fail(self, names):
+        failures, problems = read_failures()
+        for problem in problems:
+            logger.warning("%s", problem)
+        return any(
+            slug in ("*", self.environment.slug) and action in ("*", *names)
+            for slug, action in failures
+        )
+
+
+def read_failures():
+    """The failure file's lines as (slug, action) pairs, and a warning for each line that
+    matches nothing (not two words, an unknown action, no such environment)."""
+    path = settings.SIMULATED_DRIVER_FAIL_FILE
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return [], []
+    entries = []
+    for number, line in enumerate(lines, 1):
+        words = line.split("#", 1)[0].split()
+        if words:
+            entries.append((number, line.strip(), words))
+    named = {words[0] for _, _, words in entries if len(words) == 2}
+    slugs = set(Environment.objects.filter(slug__in=named).values_list("slug", flat=True))
+    failures, problems = [], []
+    for number, text, words in entries:
+        where = f"{path}, line {number} ({text!r})"
+        if len(words) != 2:
+            problems.append(f"{where} matches nothing: write '<environment slug> <action>'.")
+        elif words[1] not in ("*", *ACTIONS):
+            problems.append(
+                f"{where} matches nothing: the action is one of {', '.join(ACTIONS)} or *."
+            )
+        elif words[0] != "*" and words[0] not in slugs:
+            problems.append(f"{where} matches nothing: there is no environment {words[0]!r}.")
+        else:
+            failures.append((words[0], words[1]))
+    return failures, problems

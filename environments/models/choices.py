@@ -13,6 +13,14 @@ class ProjectRole(models.TextChoices):
 #: Project roles that may run Maintain actions (superusers may too).
 MAINTAIN_ROLES = frozenset({ProjectRole.OWNER, ProjectRole.MANAGER})
 
+#: What a project role allows, as the role forms say it.
+PROJECT_ROLE_HELP = (
+    "Decides who may maintain. Project owners and Environment managers may run the "
+    "Maintain actions (restart a service, maintenance mode, firewall and database access) "
+    "on every environment of the project; Project team members see its environments and "
+    "history only. Signing in to an environment is the environment role's."
+)
+
 
 class RoleSource(models.TextChoices):
     """Who made a role row: an admin (Django admin, the shell, the demo) or the identity
@@ -70,12 +78,15 @@ class ServiceState(models.TextChoices):
     RUNNING = "running", "Running"
     RESTARTING = "restarting", "Restarting"
     FAILED = "failed", "Failed"
+    # Its health check did not pass (environments.operations.health).
+    STOPPED = "stopped", "Stopped"
 
 
 SERVICE_BADGE = {
     ServiceState.RUNNING: "green",
     ServiceState.RESTARTING: "blue",
     ServiceState.FAILED: "red",
+    ServiceState.STOPPED: "red",
 }
 
 
@@ -84,6 +95,14 @@ class EnvironmentRoleKind(models.TextChoices):
     MAINTENANCE_MODE_USER = "maintenance_mode_user", "Maintenance mode user"
     USER = "user", "User"
 
+
+#: What an environment role allows, as the role forms say it.
+ENVIRONMENT_ROLE_HELP = (
+    "Decides who may sign in to the environment. Every role may sign in normally; while "
+    "maintenance mode is on (Servicing, In Maintenance, or Failed out of a maintenance "
+    "operation) only System administrators and Maintenance mode users may. It gives no "
+    "right to Maintain: that is the project role's."
+)
 
 #: Environment roles that may still sign in while maintenance mode is on.
 MAINTENANCE_SIGN_IN_ROLES = (

@@ -351,6 +351,13 @@ class Service(ShownOnEnvironmentPages):
         max_length=20, choices=ServiceState.choices, default=ServiceState.RUNNING
     )
     last_restarted_at = models.DateTimeField(null=True, blank=True)
+    # The last answer of its periodic health check (environments.operations.health):
+    # when it came, and what the check said (why it did not pass). Empty where the
+    # driver has no health check: the state is then what the last restart left.
+    checked_at = models.DateTimeField(null=True, blank=True)
+    check_detail = models.CharField(max_length=300, blank=True)
+    # When the next check is due; the one task that moves it on runs the check.
+    next_check_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["environment", "kind"]

@@ -3,7 +3,13 @@
 from django.conf import settings
 from django.db import models
 
-from environments.models.choices import EnvironmentRoleKind, ProjectRole, RoleSource
+from environments.models.choices import (
+    ENVIRONMENT_ROLE_HELP,
+    PROJECT_ROLE_HELP,
+    EnvironmentRoleKind,
+    ProjectRole,
+    RoleSource,
+)
 from environments.models.environments import Environment, ShownOnEnvironmentPages
 
 
@@ -27,7 +33,7 @@ class ProjectMembership(ShownOnEnvironmentPages):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="project_memberships"
     )
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
-    role = models.CharField(max_length=20, choices=ProjectRole.choices)
+    role = models.CharField(max_length=20, choices=ProjectRole.choices, help_text=PROJECT_ROLE_HELP)
     # The identity provider changes and removes only the rows it made.
     source = models.CharField(
         max_length=10, choices=RoleSource.choices, default=RoleSource.ADMIN, editable=False
@@ -52,7 +58,9 @@ class EnvironmentRole(ShownOnEnvironmentPages):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="environment_roles"
     )
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="roles")
-    role = models.CharField(max_length=30, choices=EnvironmentRoleKind.choices)
+    role = models.CharField(
+        max_length=30, choices=EnvironmentRoleKind.choices, help_text=ENVIRONMENT_ROLE_HELP
+    )
     source = models.CharField(
         max_length=10, choices=RoleSource.choices, default=RoleSource.ADMIN, editable=False
     )

@@ -13,7 +13,10 @@ it came from and reject a replay:
     X-Portal-Signature-256: sha256=<hex HMAC of the body>
     X-Portal-Delivery: <delivery id>        (the same across retries and resends)
     X-Portal-Timestamp: <Unix seconds of this attempt>
-    X-Portal-Event: operation.started | operation.finished
+    X-Portal-Event: operation.started | operation.finished | test
+
+A ``test`` event (admin's **Send test event**) goes the same way, posted at once and
+tried once.
 """
 
 import hashlib
@@ -35,6 +38,7 @@ from django_tasks import task
 
 from environments.models import (
     MAINTAIN_KINDS,
+    DeliveryState,
     Status,
     Webhook,
     WebhookAttempt,
@@ -46,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 STARTED = "operation.started"
 FINISHED = "operation.finished"
+TEST = "test"
 #: The part of a receiver's answer kept with each attempt.
 RESPONSE_BYTES = 1024
 
@@ -296,6 +301,35 @@ def deliver(delivery_pk, now=None):
         outcome = f"answered {status}" if status is not None else "failed"
         logger.info("Webhook %s: %s %s %s", row.delivery_id, row.webhook.masked_url, outcome, error)
     delivery.settle(row, delivered=ok, now=now, enqueue=enqueue, fields=["status_code"])
+    return row
+
+
+def send_test_event(webhook, user, now=None):
+    """The admin's Send test event: a signed ``test`` event through the normal delivery
+    (an outbox row, its claim, signature and recorded attempt), posted now and tried
+    once: the admin reads the answer at once and no retry follows. Returns the row."""
+    now = now or timezone.now()
+    project = webhook.project
+    payload = {
+        "event": TEST,
+        "webhook": webhook.name,
+        "project": {"slug": project.slug, "name": project.name},
+        "actor": user.get_username(),
+        "url": absolute_url(reverse("environment-list")),
+        "text": f"Test event from the maintenance portal for {project.name}: "
+        f"webhook {webhook.name} works (sent by {user.get_username()}).",
+    }
+    if not webhook.include_text:
+        payload.pop("text")
+    row = WebhookDelivery.objects.create(
+        webhook=webhook, event=TEST, payload=payload, next_attempt_at=now
+    )
+    deliver(row.pk, now)
+    # A failed test is not tried again: the admin has its answer.
+    WebhookDelivery.objects.filter(pk=row.pk, state=DeliveryState.PENDING).update(
+        state=DeliveryState.FAILED, finished_at=now
+    )
+    row.refresh_from_db()
     return row
 
 

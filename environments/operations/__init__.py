@@ -24,6 +24,7 @@ from environments.operations.grants import (
     request_access,
     revoke_access,
 )
+from environments.operations.health import start_health_checks
 from environments.operations.maintain import (
     abort,
     disable_maintenance,

@@ -8,7 +8,12 @@ from django.core.management.base import BaseCommand
 from environments import windows
 from environments.models import IdempotencyKey
 from environments.notify import notifications, webhooks
-from environments.operations import expire_access, fail_overdue_operations, requeue_lost_steps
+from environments.operations import (
+    expire_access,
+    fail_overdue_operations,
+    requeue_lost_steps,
+    start_health_checks,
+)
 
 #: Seconds between two prunings of finished task rows.
 PRUNE_EVERY = 3600
@@ -19,8 +24,9 @@ class Command(BaseCommand):
         "Fail every operation whose deadline has passed, hand out again the steps whose "
         "task was lost, prune finished task rows and API idempotency keys older than a day, "
         "end every access grant past its expiry, start and end maintenance windows that "
-        "are due and hand out mails and webhook events whose task was lost (run from "
-        "cron, or with --loop)."
+        "are due, hand out mails and webhook events whose task was lost, and start the "
+        "periodic health check of each service that has one but no task for it (run "
+        "from cron, or with --loop)."
     )
 
     def add_arguments(self, parser):
@@ -50,6 +56,8 @@ class Command(BaseCommand):
             for grant in expire_access():
                 self.stdout.write(f"{grant} on {grant.environment.slug}: removal queued")
             self.sweep_windows_and_notifications()
+            for service in start_health_checks():
+                self.stdout.write(f"Health checks of {service} started.")
             if not loop:
                 return
             time.sleep(loop)
