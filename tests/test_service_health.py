@@ -128,3 +128,15 @@ def test_a_stored_answer_moves_the_pages_revision_on(environment, configure):
 
     environment.refresh_from_db()
     assert environment.revision > before
+
+
+def test_the_api_says_when_each_services_state_was_last_known(
+    environment, configure, api_as_manager
+):
+    configure(environment, PASSES)
+    check_service(aos(environment).pk)
+
+    body = api_as_manager.get(f"/api/v1/environments/{environment.slug}").json()
+
+    checked = {service["kind"]: service["checked_at"] for service in body["services"]}
+    assert checked["aos"] is not None and checked["mr"] is None

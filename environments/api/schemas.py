@@ -179,7 +179,10 @@ class ServiceOut(Schema):
     kind: str
     code: str
     name: str
-    state: str
+    state: str = Field(..., description="The last known state: see checked_at.")
+    checked_at: datetime | None = Field(
+        ..., description="When a health check last answered (null: never checked)."
+    )
     last_restarted_at: datetime | None
 
 
@@ -490,6 +493,7 @@ def environment_detail_out(environment, available_actions):
                 "code": service.code,
                 "name": service.get_kind_display(),
                 "state": service.state,
+                "checked_at": service.checked_at,
                 "last_restarted_at": service.last_restarted_at,
             }
             for service in environment.services.all()
