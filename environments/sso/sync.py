@@ -66,19 +66,22 @@ def sync_identities(now=None):
         refresh_token = crypto.unseal(identity.refresh_token_sealed, crypto.REFRESH_TOKEN)
         if not (refresh_token and identity.issuer == settings.OIDC_ISSUER):
             line = _end_if_unconfirmed(identity, now, "no refresh token")
+        elif down is not None:
+            line = _unanswered(identity, down)
         else:
             try:
-                if down is not None:
-                    raise down
                 line = _refresh(identity, refresh_token, now)
             except ProviderDown as error:
                 down = error
-                name = settings.OIDC_PROVIDER_NAME
-                line = f"{identity.user}: unchanged, {name} did not answer ({error})"
+                line = _unanswered(identity, error)
         if line:
             log.warning("single sign-on refresh: %s", line)
             report.append(line)
     return report
+
+
+def _unanswered(identity, error):
+    return f"{identity.user}: unchanged, {settings.OIDC_PROVIDER_NAME} did not answer ({error})"
 
 
 def _holders():
