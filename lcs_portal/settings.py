@@ -265,6 +265,12 @@ OIDC_TIMEOUT_SECONDS = env_float("PORTAL_OIDC_TIMEOUT_SECONDS", 5.0)
 # Members of this provider group are superusers (and staff); empty: the provider never
 # makes anyone a superuser.
 OIDC_SUPERUSER_GROUP = os.environ.get("PORTAL_OIDC_SUPERUSER_GROUP", "")
+# The refresh (`manage.py sync_identity`, docs/sso.md) reads every signed-in provider
+# user's groups again this often, with the refresh token kept when PORTAL_OIDC_SCOPES
+# asks for offline_access. Without one, a user's sessions, grants and API tokens end
+# once their groups were last read longer ago than PORTAL_OIDC_GROUPS_MAX_AGE_HOURS.
+OIDC_SYNC_SECONDS = env_float("PORTAL_OIDC_SYNC_SECONDS", 900.0)
+OIDC_GROUPS_MAX_AGE_HOURS = env_float("PORTAL_OIDC_GROUPS_MAX_AGE_HOURS", 12.0)
 # Off: only superusers may sign in with a local password (break-glass); everyone else
 # signs in with single sign-on.
 LOCAL_PASSWORDS_FOR_ALL = env_bool("PORTAL_LOCAL_PASSWORDS_FOR_ALL", True)

@@ -156,6 +156,17 @@ def api_as_manager(manager):
     return api_client(manager, name="nightly")
 
 
+@pytest.fixture(scope="session")
+def oidc_server(tmp_path_factory):
+    """One real OpenID provider (tests/oidc_provider.py) for every single sign-on test
+    that the test client drives; each test sets its accounts (the ``provider`` fixtures)."""
+    from tests.oidc_provider import BASE, start_provider, stop_provider
+
+    provider, process = start_provider(tmp_path_factory.mktemp("oidc"), [BASE], {})
+    yield provider
+    stop_provider(process)
+
+
 @pytest.fixture
 def t0():
     """A window's start: two days from now, on the hour. Nothing it enqueues falls due

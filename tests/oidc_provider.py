@@ -2,6 +2,7 @@
 (the OpenID-certified `oidc-provider`, installed by `make oidc-provider` into
 tests/oidc/node_modules) on a free port of 127.0.0.1."""
 
+import contextlib
 import json
 import re
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -17,6 +19,8 @@ from django.conf import settings
 from joserfc.jwk import RSAKey
 
 HERE = Path(settings.BASE_DIR) / "tests" / "oidc"
+#: The test client's address, to which the provider sends the browser back.
+BASE = "http://testserver"
 CLIENT_ID = "portal"
 CLIENT_SECRET = "portal-test-secret-that-is-long-enough-for-hs256"
 
@@ -88,12 +92,16 @@ def stop_provider(process):
         process.kill()
 
 
-def use_provider(settings, provider, name="Test IdP"):
+def use_provider(settings, provider, name="Test IdP", offline_access=False):
+    """Point the portal at ``provider``; with ``offline_access`` it asks for (and keeps)
+    a refresh token."""
     settings.OIDC_ISSUER = provider.issuer
     settings.OIDC_CLIENT_ID = CLIENT_ID
     settings.OIDC_CLIENT_SECRET = CLIENT_SECRET
     settings.OIDC_PROVIDER_NAME = name
-    settings.OIDC_SCOPES = "openid profile email groups"
+    settings.OIDC_SCOPES = "openid profile email groups" + (
+        " offline_access" if offline_access else ""
+    )
 
 
 @pytest.fixture
@@ -108,11 +116,25 @@ def oidc_accounts():
     }
 
 
-def through_provider(location, *, login, redirect_base):
-    """Follow the provider's own pages from its authorization URL as a person would (its
-    login form, then its consent form), until it sends the browser back to the portal;
-    returns that URL, the callback with the code and state."""
-    with httpx.Client(timeout=10) as browser:
+def sign_in_with_provider(client, login="alice", **options):
+    """Sign the test client in through the provider's own pages; the callback's answer.
+    ``options``: through_provider's (browser, cancel)."""
+    response = client.get("/accounts/oidc/sign-in/")
+    assert response.status_code == 302, response.content
+    callback = through_provider(response["Location"], login=login, redirect_base=BASE, **options)
+    parts = urlsplit(callback)
+    return client.get(f"{parts.path}?{parts.query}")
+
+
+def through_provider(location, *, login, redirect_base, browser=None, cancel=False):
+    """Follow the provider's own pages from its authorization URL (or its sign-out URL)
+    as a person would (its login form, then its consent form), until it sends the
+    browser back to the portal; returns that URL (the callback with the code and state).
+    ``cancel``: the person cancels at the login page. ``browser``: an httpx client that
+    keeps the provider's cookies (its session) from one call to the next."""
+    with contextlib.ExitStack() as stack:
+        if browser is None:
+            browser = stack.enter_context(httpx.Client(timeout=10))
         response = browser.get(location)
         for _ in range(12):
             if response.is_redirect:
@@ -122,11 +144,17 @@ def through_provider(location, *, login, redirect_base):
                 response = browser.get(location)
                 continue
             assert response.status_code == 200, response.text
+            abort = re.search(r'href="([^"]*/abort)"', response.text)
+            if cancel and abort:
+                response = browser.get(str(response.url.join(abort.group(1))))
+                continue
             action = re.search(r'<form[^>]*action="([^"]+)"', response.text).group(1)
             fields = dict(
                 re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', response.text)
             )
             if 'name="login"' in response.text:
                 fields.update(login=login, password="any password")
+            if 'name="logout"' in response.text:
+                fields.update(logout="yes")  # "Yes, sign me out"
             response = browser.post(str(response.url.join(action)), data=fields)
     raise AssertionError("the provider never sent the browser back")

@@ -27,23 +27,20 @@ from environments.models import (
 )
 from tests.conftest import PASSWORD
 from tests.oidc_provider import (
+    BASE,
     free_port,
     oidc_accounts,  # noqa: F401 (a fixture)
-    start_provider,
-    stop_provider,
+    sign_in_with_provider,
     through_provider,
     use_provider,
 )
 
-BASE = "http://testserver"
-
 
 @pytest.fixture
-def provider(db, tmp_path, settings, oidc_accounts):  # noqa: F811
-    provider, process = start_provider(tmp_path, [BASE], oidc_accounts)
-    use_provider(settings, provider)
-    yield provider
-    stop_provider(process)
+def provider(db, settings, oidc_server, oidc_accounts):  # noqa: F811
+    oidc_server.set_accounts(oidc_accounts)
+    use_provider(settings, oidc_server)
+    return oidc_server
 
 
 @pytest.fixture
@@ -51,14 +48,6 @@ def managers_group(project):
     return GroupRole.objects.create(
         group="portal-managers", project=project, project_role=ProjectRole.MANAGER
     )
-
-
-def sign_in_with_provider(client, login="alice"):
-    response = client.get("/accounts/oidc/sign-in/")
-    assert response.status_code == 302, response.content
-    callback = through_provider(response["Location"], login=login, redirect_base=BASE)
-    parts = urlsplit(callback)
-    return client.get(f"{parts.path}?{parts.query}")
 
 
 def test_first_sign_in_makes_a_user_of_issuer_and_sub_never_matched_on_email(

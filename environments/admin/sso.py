@@ -30,9 +30,18 @@ class GroupRoleAdmin(ProjectSelect, admin.ModelAdmin):
 
 @admin.register(ExternalIdentity)
 class ExternalIdentityAdmin(admin.ModelAdmin):
-    list_display = ["user", "issuer", "subject", "last_sign_in_at"]
+    list_display = ["user", "issuer", "subject", "last_sign_in_at", "groups_read_at"]
     search_fields = ["user__username", "subject"]
-    readonly_fields = ["user", "issuer", "subject", "groups", "created_at", "last_sign_in_at"]
+    # The sealed refresh token is never shown.
+    readonly_fields = [
+        "user",
+        "issuer",
+        "subject",
+        "groups",
+        "created_at",
+        "last_sign_in_at",
+        "groups_read_at",
+    ]
 
     def has_add_permission(self, request):
         return False

@@ -17,7 +17,7 @@ from environments.models import Environment
 
 #: The task worker and the watchdog exit when they lose the database (django-tasks-db's
 #: worker does not wait for it); they are started again, and work again once it is back.
-RESTARTED = ("db_worker", "access_worker", "notify_worker", "watchdog")
+RESTARTED = ("db_worker", "access_worker", "notify_worker", "watchdog", "sync_identity")
 RESTART_DELAY = 2.0
 #: What gunicorn listens on when --bind names no port.
 GUNICORN_PORT = "8000"
@@ -124,6 +124,11 @@ class Command(BaseCommand):
             # ends access past its expiry, once a minute (WATCHDOG_LOOP_SECONDS).
             "watchdog": [python, manage, "watchdog", "--loop", str(settings.WATCHDOG_LOOP_SECONDS)],
         }
+        if settings.OIDC_ISSUER:
+            # Single sign-on users' groups, read again at the provider (docs/sso.md): a
+            # process of its own, so a slow provider never delays the watchdog.
+            loop = str(settings.OIDC_SYNC_SECONDS)
+            commands["sync_identity"] = [python, manage, "sync_identity", "--loop", loop]
         sandbox = self._local_sandbox() if local_sandbox else None
         if sandbox is not None:
             # supervisord stops its services when it gets SIGTERM (or the terminal's SIGINT).

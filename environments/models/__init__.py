@@ -25,7 +25,7 @@ from environments.models.grants import AccessGrant, DatabaseAccount, FirewallRul
 from environments.models.history import Operation, OperationLogLine, OperationQuerySet
 from environments.models.idempotency import IdempotencyKey
 from environments.models.projects import EnvironmentRole, Project, ProjectMembership
-from environments.models.sso import ExternalIdentity, GroupRole
+from environments.models.sso import ExternalIdentity, GroupRole, SignInSession
 from environments.models.tokens import ApiToken, ApiTokenQuerySet, TokenScope
 from environments.models.users import UserSettings, new_calendar_token
 from environments.models.windows import (

@@ -252,3 +252,4 @@ class AccessEnd(models.TextChoices):
     FAILED = "failed", "Could not be applied"
     ROLE_REMOVED = "role_removed", "Role removed"
     DEACTIVATED = "deactivated", "User deactivated"
+    GROUPS_UNCONFIRMED = "groups_unconfirmed", "Groups not confirmed"

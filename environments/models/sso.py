@@ -3,6 +3,7 @@ give which role."""
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from environments.models.choices import EnvironmentRoleKind, ProjectRole
 from environments.models.projects import Project
@@ -21,6 +22,11 @@ class ExternalIdentity(models.Model):
     groups = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_sign_in_at = models.DateTimeField(null=True, blank=True)
+    # When the provider last told the groups: a sign-in, or a refresh (sso/sync.py).
+    groups_read_at = models.DateTimeField(null=True, blank=True)
+    # The provider's refresh token (sealed, environments.crypto), kept only when the
+    # portal asks for offline_access: the refresh reads the groups again with it.
+    refresh_token_sealed = models.TextField(blank=True, editable=False)
 
     class Meta:
         constraints = [
@@ -30,6 +36,25 @@ class ExternalIdentity(models.Model):
 
     def __str__(self):
         return f"{self.user} ({self.subject} at {self.issuer})"
+
+
+class SignInSession(models.Model):
+    """A portal session that single sign-on opened, so that the refresh (sso/sync.py)
+    knows who is signed in without reading every session. The issuer, ``sub`` and user
+    are its identity's. Removed at sign-out, and by the refresh once the session is gone."""
+
+    identity = models.ForeignKey(
+        ExternalIdentity, on_delete=models.CASCADE, related_name="sign_in_sessions"
+    )
+    # Text: a signed-cookie session's key is the whole cookie.
+    session_key = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.identity.user} since {self.created_at:%Y-%m-%d %H:%M}"
 
 
 class GroupRole(models.Model):

@@ -490,6 +490,10 @@ def queue_removal(grant, user, now, *, retry=False, via=""):
             "this environment (role removed)."
         ),
         AccessEnd.DEACTIVATED: "Ended by the portal: the requester was deactivated.",
+        AccessEnd.GROUPS_UNCONFIRMED: (
+            "Ended by the portal: the identity provider has not confirmed the requester's "
+            "groups for longer than the configured maximum (no refresh token)."
+        ),
     }[grant.end_reason]
     if retry:
         why = "Retrying the removal, which had failed. " + why

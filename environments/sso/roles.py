@@ -55,6 +55,29 @@ def roles_from_groups(groups):
     return project_roles, environment_roles
 
 
+def groups_from_claims(claims):
+    """The groups an ID token's claims list, or None when the provider left them out
+    because there were too many (Entra ID's overage: a ``_claim_names`` pointer to
+    Microsoft Graph, or ``hasgroups``): never read as "no groups" (docs/sso.md)."""
+    claim = settings.OIDC_GROUPS_CLAIM
+    if claim not in claims and (claim in claims.get("_claim_names", {}) or claims.get("hasgroups")):
+        return None
+    groups = claims.get(claim) or []
+    if isinstance(groups, str):
+        groups = [groups]
+    return [str(group) for group in groups]
+
+
+def apply_identity_groups(identity, groups, provider_name, now):
+    """Apply the groups the provider just told for ``identity`` (at a sign-in or a
+    refresh) and remember them, in one transaction."""
+    with transaction.atomic():
+        apply_groups(identity.user, groups, provider_name)
+        identity.groups = groups
+        identity.groups_read_at = now
+        identity.save(update_fields=["groups", "groups_read_at"])
+
+
 def apply_groups(user, groups, provider_name):
     """Give ``user`` the roles ``groups`` map to and take away the provider's others."""
     with transaction.atomic():

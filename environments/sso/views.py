@@ -18,9 +18,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET
 from joserfc.errors import JoseError
 
-from environments.models import ExternalIdentity
+from environments import crypto
+from environments.models import ExternalIdentity, SignInSession
 from environments.sso.client import enabled, oidc_client
-from environments.sso.roles import apply_groups
+from environments.sso.roles import apply_identity_groups, groups_from_claims
 
 log = logging.getLogger(__name__)
 User = get_user_model()
@@ -110,8 +111,8 @@ def sso_callback(request):
     claims = token.get("userinfo")
     if not claims or not claims.get("sub"):
         return _refuse(request, f"{name} sent no ID token.", 400)
-    groups_claim = settings.OIDC_GROUPS_CLAIM
-    if groups_claim not in claims and groups_claim in claims.get("_claim_names", {}):
+    groups = groups_from_claims(claims)
+    if groups is None:
         # Entra ID's overage: too many groups to list in the token (docs/sso.md).
         return _refuse(
             request,
@@ -119,26 +120,37 @@ def sso_callback(request):
             "to send only the groups assigned to the portal's application.",
             403,
         )
-    groups = claims.get(groups_claim) or []
-    if isinstance(groups, str):
-        groups = [groups]
-    user = user_for(claims)
+    identity = identity_for(claims)
+    user = identity.user
     if not user.is_active:
         return _refuse(request, "Your portal account is deactivated.", 403)
-    with transaction.atomic():
-        apply_groups(user, [str(group) for group in groups], name)
-        ExternalIdentity.objects.filter(issuer=claims["iss"], subject=claims["sub"]).update(
-            groups=groups, last_sign_in_at=timezone.now()
-        )
+    now = timezone.now()
+    apply_identity_groups(identity, groups, name, now)
     next_url = request.session.pop(SESSION_NEXT, "") or settings.LOGIN_REDIRECT_URL
     login(request, user, backend=BACKEND)
     request.session[SESSION_ID_TOKEN] = token.get("id_token", "")
+    remember_sign_in(request, identity, token, now)
     return redirect(next_url)
 
 
-def user_for(claims):
-    """The user of this issuer and `sub`, made at their first sign-in. Never found by
-    e-mail or user name: those can change hands at the provider."""
+def remember_sign_in(request, identity, token, now):
+    """Record the session for the refresh (sso/sync.py), and keep the refresh token where
+    the portal asked for offline_access: a refresh token without it (Keycloak gives one
+    to everyone) ends with the provider's session, so its refusal would not mean that
+    the person left."""
+    request.session.save()
+    SignInSession.objects.create(
+        identity=identity, session_key=request.session.session_key, created_at=now
+    )
+    identity.last_sign_in_at = now
+    if "offline_access" in settings.OIDC_SCOPES.split() and token.get("refresh_token"):
+        identity.refresh_token_sealed = crypto.seal(token["refresh_token"], crypto.REFRESH_TOKEN)
+    identity.save(update_fields=["last_sign_in_at", "refresh_token_sealed"])
+
+
+def identity_for(claims):
+    """The identity (and user) of this issuer and `sub`, made at their first sign-in.
+    Never found by e-mail or user name: those can change hands at the provider."""
     identity = (
         ExternalIdentity.objects.select_related("user")
         .filter(issuer=claims["iss"], subject=claims["sub"])
@@ -151,7 +163,7 @@ def user_for(claims):
         if (user.email, user.first_name) != (email, full_name):
             user.email, user.first_name = email, full_name
             user.save(update_fields=["email", "first_name"])
-        return user
+        return identity
     base = str(claims.get(settings.OIDC_USERNAME_CLAIM) or claims["sub"])[:140]
     username, number = base, 1
     with transaction.atomic():
@@ -161,8 +173,9 @@ def user_for(claims):
         user = User(username=username, email=email, first_name=full_name)
         user.set_unusable_password()
         user.save()
-        ExternalIdentity.objects.create(user=user, issuer=claims["iss"], subject=claims["sub"])
-    return user
+        return ExternalIdentity.objects.create(
+            user=user, issuer=claims["iss"], subject=claims["sub"]
+        )
 
 
 class SignOutView(auth_views.LogoutView):
@@ -171,6 +184,8 @@ class SignOutView(auth_views.LogoutView):
 
     def post(self, request, *args, **kwargs):
         id_token = request.session.get(SESSION_ID_TOKEN)
+        if request.session.session_key:
+            SignInSession.objects.filter(session_key=request.session.session_key).delete()
         response = super().post(request, *args, **kwargs)
         if not (id_token and enabled()):
             return response

@@ -40,6 +40,15 @@ const provider = new Provider(config.issuer, {
   },
 });
 provider.proxy = false;
+// Entra ID and Keycloak give a refresh token to a client that asks for `offline_access`;
+// oidc-provider (as OpenID Connect Core allows) only with prompt=consent, which the portal
+// does not send (Entra would show its consent page at every sign-in). So it is added here.
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/auth' && ctx.query.scope?.split(' ').includes('offline_access')) {
+    ctx.query = { ...ctx.query, prompt: 'consent' };
+  }
+  await next();
+});
 
 const server = provider.listen(config.port, '127.0.0.1', () => {
   console.log(`listening ${config.issuer}`);
