@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('environments', '0017_history_records_project_roles_and_windows'),
+        ('environments', '0019_role_forms_say_what_each_role_allows'),
     ]
 
     operations = [
