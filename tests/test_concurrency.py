@@ -209,3 +209,25 @@ def test_ending_a_grant_locks_the_environment_before_the_grant(environment, mana
     locks = [q["sql"] for q in queries.captured_queries if "FOR UPDATE" in q["sql"]]
     assert '"environments_environment"' in locks[0].split("FROM")[1].split("WHERE")[0]
     assert '"environments_firewallrule"' in locks[1].split("FROM")[1].split("WHERE")[0]
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks exist on PostgreSQL only")
+def test_ending_a_grant_locks_no_project_row(environment, manager):
+    """A lock that reaches the project's row (FOR UPDATE over a join with it) makes every
+    change on its environments wait, and deadlocked a role change in admin with a worker
+    committing on another environment of the project (found by the soak)."""
+    from django.test.utils import CaptureQueriesContext
+
+    from environments import operations
+    from environments.models import FirewallRule
+
+    operations.enable_access(
+        environment, manager, name="office", cidr="203.0.113.7/32", reason="support"
+    )
+    rule = FirewallRule.objects.get()
+    with CaptureQueriesContext(connection) as queries:
+        operations.remove_access(rule, manager)
+    locks = [q["sql"] for q in queries.captured_queries if "FOR UPDATE" in q["sql"]]
+    assert locks
+    assert not [sql for sql in locks if '"environments_project"' in sql], locks

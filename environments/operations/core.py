@@ -433,7 +433,9 @@ def end_grant(grant, user, end_reason, now=None, via=""):
     with transaction.atomic():
         # The environment's row first, as finishing an operation locks it before it
         # settles the grant: the other order deadlocks with a worker settling this grant.
-        Environment.objects.select_for_update().filter(pk=grant.environment_id).first()
+        # get(), not first(): first()'s ordering joins the project, whose row FOR UPDATE
+        # would lock too (a role change deadlocked on it in the soak).
+        Environment.objects.select_for_update().get(pk=grant.environment_id)
         locked = model.objects.select_for_update().select_related("environment").get(pk=grant.pk)
         if locked.ended_at is not None:
             return False
