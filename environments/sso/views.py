@@ -18,7 +18,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET
 from joserfc.errors import JoseError
 
-from environments.models import ExternalIdentity
+from environments.models import ExternalIdentity, is_service_account
 from environments.sso.client import enabled, oidc_client
 from environments.sso.roles import apply_groups
 
@@ -125,6 +125,14 @@ def sso_callback(request):
     user = user_for(claims)
     if not user.is_active:
         return _refuse(request, "Your portal account is deactivated.", 403)
+    if is_service_account(user):
+        # An identity linked to one by hand: a service account is never a person's.
+        return _refuse(
+            request,
+            f"{user.get_username()} is a service account: it uses the API with its tokens "
+            "and never signs in to the pages.",
+            403,
+        )
     with transaction.atomic():
         apply_groups(user, [str(group) for group in groups], name)
         ExternalIdentity.objects.filter(issuer=claims["iss"], subject=claims["sub"]).update(
