@@ -16,9 +16,17 @@ from datetime import timedelta
 from django import forms
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 
-from environments.models import ApiToken, TokenScope
+from environments.models import (
+    ApiToken,
+    EnvironmentRole,
+    ProjectMembership,
+    ProjectRole,
+    TokenScope,
+    is_service_account,
+)
 
 PREFIX = "lcsp_"
 ALPHABET = string.ascii_letters + string.digits
@@ -52,21 +60,42 @@ def issue(user, *, name, scope, expires_at=None):
     return token, secret
 
 
-def refusal_to_make_token(maker, holder, scope):
-    """Why ``maker`` may not make a token of ``scope`` for ``holder``; None if they may.
+def may_make_token(maker, holder):
+    """Whether ``maker`` may make (or rotate) a token for ``holder``.
 
     A token acts as its holder, so making one for someone is acting as them. Superusers
-    may (they may do everything anyway); anyone else makes tokens for themselves only,
+    may (they may do everything anyway); people make tokens for themselves only,
     whatever their admin permissions: being allowed to add tokens is not being allowed
-    to become the people they are for."""
-    if maker.is_superuser or maker.pk == holder.pk:
-        return None
-    # Service accounts, when they come, are the one exception and belong here: a project
-    # owner may make a token for a service account whose roles all lie in projects they
-    # own, with a scope no wider than their own (``scope`` is passed for that check).
+    to become the people they are for. The one exception is a service account whose
+    roles all lie in projects the maker owns: it can do nothing the maker cannot, so a
+    project owner may make its tokens (and a pipeline rotate its own credential)."""
+    return maker.is_superuser or maker.pk == holder.pk or owns_service_account(maker, holder)
+
+
+def refusal_to_make_token(holder_name):
+    """Why a token for ``holder_name`` is refused: the same words whether that user does
+    not exist, is a person, or is a service account of someone else's projects."""
     return (
-        f"You may make tokens for yourself only, not for {holder}: a token acts as its "
-        "user, and only a superuser may make one for someone else."
+        f"You may make tokens for yourself only, not for {holder_name}: a token acts as its "
+        "user, and only a superuser may make one for someone else (a project owner may "
+        "also make one for a service account whose roles all lie in projects they own)."
+    )
+
+
+def owns_service_account(person, holder):
+    """Whether ``holder`` is a service account (not a superuser) with at least one role,
+    every one of them in a project ``person`` owns."""
+    if not is_service_account(holder) or holder.is_superuser:
+        return False
+    owned = ProjectMembership.objects.filter(user=person, role=ProjectRole.OWNER)
+    owned = owned.values("project_id")
+    memberships = ProjectMembership.objects.filter(user=holder)
+    roles = EnvironmentRole.objects.filter(user=holder)
+    if not (memberships.exists() or roles.exists()):
+        return False  # none yet: its first roles could be anyone's
+    return not (
+        memberships.exclude(project_id__in=owned).exists()
+        or roles.exclude(environment__project_id__in=owned).exists()
     )
 
 
@@ -106,6 +135,16 @@ def _note_use(token, address):
 def revoke(token):
     """Revoke a token (it stops at its next request). False if it was revoked already."""
     return bool(ApiToken.objects.filter(pk=token.pk).revoke())
+
+
+def rotate(token):
+    """Revoke ``token`` and make its successor: the same user, name and scope, the
+    default lifetime. Returns the new token and its secret (shown once), or None when
+    ``token`` was revoked already (by another rotation, say): never two successors."""
+    with transaction.atomic():
+        if not revoke(token):
+            return None
+        return issue(token.user, name=token.name, scope=token.scope)
 
 
 def take_request(user):
@@ -203,9 +242,7 @@ class AdminTokenForm(forms.ModelForm):
         holder = cleaned.get("user")
         if holder is not None:  # only while adding: a made token's user is read-only
             if self.maker is None:
-                refusal = "Who is making this token is not known: nothing was made."
-            else:
-                refusal = refusal_to_make_token(self.maker, holder, cleaned.get("scope"))
-            if refusal:
-                self.add_error("user", refusal)
+                self.add_error("user", "Who is making this token is not known: nothing was made.")
+            elif not may_make_token(self.maker, holder):
+                self.add_error("user", refusal_to_make_token(holder))
         return cleaned

@@ -1,8 +1,12 @@
-"""Sign-in throttling: django-axes' check, for sign-ins that come through a page."""
+"""Sign-in to the pages: django-axes' throttling, the password check, and who may sign
+in at all (people: never a service account)."""
 
 from axes.backends import AxesStandaloneBackend
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
+
+from environments.models import is_service_account
 
 
 class SignInThrottleBackend(AxesStandaloneBackend):
@@ -21,7 +25,23 @@ class SignInThrottleBackend(AxesStandaloneBackend):
         return super().authenticate(request, username=username, password=password, **kwargs)
 
 
-class LocalPasswordBackend(ModelBackend):
+class PeopleOnlyBackend(ModelBackend):
+    """Sessions are for people. A service account (environments.ServiceAccount) acts
+    through its API tokens only: it never signs in, and a session of its, however it
+    was made, is ended on its next request (get_user finds no user for it), so neither
+    the pages nor the environment sign-in gate and forward auth ever see it."""
+
+    def user_can_authenticate(self, user):
+        return super().user_can_authenticate(user) and not is_service_account(user)
+
+    def get_user(self, user_id):
+        # As ModelBackend's, with the service account mark in the same query.
+        users = get_user_model().objects.select_related("service_account")
+        user = users.filter(pk=user_id).first()
+        return user if user is not None and self.user_can_authenticate(user) else None
+
+
+class LocalPasswordBackend(PeopleOnlyBackend):
     """Django's own password check, for superusers only when PORTAL_LOCAL_PASSWORDS_FOR_ALL
     is off: they keep a way in (break-glass) while the identity provider is down."""
 

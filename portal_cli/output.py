@@ -106,6 +106,8 @@ def signed_in(url, me, saved=None):
     """`portal login` and `portal whoami`: the user, and the token's scope and expiry."""
     user, token = me["user"], me["token"]
     name = f" ({safe(user['full_name'])})" if user["full_name"] else ""
+    if user.get("service_account"):  # a portal from before service accounts sends none
+        name += " (service account)"
     out.print(f"Signed in to {safe(url)} as {safe(user['username'])}{name}.")
     out.print(
         f"Token: {safe(token['name'])} ({safe(token['prefix'])}…), "

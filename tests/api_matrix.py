@@ -10,7 +10,8 @@ at, and changes nothing (tests/test_api_authorization_matrix.py).
 
 Answers are status codes. The firewall rule and the database account were granted to
 the owner (alice), and the operation is the rule's. The maintenance window was
-scheduled by the owner, a day ahead (the world of tests/conftest.py).
+scheduled by the owner, a day ahead; the token is of nightly-restarts, a service account
+and Environment manager of the owner's project (the world of tests/conftest.py).
 """
 
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,8 @@ _END = _START + timedelta(hours=1)
 
 ROLES = ("anonymous", "outsider", "member", "maint", "manager", "owner", "superuser")
 
-# (what, method, path with {slug} {rule} {account} {activity} {window} filled in, body),
+# (what, method, path with {slug} {rule} {account} {activity} {window} {token} filled in,
+# body),
 # then one answer per role in ROLES order.
 MATRIX = [
     ("Environments", "GET", "/api/v1/environments", None, (401, 200, 200, 200, 200, 200, 200)),
@@ -138,6 +140,27 @@ MATRIX = [
         "/api/v1/maintenance-windows/{window}/end",
         None,
         (401, 404, 403, 403, 409, 409, 409),
+    ),
+    (
+        "Make a token for yourself",
+        "POST",
+        "/api/v1/tokens",
+        {"name": "matrix", "scope": "read"},
+        (401, 201, 201, 201, 201, 201, 201),
+    ),
+    (
+        "Make a token for the owner's service account",
+        "POST",
+        "/api/v1/tokens",
+        {"name": "matrix", "scope": "maintain", "user": "nightly-restarts"},
+        (401, 403, 403, 403, 403, 201, 201),
+    ),
+    (
+        "Rotate the owner's service account's token",
+        "POST",
+        "/api/v1/tokens/{token}/rotate",
+        None,
+        (401, 404, 404, 404, 404, 201, 201),
     ),
     ("OpenAPI document", "GET", "/api/v1/openapi.json", None, (200,) * 7),
     ("Browsable docs", "GET", "/api/v1/docs", None, (200,) * 7),

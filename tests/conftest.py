@@ -29,9 +29,11 @@ from environments.models import (
     ProjectMembership,
     ProjectRole,
     Service,
+    ServiceAccount,
     ServiceKind,
     Status,
     Subscription,
+    TokenScope,
     UserSettings,
 )
 from tests.api_clients import api_client
@@ -127,6 +129,18 @@ def outsider(other_project):
 
 
 @pytest.fixture
+def service_account(project):
+    """nightly-restarts, a service account and an Environment manager of the owner's
+    (alice's) project."""
+    user = get_user_model()(username="nightly-restarts")
+    user.set_unusable_password()
+    user.save()
+    ServiceAccount.objects.create(user=user, description="The nightly restart pipeline")
+    ProjectMembership.objects.create(user=user, project=project, role=ProjectRole.MANAGER)
+    return user
+
+
+@pytest.fixture
 def superuser(db):
     return get_user_model().objects.create_superuser(username="root", password=PASSWORD)
 
@@ -175,12 +189,13 @@ def t0():
 
 
 @pytest.fixture
-def world(environment, owner, manager, member, maint, outsider, superuser):
+def world(environment, owner, manager, member, maint, outsider, superuser, service_account):
     """The whole cast, and the environment with some history, an active firewall rule and
     database account (both granted to the owner, the operation is the rule's) and a
-    maintenance window the owner scheduled a day ahead. "values" fills the placeholders
-    of the authorization matrices' paths; the calendar is the outsider's own address."""
-    from environments import operations, windows
+    maintenance window the owner scheduled a day ahead, and a token of the owner's
+    service account. "values" fills the placeholders of the authorization matrices'
+    paths; the calendar is the outsider's own address."""
+    from environments import operations, tokens, windows
 
     rule_operation = operations.enable_access(
         environment, owner, name="office", cidr="203.0.113.7/32", reason="support"
@@ -214,6 +229,7 @@ def world(environment, owner, manager, member, maint, outsider, superuser):
             "activity": rule_operation.activity_id,
             "admin": django_settings.ADMIN_PATH,
             "window": window.pk,
+            "token": tokens.issue(service_account, name="ci", scope=TokenScope.MAINTAIN)[0].pk,
             "calendar": UserSettings.objects.get_or_create(user=outsider)[0].calendar_token,
         },
     }

@@ -1,5 +1,6 @@
-"""GET /api/v1/me: whom a token signs in as, and the token's own name, scope and
-expiry; through the same token check and problems as every other endpoint."""
+"""GET /api/v1/me: whom a token signs in as (a service account says so), and the token's
+own id, name, scope and expiry; through the same token check and problems as every other
+endpoint."""
 
 from datetime import timedelta
 
@@ -21,8 +22,9 @@ def test_me_names_the_user_and_the_token(manager):
 
     assert response.status_code == 200
     assert response.json() == {
-        "user": {"username": "mona", "full_name": "Mona Lisa"},
+        "user": {"username": "mona", "full_name": "Mona Lisa", "service_account": False},
         "token": {
+            "id": token.pk,
             "name": "laptop",
             "prefix": token.prefix,
             "scope": "maintain",
@@ -41,9 +43,18 @@ def test_a_read_token_may_ask_who_it_is(member):
 def test_another_users_token_shows_that_user_only(manager, member):
     token_for(manager, name="mona's")
     response = api_client(member, name="tom's").get(f"{API}/me")
-    assert response.json()["user"] == {"username": "tom", "full_name": ""}
+    assert response.json()["user"] == {
+        "username": "tom",
+        "full_name": "",
+        "service_account": False,
+    }
     assert response.json()["token"]["name"] == "tom's"
     assert "mona" not in response.content.decode()
+
+
+def test_a_service_accounts_token_says_it_is_one(service_account):
+    response = api_client(service_account, name="ci").get(f"{API}/me")
+    assert response.json()["user"]["service_account"] is True
 
 
 def test_no_token_or_a_revoked_one_is_a_401_problem(manager):

@@ -276,3 +276,120 @@ def test_a_project_filter_with_a_nul_byte_is_a_400_not_a_500(api_as_manager):
     """PostgreSQL refuses NUL in a string (Schemathesis sent one): the filter is a slug."""
     response = send(api_as_manager, "GET", f"{API}/environments?project=ab%00c")
     assert response.status_code == 400
+
+
+# --- 5. Headers: what a request may send and what an answer carries, and their statuses --
+
+CONDITIONAL = [
+    "/environments/{slug}",
+    "/operations/{activity_id}",
+    "/maintenance-windows/{window_id}",
+]
+PAGED = [
+    "/environments",
+    "/environments/{slug}/maintenance-windows",
+    "/history",
+    "/environments/{slug}/history",
+]
+RATE_LIMIT = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"]
+
+
+def operations(document):
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            yield method.upper(), path.removeprefix(API), operation
+
+
+def header_parameters(operation):
+    return {p["name"]: p for p in operation.get("parameters", []) if p["in"] == "header"}
+
+
+def test_every_post_and_delete_takes_an_idempotency_key_and_says_what_it_may_get(document):
+    writes = [(m, p, op) for m, p, op in operations(document) if m in ("POST", "DELETE")]
+    assert len(writes) >= 11
+    for method, path, operation in writes:
+        key = header_parameters(operation).get("Idempotency-Key")
+        assert key and not key["required"], (method, path)
+        assert key["schema"]["maxLength"] == 255 and key["schema"]["pattern"], (method, path)
+        responses = operation["responses"]
+        # A malformed key (400), its request still in flight (409), reused (422).
+        for status in ("400", "409", "422"):
+            assert status in responses, (method, path, status)
+        assert "Idempotency-Key" in responses["409"]["description"], (method, path)
+        assert "Idempotency-Key" in responses["422"]["description"], (method, path)
+        succeeded = next(answer for status, answer in responses.items() if status < "300")
+        assert "Idempotent-Replayed" in succeeded["headers"], (method, path)
+
+
+def test_every_answer_documents_its_request_id_and_the_rate_limit(document):
+    for method, path, operation in operations(document):
+        for status, answer in operation["responses"].items():
+            headers = answer.get("headers", {})
+            where = (method, path, status)
+            assert headers.get("X-Request-Id", {}).get("required") is True, where
+            if status == "401":  # no valid token: nothing was counted
+                assert not set(RATE_LIMIT) & set(headers), where
+                continue
+            for name in RATE_LIMIT:
+                assert name in headers, (*where, name)
+                assert headers[name]["required"] == (int(status) < 400), (*where, name)
+
+
+@pytest.mark.parametrize("path", CONDITIONAL)
+def test_a_conditional_get_takes_if_none_match_and_documents_its_etag_and_304(document, path):
+    operation = operation_of(document, "GET", path)
+    assert "If-None-Match" in header_parameters(operation)
+    for status in ("200", "304"):
+        assert operation["responses"][status]["headers"]["ETag"]["required"] is True, status
+    assert "content" not in operation["responses"]["304"]
+
+
+def test_only_the_conditional_gets_document_an_etag(document):
+    with_etag = {
+        path
+        for method, path, operation in operations(document)
+        if any("ETag" in answer.get("headers", {}) for answer in operation["responses"].values())
+    }
+    assert with_etag == set(CONDITIONAL)
+
+
+@pytest.mark.parametrize("path", PAGED)
+def test_a_paged_list_documents_its_link_header(document, path):
+    headers = operation_of(document, "GET", path)["responses"]["200"]["headers"]
+    assert 'rel="next"' in headers["Link"]["description"]
+    assert not headers["Link"]["required"]  # the last page has none
+
+
+def test_the_headers_the_document_requires_are_sent(api_as_manager, document, environment, t0):
+    """The document's promises checked against real answers: a list, a conditional GET
+    and its 304, a POST, its replay and the reuse of its key."""
+
+    def check(response, method, path):
+        answer = operation_of(document, method, path)["responses"][str(response.status_code)]
+        for name, header in answer["headers"].items():
+            if header["required"]:
+                assert response.has_header(name), (method, path, response.status_code, name)
+                pattern = header["schema"].get("pattern")
+                assert not pattern or re.fullmatch(pattern, response[name]), response[name]
+
+    slug = environment.slug
+    check(api_as_manager.get(f"{API}/environments"), "GET", "/environments")
+    first = api_as_manager.get(f"{API}/environments/{slug}")
+    check(first, "GET", "/environments/{slug}")
+    again = api_as_manager.get(f"{API}/environments/{slug}", HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 304
+    check(again, "GET", "/environments/{slug}")
+    url = f"{API}/tokens"
+    body = {"name": "documented", "scope": "read"}
+    key = {"HTTP_IDEMPOTENCY_KEY": "documented-1"}
+    made = api_as_manager.post(url, body, content_type="application/json", **key)
+    assert made.status_code == 201
+    check(made, "POST", "/tokens")
+    replayed = api_as_manager.post(url, body, content_type="application/json", **key)
+    assert replayed["Idempotent-Replayed"] == "true"
+    check(replayed, "POST", "/tokens")
+    reused = api_as_manager.post(
+        url, {**body, "name": "other"}, content_type="application/json", **key
+    )
+    assert problem(reused, 422)["type"] == "urn:lcs-portal:problem:idempotency_key_reused"
+    check(reused, "POST", "/tokens")

@@ -40,6 +40,8 @@ REASONS = [
     "Quarter close: keep users out",
 ]
 ADDRESSES = ["203.0.113.7", "203.0.113.0/28", "198.51.100.23", "2001:db8::7"]
+#: What positive_data_acceptance takes (Schemathesis' default), and 422 (see configuration).
+ACCEPTED_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 
 #: Checks that do not hold for an operation, and why (JSON Schema cannot say it).
 BUSINESS_RULES = [
@@ -94,6 +96,13 @@ BUSINESS_RULES = [
     ),
     (
         "POST",
+        "/api/v1/tokens",
+        ["positive_data_acceptance"],
+        "the expiry must lie ahead, within PORTAL_API_TOKEN_MAX_DAYS; a token for another "
+        "user is refused (403) unless a service account of the maker's projects",
+    ),
+    (
+        "POST",
         "/api/v1/maintenance-windows/{window_id}/cancel",
         ["use_after_free"],
         "a cancelled window is kept (and shown) as Cancelled: nothing is deleted",
@@ -135,11 +144,24 @@ def configuration(now, slug, *, read_only=False):
         '"body.address" = { dictionary = "addresses", probability = 0.9 }',
         '"body.starts_at" = { dictionary = "times", probability = 0.9 }',
         '"body.ends_at" = { dictionary = "times", probability = 0.9 }',
+        '"body.expires_at" = { dictionary = "times", probability = 0.9 }',
         '"path.slug" = { dictionary = "slugs", probability = 0.9 }',
         "",
         "# The document is what is tested: constraints learnt from the answers' messages",
         "# reshape it, and the dictionaries' valid entries then counted as invalid data.",
         "[phases.fuzzing.error-feedback]",
+        "enabled = false",
+        "",
+        '# Generated Idempotency-Keys repeat ("0", "a"): the same key with another',
+        "# request is 422, a promise of the client's that JSON Schema cannot state.",
+        "[checks.positive_data_acceptance]",
+        f"expected-statuses = {toml_list(ACCEPTED_STATUSES)}",
+        "",
+        "# Rotating revokes the token it names, which may be the one the run is sent with:",
+        "# every request after it would be 401. tests/test_service_accounts.py tests it.",
+        "[[operations]]",
+        'include-method = "POST"',
+        'include-path = "/api/v1/tokens/{token_id}/rotate"',
         "enabled = false",
         "",
     ]

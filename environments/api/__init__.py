@@ -5,7 +5,7 @@ browsable docs are at /api/v1/docs, the OpenAPI document at /api/v1/openapi.json
 
 from ninja import NinjaAPI, Swagger
 
-from environments.api import access_grants, environments, history, idempotency, windows
+from environments.api import access_grants, environments, history, idempotency, tokens, windows
 from environments.api.auth import TokenAuth, UserRateLimit
 from environments.api.problems import CONTENT_TYPE, JsonParser, install_handlers
 from environments.api.schemas import finish_document
@@ -44,9 +44,10 @@ api = PortalApi(
     docs=Swagger(settings={"persistAuthorization": False, "tryItOutEnabled": False}),
 )
 install_handlers(api)
-idempotency.install(environments.router, access_grants.router, windows.router)
+idempotency.install(environments.router, access_grants.router, windows.router, tokens.router)
 api.add_router("", environments.router)
 api.add_router("", history.router)
 api.add_router("", access_grants.router)
 api.add_router("", windows.router)
 api.add_router("", "environments.api.me.router")
+api.add_router("", tokens.router)

@@ -75,7 +75,7 @@ def operation_detail(request, activity_id: UUID, response: HttpResponse):
     environment's status now. With an ETag: poll with ``If-None-Match`` for a 304 while
     nothing changed."""
     queryset = visible_operations(user_of(request)).select_related(
-        "environment", "service", "requested_by"
+        "environment", "service", "requested_by__service_account"
     )
     operation = queryset.filter(activity_id=activity_id).first()
     if operation is None:
@@ -115,7 +115,9 @@ def _page(request, response, queryset, filters):
             "That cursor is not valid: use the next link of the page before.",
             OperationRefused.INVALID,
         ) from None
-    rows = form.filter(queryset).select_related("environment", "service", "requested_by")
+    rows = form.filter(queryset).select_related(
+        "environment", "service", "requested_by__service_account"
+    )
     page = keyset_page(rows.defer("log"), before=before, size=filters.limit)
     next_url = None
     if page["older"]:

@@ -6,7 +6,8 @@ The key is claimed first, in a transaction of its own, so that a duplicate arriv
 while the first is in flight sees it (409); the action then runs in one transaction
 with the writing of its answer. A refusal (4xx) did nothing and releases the key, so a
 retry may succeed; a server error rolls back with its action. A database account's
-password is never stored: its replay says it was shown once."""
+password and a new API token's secret are never stored: their replay says they were
+shown once."""
 
 import contextlib
 import hashlib
@@ -37,6 +38,10 @@ REPLAYED = "Idempotent-Replayed"
 PASSWORD_NOT_REPEATED = (
     "Shown once, in the first answer to this Idempotency-Key; never repeated. "
     "Revoke the account and request another if it was lost."
+)
+SECRET_NOT_REPEATED = (
+    "Shown once, in the first answer to this Idempotency-Key; never repeated. "
+    "Rotate the token if it was lost."
 )
 
 
@@ -110,6 +115,9 @@ def _keep(claim, response):
     if account and "password" in account:
         account["password"] = None
         account["password_note"] = PASSWORD_NOT_REPEATED
+    if isinstance(body, dict) and body.get("secret"):  # a new API token's
+        body["secret"] = None
+        body["secret_note"] = SECRET_NOT_REPEATED
     claim.status = response.status_code
     claim.body = json.dumps(body)
     claim.location = response.get("Location", "")

@@ -7,6 +7,7 @@ from datetime import datetime
 from ninja import Field, Router, Schema
 
 from environments.api.schemas import answers
+from environments.models import is_service_account
 
 router = Router(tags=["Tokens"])
 
@@ -14,9 +15,11 @@ router = Router(tags=["Tokens"])
 class MeUserOut(Schema):
     username: str
     full_name: str = Field(..., description="Empty when the user has no name set")
+    service_account: bool = Field(..., description="A user for scripts, not a person")
 
 
 class MeTokenOut(Schema):
+    id: int = Field(..., description="For POST /tokens/{token_id}/rotate")
     name: str
     prefix: str = Field(..., description="The token's first characters, as the pages show them")
     scope: str = Field(..., json_schema_extra={"enum": ["read", "maintain"]})
@@ -31,12 +34,18 @@ class MeOut(Schema):
 
 @router.get("/me", response=answers(200, MeOut), url_name="me")
 def me(request):
-    """The token's user (user name and full name) and the token: its name, scope and
-    expiry."""
+    """The token's user (user name, full name, whether a service account) and the
+    token: its id, name, scope and expiry."""
     token = request.auth
+    user = token.user
     return {
-        "user": {"username": token.user.get_username(), "full_name": token.user.get_full_name()},
+        "user": {
+            "username": user.get_username(),
+            "full_name": user.get_full_name(),
+            "service_account": is_service_account(user),
+        },
         "token": {
+            "id": token.pk,
             "name": token.name,
             "prefix": token.prefix,
             "scope": token.scope,

@@ -41,6 +41,8 @@ OPERATION_ACTIONS = [
 #: Python's whitespace (what the form's strip() removes), spelt out: a pattern's `\s`
 #: means other characters in JavaScript, Rust and Python.
 BLANK = r"\t\n\v\f\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+#: Some text that is not all blank, without NUL: what a form's required CharField takes.
+SOME_TEXT = rf"^[^\u0000]*[^\u0000{BLANK}][^\u0000]*$"
 
 
 def reason_field(description="Kept in the environment history."):
@@ -53,7 +55,7 @@ def reason_field(description="Kept in the environment history."):
         json_schema_extra={
             "minLength": 1,
             "maxLength": REASON_MAX_LENGTH,
-            "pattern": rf"^[^\u0000]*[^\u0000{BLANK}][^\u0000]*$",
+            "pattern": SOME_TEXT,
         },
     )
 
@@ -227,7 +229,12 @@ class DatabaseAccountOut(GrantOut):
 
 
 class NewDatabaseAccountOut(DatabaseAccountOut):
-    password: str = Field(..., description="Shown in this answer only, never again.")
+    password: str | None = Field(
+        ...,
+        description="Shown in this answer only, never again: null in the replay of an "
+        "Idempotency-Key, where password_note says so.",
+    )
+    password_note: str | None = Field(None, description="Why password is null (a replay).")
 
 
 class EnvironmentDetailOut(EnvironmentOut):
@@ -413,21 +420,110 @@ LINKS = {
 }
 
 
+#: Request headers: every POST and DELETE takes an Idempotency-Key (api/idempotency.py),
+#: the conditional GETs an If-None-Match (api/conditional.py).
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Retry safely: the same key from the same user within 24 hours gets "
+    "the first answer again (with Idempotent-Replayed: true) and starts nothing new. "
+    "1 to 255 printable ASCII characters; a UUID suits.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "The ETag of an earlier answer: 304 Not Modified while nothing changed.",
+    "schema": {"type": "string"},
+}
+#: The GETs that answer with an ETag, and 304 to If-None-Match.
+CONDITIONAL = {
+    "GET /environments/{slug}",
+    "GET /operations/{activity_id}",
+    "GET /maintenance-windows/{window_id}",
+}
+#: The lists that give their next page in a Link header.
+PAGED = {
+    "GET /environments",
+    "GET /environments/{slug}/maintenance-windows",
+    "GET /history",
+    "GET /environments/{slug}/history",
+}
+#: What POST and DELETE may answer because of their Idempotency-Key.
+IDEMPOTENCY_PROBLEMS = {
+    400: "Bad input, or an Idempotency-Key that is not 1 to 255 printable ASCII characters",
+    409: "Conflict; or a request with this Idempotency-Key is still being answered "
+    "(idempotency_key_in_flight, with Retry-After)",
+    422: "This Idempotency-Key was sent with another request (idempotency_key_reused)",
+}
+
+
+def _header(description, required=False, pattern=None):
+    schema = {"type": "string", "pattern": pattern} if pattern else {"type": "string"}
+    return {"description": description, "required": required, "schema": schema}
+
+
+def response_headers(status, operation_name):
+    """The headers an answer of ``status`` carries: X-Request-Id always; the rate limit's
+    whenever the token was valid (every answer but 401: certainly on a success); an ETag
+    and a Link where the operation gives them."""
+    succeeded = status < 400
+    headers = {
+        "X-Request-Id": _header(
+            "The request's id: the client's own when it sent a sane one, else a new "
+            "UUID. A problem names it as its instance; the portal's log lines carry it.",
+            required=True,
+        )
+    }
+    if status != 401:
+        for name, description in (
+            ("RateLimit-Limit", "Requests a minute this user may make, all tokens together"),
+            ("RateLimit-Remaining", "What is left of them in the current minute"),
+            ("RateLimit-Reset", "Seconds until the current minute's window ends"),
+        ):
+            headers[name] = _header(description, required=succeeded, pattern="^[0-9]+$")
+    if operation_name in CONDITIONAL and status in (200, 304):
+        headers["ETag"] = _header(
+            "Send it back as If-None-Match: 304 while nothing changed", required=True
+        )
+    if operation_name in PAGED and status == 200:
+        headers["Link"] = _header('The next page: <URL>; rel="next" (none on the last page)')
+    if operation_name.startswith(("POST ", "DELETE ")) and succeeded:
+        headers["Idempotent-Replayed"] = _header(
+            "true on the first answer sent again for its Idempotency-Key"
+        )
+    return headers
+
+
 def finish_document(document, prefix, problem_type):
     """What ninja cannot say itself: failures are sent as ``problem_type``; a request
-    with a body may get 413 and 415 too; and the links from an answer to what it made."""
+    with a body may get 413 and 415 too; the headers of requests (Idempotency-Key,
+    If-None-Match) and of answers (X-Request-Id, RateLimit-*, ETag, Link), with the
+    statuses they bring (304, 409, 422); and the links from an answer to what it made."""
     operations = {}
     for path, methods in document["paths"].items():
         for method, operation in methods.items():
-            operations[f"{method.upper()} {path.removeprefix(prefix)}"] = operation
+            name = f"{method.upper()} {path.removeprefix(prefix)}"
+            operations[name] = operation
             responses = operation["responses"]
             if "requestBody" in operation:
                 for status, description in BODY_PROBLEMS.items():
                     responses[status] = {"description": description}
+            if method in ("post", "delete"):
+                operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
+                for status, description in IDEMPOTENCY_PROBLEMS.items():
+                    responses.setdefault(status, {})["description"] = description
             for answer in responses.values():
                 content = answer.get("content", {})
                 if "content" not in answer or content["application/json"]["schema"] == PROBLEM:
                     answer["content"] = {problem_type: {"schema": PROBLEM}}
+            if name in CONDITIONAL:
+                operation.setdefault("parameters", []).append(IF_NONE_MATCH)
+                responses[304] = {"description": "Not Modified: the If-None-Match is current"}
+            for status, answer in responses.items():
+                answer["headers"] = response_headers(int(status), name)
     for (source, status), links in LINKS.items():
         answer = operations[source]["responses"][status]
         answer["links"] = {
@@ -575,7 +671,9 @@ def operation_out(operation):
 
 def latest_operation(grant):
     """The newest operation of a grant (its apply or its removal), or None."""
-    return grant.operations.select_related("environment", "service", "requested_by").first()
+    return grant.operations.select_related(
+        "environment", "service", "requested_by__service_account"
+    ).first()
 
 
 def _grant_out(grant):

@@ -27,7 +27,13 @@ from environments.models.idempotency import IdempotencyKey
 from environments.models.projects import EnvironmentRole, Project, ProjectMembership
 from environments.models.sso import ExternalIdentity, GroupRole, SignInSession
 from environments.models.tokens import ApiToken, ApiTokenQuerySet, TokenScope
-from environments.models.users import UserSettings, new_calendar_token
+from environments.models.users import (
+    ServiceAccount,
+    UserSettings,
+    is_service_account,
+    new_calendar_token,
+    user_label,
+)
 from environments.models.windows import (
     OPEN_WINDOW_STATES,
     WINDOW_BADGE,

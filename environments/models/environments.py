@@ -170,7 +170,7 @@ class Environment(FSMModelMixin, models.Model):
     def running_operation(self):
         """The operation in progress here (ending access aside), or None."""
         running = self.operations.active().exclude(kind__in=END_GRANT_KINDS)
-        return running.select_related("requested_by", "service").first()
+        return running.select_related("requested_by__service_account", "service").first()
 
     def failed_operation(self):
         """The Maintain operation that left the environment Failed, or None."""

@@ -24,6 +24,7 @@ from environments.models.choices import (
     Status,
 )
 from environments.models.environments import Environment, Service
+from environments.models.users import user_label
 
 #: The steps' names, for people (drivers name their steps; see drivers/base.py).
 STEP_LABELS = {"act": "Acting", "health": "Health check", "check": "Health check"}
@@ -188,7 +189,10 @@ class Operation(models.Model):
 
     @property
     def requester_name(self):
-        return self.requested_by.get_username() if self.requested_by_id else "system"
+        """Who asked, as the history names them: "mona", "nightly-restarts (service
+        account)", or "system" when the portal itself acted. Load rows with
+        select_related("requested_by__service_account"), or each costs a query."""
+        return user_label(self.requested_by) if self.requested_by_id else "system"
 
     @property
     def activity(self):

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET
 from joserfc.errors import JoseError
 
 from environments import crypto
-from environments.models import ExternalIdentity, SignInSession
+from environments.models import ExternalIdentity, SignInSession, is_service_account
 from environments.sso.client import enabled, oidc_client
 from environments.sso.roles import apply_identity_groups, groups_from_claims
 
@@ -124,6 +124,14 @@ def sso_callback(request):
     user = identity.user
     if not user.is_active:
         return _refuse(request, "Your portal account is deactivated.", 403)
+    if is_service_account(user):
+        # An identity linked to one by hand: a service account is never a person's.
+        return _refuse(
+            request,
+            f"{user.get_username()} is a service account: it uses the API with its tokens "
+            "and never signs in to the pages.",
+            403,
+        )
     now = timezone.now()
     apply_identity_groups(identity, groups, name, now)
     next_url = request.session.pop(SESSION_NEXT, "") or settings.LOGIN_REDIRECT_URL

@@ -98,7 +98,7 @@ def live_context(request, environment, **extra):
     user = request.user
     # The state machine decides the menu: the transitions it allows this user now.
     allowed = {t.name for t in environment.get_available_user_status_transitions(user)}
-    history = environment.operations.select_related("service", "requested_by")
+    history = environment.operations.select_related("service", "requested_by__service_account")
     context = {
         "environment": environment,
         "live_key": live_region_key(request, environment),

@@ -44,7 +44,7 @@ def environment_sign_in(request, slug):
         # Who turned maintenance on, when and why, and when it is planned to end (a
         # scheduled window's end): what people ask the first time they are refused.
         turned_on = environment.operations.filter(kind=OperationKind.ENABLE_MAINTENANCE)
-        context["turned_on"] = turned_on.select_related("requested_by").first()
+        context["turned_on"] = turned_on.select_related("requested_by__service_account").first()
         context["planned_end"] = planned_end(environment)
     return render(request, "environments/sign_in_refused.html", context, status=403)
 

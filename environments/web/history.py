@@ -40,7 +40,7 @@ CSV_COLUMNS = [
 CSV_CHUNK_ROWS = 2000
 # What a CSV row shows besides the operation: joined, and the access grants (few rows
 # have one) fetched apart, which keeps the page's query cheap to plan.
-CSV_RELATED = ["environment", "service", "requested_by"]
+CSV_RELATED = ["environment", "service", "requested_by__service_account"]
 CSV_PREFETCH = ["firewall_rule__ended_by", "database_account__ended_by"]
 
 
@@ -82,7 +82,7 @@ def operation_detail(request, slug, activity_id):
     operation = get_object_or_404(
         environment.operations.select_related(
             "service",
-            "requested_by",
+            "requested_by__service_account",
             "failed_operation",
             "firewall_rule__requested_by",
             "firewall_rule__ended_by",
@@ -163,7 +163,9 @@ class History:
     def page(self):
         queryset = self.form.filter(self.queryset)
         # The columns a row shows: never the driver log or the error, which can be long.
-        queryset = queryset.select_related("environment", "service", "requested_by")
+        queryset = queryset.select_related(
+            "environment", "service", "requested_by__service_account"
+        )
         return keyset_page(queryset.only(*ROW_FIELDS), **self.cursor)
 
     @cached_property
@@ -188,6 +190,7 @@ ROW_FIELDS = [
     "target",
     "service__kind",
     "requested_by__username",
+    "requested_by__service_account__created_at",
     "via",
     "started_at",
     "finished_at",
