@@ -396,7 +396,8 @@ def finish_document(document, prefix, problem_type):
                     responses[status] = {"description": description}
             for answer in responses.values():
                 content = answer.get("content", {})
-                if "content" not in answer or content["application/json"]["schema"] == PROBLEM:
+                json_schema = content.get("application/json", {}).get("schema")
+                if "content" not in answer or json_schema == PROBLEM:
                     answer["content"] = {problem_type: {"schema": PROBLEM}}
     for (source, status), links in LINKS.items():
         answer = operations[source]["responses"][status]
