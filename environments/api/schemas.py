@@ -538,7 +538,7 @@ def operation_out(operation):
         ),
         "environment_status": environment.status,
         "environment_status_label": environment.get_status_display(),
-        "log": "".join(line.as_text() for line in lines) if lines else operation.log,
+        "log": "".join(line.as_text(UTC) for line in lines) if lines else operation.log,
         "log_lines": [{"at": line.at.astimezone(UTC), "text": line.text} for line in lines],
     }
 
