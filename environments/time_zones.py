@@ -1,5 +1,6 @@
 """Times in the viewer's time zone: the one in their settings, else the one their
-browser reports (static/js/time-zone.js sets the ``tz`` cookie), else UTC.
+browser reports (static/js/time-zone.js sets the ``tz`` cookie), else the portal's
+TIME_ZONE (Django's default zone, which the middleware leaves active).
 
 The user's own setting is kept in their session from the moment they sign in, so that
 no request pays a query for it: forward auth and the polls run on a budget of three.

@@ -98,6 +98,26 @@ class Api:
             break
         return understood(response)
 
+    def download(self, path, out, **params):
+        """Write a CSV answer's bytes to the binary file ``out`` as they come (the
+        portal made them safe to print); a problem, or anything but CSV, is raised as
+        `request` raises it."""
+        params = {key: value for key, value in params.items() if value not in (None, "")}
+        headers = {"Accept": "text/csv, application/problem+json"}
+        for _ in range(RATE_LIMIT_RETRIES):
+            with self.http.stream("GET", path, params=params, headers=headers) as response:
+                if response.status_code == 429:
+                    time.sleep(retry_after(response))
+                    continue
+                if response.status_code == 200 and _content_type(response) == "text/csv":
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+                    return
+                response.read()
+                break
+        understood(response)  # a problem: raised
+        raise NotAPortal(response.request.url, "it answered JSON where CSV was asked for")
+
     def pages(self, path, **params):
         """Every item of a cursor-paged list, page after page, as they come."""
         page = self.get(path, **params)
@@ -117,7 +137,7 @@ def understood(response):
         # The API never redirects: a sign-in front end, or http:// moved to https://.
         location = response.headers["Location"]
         raise NotAPortal(url, f"it answered {status}, redirecting to {location}", request_id)
-    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    content_type = _content_type(response)
     if content_type != "application/json" and not content_type.endswith("+json"):
         what = "an HTML page" if "html" in content_type else content_type or "no content type"
         raise NotAPortal(url, f"it answered {status} with {what}", request_id)
@@ -130,6 +150,10 @@ def understood(response):
             raise NotAPortal(url, f"it answered {status} with no problem document", request_id)
         raise ApiError(response.status_code, body, request_id)
     return body
+
+
+def _content_type(response):
+    return response.headers.get("Content-Type", "").split(";")[0].strip().lower()
 
 
 def _in_flight(response):

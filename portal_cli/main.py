@@ -595,26 +595,37 @@ def window_end(window_id, wait, timeout, as_json):
 @click.option("--type", "type_", help="all (default), maintain, access, roles or windows.")
 @click.option("--outcome", help="e.g. succeeded, failed.")
 @click.option("--user", help="Part of the requester's user name.")
-@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
+@click.option(
+    "--csv",
+    "as_csv",
+    is_flag=True,
+    help="CSV with a header row: the history page's export, times in this machine's zone.",
+)
+@click.option("--bom", is_flag=True, help="With --csv: start with a UTF-8 BOM, for Excel.")
 @json_option
 @talks_to_the_portal
-def history(env, since, until, kind, type_, outcome, user, as_csv, as_json):
+def history(env, since, until, kind, type_, outcome, user, as_csv, bom, as_json):
     """The history of ENV, or of every environment you may see: every page, newest
     first, printed as it arrives."""
     path = f"environments/{env}/history" if env else "history"
-    writer = output.HistoryWriter("csv" if as_csv else "json" if as_json else "text")
-    rows = api().pages(
-        path,
-        since=since and since.date().isoformat(),
-        until=until and until.date().isoformat(),
-        kind=kind,
-        type=type_,
-        outcome=outcome,
-        user=user,
-        limit=1000,
-    )
+    filters = {
+        "since": since and since.date().isoformat(),
+        "until": until and until.date().isoformat(),
+        "kind": kind,
+        "type": type_,
+        "outcome": outcome,
+        "user": user,
+    }
+    if bom and not as_csv:
+        raise click.UsageError("--bom goes with --csv.")
+    if as_csv:
+        sys.stdout.flush()
+        tz = output.local_zone_name()
+        api().download(f"{path}.csv", sys.stdout.buffer, **filters, tz=tz, bom=bom or None)
+        return
+    writer = output.HistoryWriter("json" if as_json else "text")
     try:
-        for row in rows:
+        for row in api().pages(path, **filters, limit=1000):
             writer.write(row)
     finally:
         writer.close()

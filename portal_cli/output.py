@@ -6,11 +6,12 @@ or rule name, a driver's error), so each one is printed through `safe`: no escap
 sequence or control character reaches the terminal (none recolours it, moves the cursor
 or fakes a line of output), and no "[bold]" in it is read as rich markup."""
 
-import csv
 import json
+import os
 import re
 import sys
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rich.console import Console
 from rich.markup import escape
@@ -19,24 +20,7 @@ from rich.table import Table
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
-HISTORY_COLUMNS = [
-    "activity_id",
-    "environment",
-    "activity",
-    "outcome",
-    "status_before",
-    "status_after",
-    "started_at",
-    "finished_at",
-    "duration_seconds",
-    "requested_by",
-    "via",
-    "reason",
-    "error",
-]
 LOG_TAIL_LINES = 10
-#: The beginnings a spreadsheet reads as a formula, neutralised as the pages' CSV does.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 _ESCAPE_SEQUENCES = re.compile(
     r"\x1b\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]"  # CSI: colours, cursor moves, erasing
@@ -61,13 +45,6 @@ def safe(value, *, markup=True, multiline=False):
     return escape(text) if markup else text
 
 
-def csv_cell(value):
-    """A CSV cell: safe, and read by a spreadsheet as text, never as a formula."""
-    text = safe(value, markup=False, multiline=True)
-    # "\n" too: safe() turns the CR the pages' CSV looks for into one.
-    return "'" + text if text.startswith((*FORMULA_START, "\n")) else text
-
-
 def print_json(data):
     # json.dumps writes every control character as \u escape: nothing to strip.
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
@@ -82,14 +59,25 @@ def answer(data, as_json, line):
         out.print(line)
 
 
-def when(value):
-    """An API time for people: "2026-12-01 23:51:26"."""
-    return value.replace("T", " ")[:19] if value else ""
-
-
 def local_time(value):
-    """An API time in this machine's time zone: "2026-12-24 23:00 CET"."""
-    return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    """An API time in this machine's time zone, labelled: "2026-12-24 23:00:00 CET".
+    Every time the command line prints goes through here."""
+    if not value:
+        return ""
+    return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def local_zone_name():
+    """This machine's time zone as an IANA name (TZ, else what /etc/localtime links to),
+    for the portal to write CSV times in; "UTC" when it has none (a POSIX TZ rule)."""
+    name = os.environ.get("TZ", "").removeprefix(":")
+    if not name:
+        target = os.path.realpath("/etc/localtime")
+        name = target.partition("/zoneinfo/")[2]
+    try:
+        return str(ZoneInfo(name))
+    except (ValueError, ZoneInfoNotFoundError):
+        return "UTC"
 
 
 def expiry(value):
@@ -214,7 +202,7 @@ def environment_details(env):
     services = Table("Service", "State", "Last restarted")
     for service in env["services"]:
         services.add_row(
-            safe(service["code"]), safe(service["state"]), when(service["last_restarted_at"])
+            safe(service["code"]), safe(service["state"]), local_time(service["last_restarted_at"])
         )
     out.print(services)
     if env["firewall_rules"]:
@@ -222,7 +210,7 @@ def environment_details(env):
         for rule in env["firewall_rules"]:
             out.print(
                 f"  {rule['id']}  {safe(rule['cidr'])}  {safe(rule['name'])}, "
-                f"by {safe(rule['requested_by'])} until {when(rule['expires_at'])}, "
+                f"by {safe(rule['requested_by'])} until {local_time(rule['expires_at'])}, "
                 f"{safe(rule['state'])}"
             )
     if env["database_accounts"]:
@@ -230,7 +218,7 @@ def environment_details(env):
         for account in env["database_accounts"]:
             out.print(
                 f"  {account['id']}  {safe(account['username'])}  {safe(account['level'])}, "
-                f"by {safe(account['requested_by'])} until {when(account['expires_at'])}, "
+                f"by {safe(account['requested_by'])} until {local_time(account['expires_at'])}, "
                 f"{safe(account['state'])}"
             )
     services = [safe(service["kind"]) for service in env["services"]]
@@ -288,7 +276,11 @@ def operation_result(op):
     )
     if op["error"]:
         out.print(f"[red]Error:[/] {safe(op['error'], multiline=True)}")
-    log = safe(op.get("log", ""), multiline=True).strip().splitlines()
+    # The lines with their times in this machine's zone (or the text of an operation
+    # from before lines were kept).
+    lines = op.get("log_lines") or []
+    log = "".join(f"{local_time(line['at'])} {line['text']}\n" for line in lines)
+    log = safe(log or op.get("log", ""), multiline=True).strip().splitlines()
     if op["outcome"] == "failed" and log:
         out.print(f"Driver log (last {min(len(log), LOG_TAIL_LINES)} lines):")
         for line in log[-LOG_TAIL_LINES:]:
@@ -304,7 +296,7 @@ def operation_result(op):
 def firewall_rule(rule):
     out.print(
         f"Firewall rule {rule['id']} ({safe(rule['name'])}, {safe(rule['cidr'])}) "
-        f"until {when(rule['expires_at'])}."
+        f"until {local_time(rule['expires_at'])}."
     )
 
 
@@ -312,7 +304,7 @@ def credentials(account, env):
     """A new database account's credentials: printed this once."""
     out.print(
         f"Database account ({safe(account['level'])}) on {safe(env)} "
-        f"until {when(account['expires_at'])}:"
+        f"until {local_time(account['expires_at'])}:"
     )
     for label in ("host", "port", "database", "username", "password"):
         value = account[label] if account[label] is not None else "(ask the portal's admins)"
@@ -404,33 +396,27 @@ def misused(error):
 
 def log_line(line):
     """A driver log line as --wait sees it come, at this machine's time."""
-    at = datetime.fromisoformat(line["at"]).astimezone().strftime("%H:%M:%S")
-    err.print(f"    {at} {safe(line['text'], markup=False)}", markup=False)
+    err.print(f"    {local_time(line['at'])} {safe(line['text'], markup=False)}", markup=False)
 
 
 def history_line(op):
     who = op["requested_by"] + (f" via {op['via']}" if op["via"] else "")
     line = (
-        f"{when(op['started_at'])}  {op['environment']}  {op['activity']}  "
+        f"{local_time(op['started_at'])}  {op['environment']}  {op['activity']}  "
         f"{op['outcome_label']}  {who}"
     )
     return safe(line, markup=False)
 
 
 class HistoryWriter:
-    """Writes history rows as they come, in one of three forms."""
+    """Writes history rows as they come, as lines or as a JSON array."""
 
     def __init__(self, form):
         self.form = form
         self.count = 0
-        if form == "csv":
-            self.csv = csv.writer(sys.stdout)
-            self.csv.writerow(HISTORY_COLUMNS)
 
     def write(self, op):
-        if self.form == "csv":
-            self.csv.writerow([csv_cell(op[column]) for column in HISTORY_COLUMNS])
-        elif self.form == "json":
+        if self.form == "json":
             sys.stdout.write(("[\n" if not self.count else ",\n") + json.dumps(op))
         else:
             sys.stdout.write(history_line(op) + "\n")

@@ -70,6 +70,20 @@ MATRIX = [
         (401, 404, 200, 200, 200, 200, 200),
     ),
     ("History (all)", "GET", "/api/v1/history", None, (401, 200, 200, 200, 200, 200, 200)),
+    (
+        "Environment history as CSV",
+        "GET",
+        "/api/v1/environments/{slug}/history.csv",
+        None,
+        (401, 404, 200, 200, 200, 200, 200),
+    ),
+    (
+        "History (all) as CSV",
+        "GET",
+        "/api/v1/history.csv",
+        None,
+        (401, 200, 200, 200, 200, 200, 200),
+    ),
     ("Who am I (the token and its user)", "GET", "/api/v1/me", None, (401,) + (200,) * 6),
     (
         "Enable access (firewall rule)",

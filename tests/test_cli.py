@@ -273,12 +273,12 @@ def test_a_window_scheduled_in_local_time_is_listed_cancelled_and_an_overlap_exi
     assert code == 0, out + err
     window = MaintenanceWindow.objects.get()
     assert window.starts_at == five_am and window.starts_at.tzinfo == UTC
-    assert f"Scheduled window {window.pk}" in out and f"05:00 {five_am:%Z}" in out
+    assert f"Scheduled window {window.pk}" in out and f"05:00:00 {five_am:%Z}" in out
 
     code, out, err = portal("window", "list", environment.slug, **pacific)
-    assert code == 0 and "Upgrade to 10.0.40" in out and f"06:00 {five_am:%Z}" in out
+    assert code == 0 and "Upgrade to 10.0.40" in out and f"06:00:00 {five_am:%Z}" in out
     code, out, err = portal("status", environment.slug, **pacific)
-    assert code == 0 and f"Maintenance window: {day} 05:00 {five_am:%Z}" in out
+    assert code == 0 and f"Maintenance window: {day} 05:00:00 {five_am:%Z}" in out
 
     overlap = (five_am + timedelta(minutes=30)).astimezone(UTC)  # an offset wins over TZ
     later = overlap + timedelta(hours=1)
@@ -393,7 +393,7 @@ def test_login_reads_the_token_from_stdin_says_whom_it_signs_in_as_and_keeps_it(
     assert code == 0, out + err
     assert f"Signed in to {live['url']} as mona (Mona Lisa)." in out
     assert f"Token: laptop ({token.prefix}…), scope Maintain (includes read), expires " in out
-    assert f"expires {expires_at:%Y-%m-%d %H:%M} UTC (in 30 days)." in out
+    assert f"expires {expires_at:%Y-%m-%d %H:%M:%S} UTC (in 30 days)." in out
     config = Path(out.split("Saved in ")[1].strip().rstrip("."))
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     assert json.loads(config.read_text()) == {"url": live["url"], "token": secret}
@@ -472,3 +472,30 @@ def test_the_command_line_waits_out_a_429_and_follows_next_links_through_its_own
     assert list(api.pages("history", limit=2)) == [1, 2, 3]
     assert seen[0] == seen[1] == "http://127.0.0.1:9/api/v1/history?limit=2"
     assert seen[2] == "http://127.0.0.1:9/api/v1/history?type=all&cursor=c1&limit=2"
+
+
+def test_the_csv_download_waits_out_a_429_and_takes_only_csv():
+    import httpx
+
+    from portal_cli.client import Api, ApiError, NotAPortal
+
+    answers = [
+        httpx.Response(429, headers={"Retry-After": "0"}, json={"status": 429}),
+        httpx.Response(200, headers={"Content-Type": "text/csv; charset=utf-8"}, text="a,b\r\n"),
+        httpx.Response(200, json={"items": []}),
+        httpx.Response(
+            400,
+            headers={"Content-Type": "application/problem+json"},
+            json={"title": "Invalid request", "detail": "Not a time zone.", "status": 400},
+        ),
+    ]
+    api = Api(
+        "http://127.0.0.1:9", "lcsp_x", transport=httpx.MockTransport(lambda _: answers.pop(0))
+    )
+    out = io.BytesIO()
+    api.download("history.csv", out, tz="Europe/Berlin")
+    assert out.getvalue() == b"a,b\r\n"
+    with pytest.raises(NotAPortal, match="JSON where CSV was asked for"):
+        api.download("history.csv", io.BytesIO())
+    with pytest.raises(ApiError, match="Not a time zone"):
+        api.download("history.csv", io.BytesIO())

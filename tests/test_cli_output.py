@@ -7,12 +7,14 @@ import csv
 import io
 import re
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from environments import windows
-from environments.models import DatabaseAccount, FirewallRule, Operation, Outcome
+from environments.models import DatabaseAccount, FirewallRule, Operation, Outcome, UserSettings
 from tests.api_clients import token_for
 from tests.cli_live import idle, live_portal, portal_env, run_in_terminal, run_portal
 from tests.conftest import subprocess_env
@@ -164,3 +166,62 @@ def test_history_csv_keeps_plain_cells_as_they_are(portal, environment, manager)
     add_history(environment, manager, 1, reason="Monthly patch, see CHG-1234")
     code, out, _ = portal("history", environment.slug, "--csv")
     assert next(csv.DictReader(io.StringIO(out)))["reason"] == "Monthly patch, see CHG-1234"
+
+
+# --- Times: this machine's zone (TZ), labelled, everywhere -----------------------------
+
+KOLKATA = ZoneInfo("Asia/Kolkata")  # IST, UTC+5:30 all year
+
+
+def ist(moment):
+    return f"{moment.astimezone(KOLKATA):%Y-%m-%d %H:%M:%S} IST"
+
+
+def test_status_history_and_access_print_times_in_the_machines_zone_labelled(
+    portal, environment, manager, grants
+):
+    rule, account = grants
+    [operation] = add_history(environment, manager, 1)
+    service = environment.services.get(kind="aos")
+    service.last_restarted_at = operation.finished_at
+    service.save()
+
+    code, out, err = portal("status", environment.slug, TZ="Asia/Kolkata")
+    assert code == 0, out + err
+    assert f"until {ist(rule.expires_at)}" in out
+    assert f"until {ist(account.expires_at)}" in out
+    assert ist(operation.finished_at) in out
+
+    code, out, err = portal("history", environment.slug, TZ="Asia/Kolkata")
+    assert code == 0 and out.startswith(ist(operation.started_at)), out + err
+
+    code, out, err = portal(
+        *("access", "rule", environment.slug, "203.0.113.9", "--reason", "vpn"),
+        TZ="Asia/Kolkata",
+    )
+    assert code == 0, out + err
+    new_rule = FirewallRule.objects.get(cidr="203.0.113.9/32")
+    assert f"until {ist(new_rule.expires_at)}." in out
+
+
+def test_history_csv_is_the_pages_export_in_the_machines_zone(
+    portal, environment, manager, member, client
+):
+    """One schema: `portal history --csv` and the page's Export CSV give the same header
+    and rows for the same history, a viewer in Europe/Berlin and a machine there."""
+    add_history(environment, manager, 3, reason="Monthly patch, see CHG-1234")
+    UserSettings.objects.create(user=member, time_zone="Europe/Berlin")
+    client.force_login(member)
+    page = client.get(reverse("environment-history-csv", args=[environment.slug]))
+    page_csv = b"".join(page.streaming_content).decode()
+
+    code, out, err = portal("history", environment.slug, "--csv", TZ="Europe/Berlin")
+
+    assert code == 0, out + err
+    header, *rows = csv.reader(io.StringIO(out))
+    assert header[6] == "started (Europe/Berlin)" and len(rows) == 3
+    assert [header, *rows] == list(csv.reader(io.StringIO(page_csv)))
+    code, with_bom, _ = portal("history", environment.slug, "--csv", "--bom", TZ="Europe/Berlin")
+    assert code == 0 and with_bom == "\ufeff" + out
+    code, _, err = portal("history", environment.slug, "--bom")
+    assert code == 2 and "--bom goes with --csv" in err

@@ -383,5 +383,6 @@ def test_history_shows_when_a_rule_expires_and_how_it_ended(as_manager, environm
     export = as_manager.get(reverse("environment-history-csv", args=[environment.slug]))
     rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
     granted = next(row for row in rows if row["activity"].startswith("Enable access"))
-    assert granted["access_expires"] == rule.expires_at.isoformat()
-    assert granted["access_ended"].startswith("Removed by mona at ")
+    assert granted["access_expires (UTC)"] == f"{rule.expires_at:%Y-%m-%d %H:%M:%S}"
+    assert granted["access_ended (UTC)"] == f"{rule.ended_at:%Y-%m-%d %H:%M:%S}"
+    assert granted["access_end"] == "Removed by mona"

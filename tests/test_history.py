@@ -2,15 +2,23 @@
 
 import csv
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from environments import history_csv
+from environments.history_csv import cell
 from environments.history_cursor import PAGE_SIZE, decode_cursor, encode_cursor
-from environments.models import Operation, OperationKind, Outcome
-from environments.web.history import csv_safe
+from environments.models import (
+    AccessEnd,
+    FirewallRule,
+    Operation,
+    OperationKind,
+    Outcome,
+    UserSettings,
+)
 from tests.api_clients import API, api_client, send
 from tests.conftest import committing, make_environment, run_worker
 from tests.helpers import add_history
@@ -158,14 +166,15 @@ def test_csv_export_has_every_column_and_says_which_token_made_a_change(
         "status_before",
         "status_after",
         "outcome",
-        "started",
-        "finished",
+        "started (UTC)",
+        "finished (UTC)",
         "duration_seconds",
         "requested_by",
         "reason",
         "error",
-        "access_expires",
-        "access_ended",
+        "access_expires (UTC)",
+        "access_ended (UTC)",
+        "access_end",
         "via",
     ]
     (row,) = [dict(zip(header, row, strict=True)) for row in rows]
@@ -180,9 +189,7 @@ def test_csv_export_has_every_column_and_says_which_token_made_a_change(
 def test_csv_export_walks_every_row_once_page_by_page_while_history_grows(
     as_member, environment, manager, django_assert_max_num_queries
 ):
-    from environments.web import history
-
-    total = 2 * history.CSV_CHUNK_ROWS + 1
+    total = 2 * history_csv.CHUNK_ROWS + 1
     added = add_history(environment, manager, total)
     response = as_member.get(reverse("environment-history-csv", args=[environment.slug]))
     chunks = iter(response.streaming_content)
@@ -201,9 +208,7 @@ def test_csv_export_walks_every_row_once_page_by_page_while_history_grows(
 def test_csv_export_walks_rows_that_share_one_time_each_once(
     as_member, environment, manager, monkeypatch
 ):
-    from environments.web import history
-
-    monkeypatch.setattr(history, "CSV_CHUNK_ROWS", 3)
+    monkeypatch.setattr(history_csv, "CHUNK_ROWS", 3)
     added = add_history(environment, manager, 10)
     Operation.objects.update(started_at=timezone.now() - timedelta(hours=1))
     response = as_member.get(reverse("environment-history-csv", args=[environment.slug]))
@@ -220,8 +225,8 @@ def test_csv_export_neutralises_spreadsheet_formulas(as_member, environment, man
 
 
 @pytest.mark.parametrize("value", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
-def test_csv_safe_prefixes_formula_starts(value):
-    assert csv_safe(value) == "'" + value
+def test_a_csv_cell_that_starts_like_a_formula_is_text(value):
+    assert cell(value) == "'" + value.replace("\r", "\n")
 
 
 def test_operation_page_shows_error_and_driver_log(
@@ -317,3 +322,134 @@ def test_all_history_filters_by_environment(as_member, project, environment, man
     add_history(other, manager, 1)
     body = as_member.get(history_url(), {"environment": "uat"}).content.decode()
     assert body.count('data-testid="history-row"') == 1
+
+
+# --- The CSV's time zone, byte order mark, and one schema for the page and the API ---
+
+
+def csv_of(response):
+    return b"".join(response.streaming_content).decode("utf-8")
+
+
+@pytest.fixture
+def revoked_rule_history(environment, manager, owner):
+    """A restart and a firewall rule revoked by its owner, at known times (UTC)."""
+    [restart] = add_history(environment, manager, 1, reason="routine")
+    restart.started_at = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
+    restart.finished_at = restart.started_at + timedelta(seconds=42)
+    restart.save()
+    rule = FirewallRule.objects.create(
+        environment=environment,
+        requested_by=manager,
+        reason="vpn",
+        name="office",
+        cidr="203.0.113.7/32",
+        applied_at=datetime(2026, 12, 1, 11, 0, tzinfo=UTC),
+        expires_at=datetime(2026, 12, 1, 19, 0, tzinfo=UTC),
+        ended_at=datetime(2026, 12, 1, 12, 30, tzinfo=UTC),
+        ended_by=owner,
+        end_reason=AccessEnd.REVOKED,
+    )
+    [access] = add_history(environment, manager, 1, kind=OperationKind.ENABLE_ACCESS)
+    Operation.objects.filter(pk=access.pk).update(
+        firewall_rule=rule, started_at=datetime(2026, 12, 1, 11, 0, tzinfo=UTC), service=None
+    )
+    return restart
+
+
+def test_csv_times_are_in_the_viewers_zone_which_the_header_names(
+    as_member, member, environment, revoked_rule_history
+):
+    UserSettings.objects.create(user=member, time_zone="Europe/Berlin")
+    as_member.force_login(member)  # the session learns the zone at sign-in
+
+    response = as_member.get(reverse("environment-history-csv", args=[environment.slug]))
+
+    header, *rows = csv.reader(io.StringIO(csv_of(response)))
+    assert header[6:8] == ["started (Europe/Berlin)", "finished (Europe/Berlin)"]
+    assert header[12:15] == [
+        "access_expires (Europe/Berlin)",
+        "access_ended (Europe/Berlin)",
+        "access_end",
+    ]
+    access, restart = (dict(zip(header, row, strict=True)) for row in rows)
+    assert restart["started (Europe/Berlin)"] == "2026-12-01 11:00:00"  # UTC+1 in winter
+    assert restart["finished (Europe/Berlin)"] == "2026-12-01 11:00:42"
+    assert restart["duration_seconds"] == "42.0"
+    assert access["access_expires (Europe/Berlin)"] == "2026-12-01 20:00:00"
+    assert access["access_ended (Europe/Berlin)"] == "2026-12-01 13:30:00"
+    assert access["access_end"] == "Revoked by alice"
+
+
+def test_csv_without_a_chosen_or_browser_zone_is_in_the_portals_time_zone(
+    as_member, environment, revoked_rule_history, settings
+):
+    settings.TIME_ZONE = "America/New_York"
+    response = as_member.get(reverse("environment-history-csv", args=[environment.slug]))
+    header, _, restart = csv.reader(io.StringIO(csv_of(response)))
+    assert header[6] == "started (America/New_York)"
+    assert restart[6] == "2026-12-01 05:00:00"
+    page = as_member.get(history_url(environment)).content.decode()
+    assert 'data-testid="time-zone">Times in America/New_York.<' in page
+    assert "2026-12-01 05:00:00 EST" in page
+
+
+def test_csv_starts_with_a_byte_order_mark_only_when_asked(as_member, environment, manager):
+    add_history(environment, manager, 1, reason="Größe")
+    url = reverse("environment-history-csv", args=[environment.slug])
+    plain = b"".join(as_member.get(url).streaming_content)
+    excel = b"".join(as_member.get(url, {"bom": "1"}).streaming_content)
+    assert plain.startswith(b"activity_id,")
+    assert excel == b"\xef\xbb\xbf" + plain
+    assert "Größe" in excel.decode("utf-8-sig")
+
+
+def test_the_export_form_sends_the_filters_and_offers_the_byte_order_mark(as_member, environment):
+    page = as_member.get(history_url(environment), {"user": "mona", "before": "x"})
+    body = page.content.decode()
+    assert '<input type="hidden" name="user" value="mona">' in body
+    assert 'name="before"' not in body.split('data-testid="csv-export-form"')[1]
+    assert 'name="bom" value="1"' in body
+
+
+def test_the_apis_csv_is_the_pages_csv(as_member, member, environment, revoked_rule_history):
+    """One schema: the same header and rows from the page's export and from the API's
+    (which `portal history --csv` prints), for the same history in the same zone."""
+    UserSettings.objects.create(user=member, time_zone="Asia/Kolkata")
+    as_member.force_login(member)
+    page = as_member.get(reverse("environment-history-csv", args=[environment.slug]))
+    api = api_client(member).get(
+        f"{API}/environments/{environment.slug}/history.csv", {"tz": "Asia/Kolkata"}
+    )
+    assert api.status_code == 200
+    assert api["Content-Type"] == page["Content-Type"] == "text/csv; charset=utf-8"
+    page_rows = list(csv.reader(io.StringIO(csv_of(page))))
+    assert page_rows[0][6] == "started (Asia/Kolkata)" and len(page_rows) == 3
+    assert list(csv.reader(io.StringIO(csv_of(api)))) == page_rows
+    everything = api_client(member).get(f"{API}/history.csv", {"tz": "Asia/Kolkata"})
+    assert list(csv.reader(io.StringIO(csv_of(everything)))) == page_rows
+
+
+def test_the_apis_csv_uses_the_users_own_zone_by_default_and_refuses_an_unknown_one(
+    member, environment, revoked_rule_history
+):
+    client = api_client(member)
+    url = f"{API}/environments/{environment.slug}/history.csv"
+    assert csv_of(client.get(url)).startswith("activity_id,") and "started (UTC)" in csv_of(
+        client.get(url)
+    )
+    UserSettings.objects.create(user=member, time_zone="Europe/Paris")
+    assert "started (Europe/Paris)" in csv_of(client.get(url))
+    refused = client.get(url, {"tz": "Mars/Olympus_Mons"})
+    assert refused.status_code == 400
+    assert "IANA time zone" in refused.json()["detail"]
+    assert b"".join(client.get(url, {"bom": "true"}).streaming_content)[:3] == b"\xef\xbb\xbf"
+
+
+def test_history_rows_show_the_reason_without_a_query_per_row(
+    as_member, environment, manager, django_assert_max_num_queries
+):
+    add_history(environment, manager, 30, reason="Patch Tuesday")
+    with django_assert_max_num_queries(5):
+        body = as_member.get(history_url(environment)).content.decode()
+    assert body.count('<td data-label="Reason" class="reason">Patch Tuesday</td>') == 30

@@ -17,6 +17,7 @@ LAYERS = {
     # What both the pages and the API use.
     "environments.forms": 3,
     "environments.history_cursor": 3,
+    "environments.history_csv": 3,
     "environments.cache_keys": 3,
     "environments.time_zones": 3,
     "environments.tokens": 3,

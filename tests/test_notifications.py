@@ -4,6 +4,7 @@ task worker sends, and the tests read its recipients, subject and body."""
 # ruff: noqa: F811 (the receivers' fixtures are imported from tests.receivers)
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.urls import reverse
@@ -276,3 +277,26 @@ def test_a_role_change_in_the_admin_sends_no_mail(smtp_server, environment, owne
     run_worker()
     assert smtp_server.mails == []
     assert not Notification.objects.exists()
+
+
+def test_a_failure_mails_driver_log_is_in_each_recipients_zone_labelled(
+    smtp_server, environment, manager, owner, addresses, start, fail_driver, settings
+):
+    """The requester chose Asia/Tokyo; the owner chose nothing, so the portal's
+    TIME_ZONE, named."""
+    settings.TIME_ZONE = "America/New_York"
+    UserSettings.objects.create(user=manager, time_zone="Asia/Tokyo")
+    fail_driver(f"{environment.slug} restart_service")
+    operation = start(OperationKind.RESTART_SERVICE, environment, manager, service_kind="aos")
+    run_worker()
+
+    line = operation.log_lines.last()
+    for address, zone, label in (
+        ("mona@example.com", "Asia/Tokyo", "JST"),
+        ("alice@example.com", "America/New_York", "EST"),
+    ):
+        (mail,) = smtp_server.to(address)
+        local = timezone.localtime(line.at, ZoneInfo(zone))
+        assert f"{local:%Y-%m-%d %H:%M:%S} {label} {line.text}" in mail.text, mail.text
+        assert f"{local:%Y-%m-%d %H:%M:%S} {label} {line.text}" in mail.html
+        assert f"Times are in {zone}" in mail.text

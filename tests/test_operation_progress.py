@@ -83,7 +83,7 @@ def test_a_line_shows_on_the_page_and_in_the_api_while_the_operation_runs(
     assert "Times in Asia/Tokyo." in page
     line = OperationLogLine.objects.get(text="stopping AOS")
     tokyo = timezone.localtime(line.at, ZoneInfo("Asia/Tokyo"))
-    assert f"{tokyo:%Y-%m-%d %H:%M:%S}</time> stopping AOS" in page
+    assert f"{tokyo:%Y-%m-%d %H:%M:%S} JST</time> stopping AOS" in page
     assert 'hx-trigger="every 1s"' in page
 
     assert poll.status_code == 200  # htmx keeps polling
@@ -96,7 +96,7 @@ def test_a_line_shows_on_the_page_and_in_the_api_while_the_operation_runs(
     # In UTC, to the millisecond (as every time in the API).
     assert at.utcoffset().total_seconds() == 0
     assert at == line.at.replace(microsecond=line.at.microsecond // 1000 * 1000)
-    assert "stopping AOS" in body["log"]
+    assert " UTC stopping AOS" in body["log"]  # the text's times say their zone
 
     # Released: the operation ends, and the poll's last answer stops the polling.
     assert Operation.objects.get().outcome == Outcome.SUCCEEDED

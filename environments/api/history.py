@@ -11,9 +11,11 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 from django.http import Http404, HttpResponse
+from django.utils import timezone
 from ninja import Field, Query, Router, Schema
 from pydantic import field_validator
 
+from environments import history_csv
 from environments.api.auth import user_of
 from environments.api.conditional import not_modified
 from environments.api.problems import FormInvalid
@@ -30,6 +32,7 @@ from environments.history_cursor import BadCursor, decode_cursor, keyset_page
 from environments.models import OperationKind, Outcome
 from environments.permissions import environment_for, visible_operations
 from environments.refusals import OperationRefused
+from environments.time_zones import chosen_time_zone, valid_zone
 
 router = Router(tags=["History"])
 
@@ -37,7 +40,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
 
-class HistoryFilters(Schema):
+class HistoryFilterFields(Schema):
     type: choice(HISTORY_TYPES) = Field(
         "all",
         description=(
@@ -54,8 +57,6 @@ class HistoryFilters(Schema):
     environment: str | None = Field(None, description="Part of an environment's name or slug")
     since: datetime.date | None = Field(None, description="From this day (in TIME_ZONE)")
     until: datetime.date | None = Field(None, description="To this day, included")
-    cursor: str | None = Field(None, description="From the previous page's next link")
-    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 
     @field_validator("since", "until", mode="before")
     @classmethod
@@ -65,6 +66,38 @@ class HistoryFilters(Schema):
         if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             raise ValueError("Give the day as YYYY-MM-DD.")
         return value
+
+
+class HistoryFilters(HistoryFilterFields):
+    cursor: str | None = Field(None, description="From the previous page's next link")
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+
+
+class HistoryCsvQuery(HistoryFilterFields):
+    tz: str | None = Field(
+        None,
+        description="The time zone of the times, and of since and until (an IANA name such "
+        "as Europe/Berlin). Default: the user's own (their Settings), else TIME_ZONE.",
+    )
+    bom: bool = Field(False, description="Start with a UTF-8 byte order mark, for Excel.")
+
+    @field_validator("tz")
+    @classmethod
+    def known_zone(cls, value):
+        if value is not None and valid_zone(value) is None:
+            raise ValueError("Give an IANA time zone name, such as Europe/Berlin.")
+        return value
+
+
+#: The CSV's answer in the OpenAPI document (ninja documents JSON only).
+CSV_ANSWER = {
+    "responses": {
+        200: {
+            "description": "The history as CSV (the pages' export: same columns and values)",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    }
+}
 
 
 @router.get(
@@ -103,11 +136,49 @@ def environment_history(request, slug: str, filters: Query[HistoryFilters], resp
     return _page(request, response, environment.operations.all(), filters)
 
 
-def _page(request, response, queryset, filters):
-    values = filters.model_dump(exclude={"cursor", "limit"}, exclude_none=True)
+@router.get(
+    "/history.csv",
+    response=answers(200, None, 400),
+    url_name="history_csv",
+    openapi_extra=CSV_ANSWER,
+)
+def all_history_csv(request, filters: Query[HistoryCsvQuery]):
+    """The history of every environment the token's user may see, as CSV, newest first:
+    every row that matches, in one answer (`portal history --csv`)."""
+    return _csv(request, visible_operations(user_of(request)), filters, "history")
+
+
+@router.get(
+    "/environments/{slug}/history.csv",
+    response=answers(200, None, 400, 404),
+    url_name="environment_history_csv",
+    openapi_extra=CSV_ANSWER,
+)
+def environment_history_csv(request, slug: str, filters: Query[HistoryCsvQuery]):
+    """One environment's history as CSV, newest first."""
+    environment = environment_for(user_of(request), slug)
+    return _csv(request, environment.operations.all(), filters, f"history-{environment.slug}")
+
+
+def _csv(request, queryset, filters, name):
+    user = user_of(request)
+    zone = valid_zone(filters.tz or chosen_time_zone(user)) or timezone.get_default_timezone()
+    with timezone.override(zone):  # since and until are days in the CSV's zone
+        form = _filter_form(filters.model_dump(exclude={"tz", "bom"}, exclude_none=True))
+        rows = form.filter(queryset)
+    return history_csv.response(rows, zone, bom=filters.bom, name=name)
+
+
+def _filter_form(values):
     form = HistoryFilterForm({key: str(value) for key, value in values.items()})
     if not form.is_valid():
         raise FormInvalid(form)
+    return form
+
+
+def _page(request, response, queryset, filters):
+    values = filters.model_dump(exclude={"cursor", "limit"}, exclude_none=True)
+    form = _filter_form(values)
     try:
         before = decode_cursor(filters.cursor) if filters.cursor else None
     except BadCursor:

@@ -517,7 +517,8 @@ def finish_document(document, prefix, problem_type):
                     responses.setdefault(status, {})["description"] = description
             for answer in responses.values():
                 content = answer.get("content", {})
-                if "content" not in answer or content["application/json"]["schema"] == PROBLEM:
+                json_schema = content.get("application/json", {}).get("schema")
+                if "content" not in answer or json_schema == PROBLEM:
                     answer["content"] = {problem_type: {"schema": PROBLEM}}
             if name in CONDITIONAL:
                 operation.setdefault("parameters", []).append(IF_NONE_MATCH)
@@ -664,7 +665,7 @@ def operation_out(operation):
         ),
         "environment_status": environment.status,
         "environment_status_label": environment.get_status_display(),
-        "log": "".join(line.as_text() for line in lines) if lines else operation.log,
+        "log": "".join(line.as_text(UTC) for line in lines) if lines else operation.log,
         "log_lines": [{"at": line.at.astimezone(UTC), "text": line.text} for line in lines],
     }
 

@@ -1,7 +1,6 @@
 """The environment history: one Operation row per action."""
 
 import uuid
-from datetime import UTC
 
 from django.conf import settings
 from django.db import models
@@ -267,8 +266,9 @@ class Operation(models.Model):
 
     @property
     def log_text(self):
-        """The driver log as one text, a line per entry with its UTC time: the lines
-        written as it ran, or the text of an operation from before them."""
+        """The driver log as one text, a line per entry with its time in the current
+        time zone, labelled: the lines written as it ran, or the text of an operation
+        from before them."""
         lines = self.log_lines.all()
         if not lines:
             return self.log
@@ -310,5 +310,7 @@ class OperationLogLine(models.Model):
     def __str__(self):
         return self.as_text().rstrip("\n")
 
-    def as_text(self):
-        return f"{self.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} {self.text}\n"
+    def as_text(self, zone=None):
+        """The line with its time in ``zone`` (the current time zone by default), and
+        the zone's name: "2026-12-01 10:02:03 CET restarting AOS"."""
+        return f"{timezone.localtime(self.at, zone):%Y-%m-%d %H:%M:%S %Z} {self.text}\n"

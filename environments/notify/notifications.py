@@ -373,8 +373,8 @@ def _zones(users):
 
 def compose(notification, user, kind, zone, connection=None):
     """The mail for ``user``: plain text and HTML, times in their time zone."""
-    template, context = _content(notification, user, kind)
     with timezone.override(zone or timezone.get_default_timezone()):
+        template, context = _content(notification, user, kind)
         context["time_zone"] = timezone.get_current_timezone_name()
         subject = _subject(notification, kind, context)
         text = render_to_string(f"email/{template}.txt", context)

@@ -1,10 +1,7 @@
 """History: per environment and across environments, filtered, keyset-paginated, CSV."""
 
-import csv
-
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -12,36 +9,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseStopPolling
 
+from environments import history_csv
 from environments.cache_keys import shared_key, viewer_key
 from environments.forms import HistoryFilterForm
 from environments.history_cursor import BadCursor, decode_cursor, keyset_page
 from environments.permissions import environment_for, visible_operations, visible_version
-
-CSV_COLUMNS = [
-    "activity_id",
-    "environment",
-    "activity",
-    "status_before",
-    "status_after",
-    "outcome",
-    "started",
-    "finished",
-    "duration_seconds",
-    "requested_by",
-    "reason",
-    "error",
-    "access_expires",
-    "access_ended",
-    "via",
-]
-#: Rows the export reads a page at a time. Each page is one query and PostgreSQL plans
-#: each: 2,000-row pages read 1M rows in about as long as one cursor did (500 took twice
-#: as long), and one page's instances are a few MB.
-CSV_CHUNK_ROWS = 2000
-# What a CSV row shows besides the operation: joined, and the access grants (few rows
-# have one) fetched apart, which keeps the page's query cheap to plan.
-CSV_RELATED = ["environment", "service", "requested_by__service_account"]
-CSV_PREFETCH = ["firewall_rule__ended_by", "database_account__ended_by"]
 
 
 @login_required
@@ -155,9 +127,11 @@ class History:
         self.show_environment = environment is None
         self.cursor = {}
         filters = request.GET.copy()
-        for key in ("before", "after"):
+        for key in ("before", "after", "bom"):
             filters.pop(key, None)
         self.query = filters.urlencode()
+        #: The filters as (name, value) pairs, for the export's form to send on.
+        self.filters = [(key, value) for key, values in filters.lists() for value in values]
 
     @cached_property
     def page(self):
@@ -192,6 +166,7 @@ ROW_FIELDS = [
     "requested_by__username",
     "requested_by__service_account__created_at",
     "via",
+    "reason",
     "started_at",
     "finished_at",
     "outcome",
@@ -200,72 +175,17 @@ ROW_FIELDS = [
 ]
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value):
-    """Neutralise spreadsheet formulas: a cell that starts like one is read as text."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
-
-
 def _history_csv(request, queryset, *, environment):
-    name = f"history-{environment.slug}" if environment else "history"
+    """The CSV of what the page shows, its times in the viewer's time zone."""
     form = _history_filters(request, environment)
     if not form.is_valid():
-        return render(
-            request,
-            "environments/history.html",
-            {"form": form, "operations": [], "environment": None},
-            status=400,
-        )
-    rows = form.filter(queryset).select_related(*CSV_RELATED).prefetch_related(*CSV_PREFETCH)
-    writer = csv.writer(_Echo())
-
-    def row(op):
-        grant = op.grant
-        return writer.writerow(
-            csv_safe(value)
-            for value in (
-                op.activity_id,
-                op.environment.name,
-                op.activity,
-                op.get_status_before_display(),
-                op.get_status_after_display() if op.status_after else "",
-                op.get_outcome_display(),
-                op.started_at.isoformat(),
-                op.finished_at.isoformat() if op.finished_at else "",
-                round(op.duration.total_seconds(), 3) if op.duration else "",
-                op.requester_name,
-                op.reason,
-                op.error,
-                grant.expires_at.isoformat() if grant else "",
-                grant.ending_text if grant and grant.ended_at else "",
-                op.via,
-            )
-        )
-
-    def lines():
-        # A page of CSV_CHUNK_ROWS at a time, found through the pages' own keyset:
-        # memory stays flat over a million rows, each write carries many rows, and no
-        # cursor outlives its query (a transaction-pooling PgBouncer keeps none,
-        # docs/deploy.md). Rows written meanwhile are newer, so they shift nothing.
-        yield writer.writerow(CSV_COLUMNS)
-        before = None
-        while True:
-            page = keyset_page(rows, before=before, size=CSV_CHUNK_ROWS)
-            operations = page["operations"]
-            yield "".join(row(op) for op in operations)
-            if page["older"] is None:
-                return
-            before = (operations[-1].started_at, operations[-1].pk)
-
-    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.csv"'
-    return response
+        history = History(request, queryset, form, environment)
+        context = {"environment": environment, "form": form, "history": history}
+        return render(request, "environments/history.html", context, status=400)
+    name = f"history-{environment.slug}" if environment else "history"
+    return history_csv.response(
+        form.filter(queryset),
+        timezone.get_current_timezone(),
+        bom=bool(request.GET.get("bom")),
+        name=name,
+    )
