@@ -429,7 +429,7 @@ def test_whoami_shows_the_tokens_own_user_and_scope(portal, manager, member):
     assert "as tom." in out and "Token: dashboard (" in out and "scope Read, expires" in out
     assert "mona" not in out
     code, out, _ = portal("whoami", "--json", token=secret)
-    assert json.loads(out)["user"] == {"username": "tom", "full_name": ""}
+    assert json.loads(out)["user"] == {"username": "tom", "full_name": "", "service_account": False}
 
 
 def test_the_command_line_never_imports_django(live, portal):
