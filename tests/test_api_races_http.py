@@ -26,10 +26,11 @@ ROUNDS = 5
 REQUESTS = 50
 
 
-def burst(port, slug, secrets, round_number):
+def burst(port, slug, secrets, round_number, headers=None):
     barrier = threading.Barrier(REQUESTS)
     answers = [None] * REQUESTS
     body = json.dumps({"action": "restart_service", "service": "aos", "reason": "race"})
+    headers = headers or {}
 
     def send(i):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -44,6 +45,7 @@ def burst(port, slug, secrets, round_number):
                 headers={
                     "Authorization": f"Bearer {secrets[i % len(secrets)]}",
                     "Content-Type": "application/json",
+                    **headers,
                 },
             )
             response = conn.getresponse()
@@ -118,4 +120,36 @@ def test_fifty_simultaneous_restarts_through_the_api_start_exactly_one(
     finally:
         release.touch()
         stop(worker)
+        server.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fifty_simultaneous_posts_with_one_idempotency_key_start_one_restart(
+    environment, manager, tmp_path
+):
+    """The same key from one user, 50 times at once: one restart starts; every other
+    answer is that restart again (a replay) or 409 while the first is still in flight,
+    never a second operation, never a busy refusal and never a 500."""
+    release, held = held_drivers(tmp_path, environment.slug)
+    env = subprocess_env(**held)
+    server = Gunicorn(tmp_path / "gunicorn.log", workers=3, threads=8, env=env)
+    try:
+        server.start()
+        # Two tokens of one user: keys are the user's, not the token's.
+        secrets = [token_for(manager, name=name)[1] for name in ("ci", "laptop")]
+        answers = burst(server.port, environment.slug, secrets, 0, {"Idempotency-Key": "r-1"})
+
+        assert Operation.objects.count() == 1
+        started = str(Operation.objects.get().activity_id)
+        for status, text, _ in answers:
+            body = json.loads(text)
+            if status == 409:
+                assert body["type"] == "urn:lcs-portal:problem:idempotency_key_in_flight", body
+            else:
+                assert status == 202 and body["activity_id"] == started, (status, body)
+        assert Counter(status for status, *_ in answers)[202] >= 1
+        log = server.log()
+        assert "Traceback" not in log and "Internal Server Error" not in log, log[-3000:]
+    finally:
+        release.touch()
         server.stop()
