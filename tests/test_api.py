@@ -381,7 +381,7 @@ def test_a_server_error_is_a_problem_too(manager, environment, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(endpoints, "environment_detail_out", broken)
+    monkeypatch.setattr(endpoints, "environment_for", broken)
     client = api_client(manager, raise_request_exception=False)
     response = client.get(f"{API}/environments/{environment.slug}")
     assert response.status_code == 500

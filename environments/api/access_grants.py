@@ -17,12 +17,9 @@ from environments.api.schemas import (
     DatabaseAccountStartedOut,
     FirewallRuleIn,
     FirewallRuleStartedOut,
-    account_out,
     answers,
     api_url,
     latest_operation,
-    operation_out,
-    rule_out,
 )
 from environments.models import DatabaseAccount, FirewallRule, OperationKind
 from environments.permissions import MAINTAIN, environment_for
@@ -47,8 +44,7 @@ def enable_access(request, slug: str, payload: FirewallRuleIn, response: HttpRes
     if operation is None:
         raise FormInvalid(form)
     response["Location"] = api_url("operation", operation.activity_id)
-    answer = {"operation": operation_out(operation), "firewall_rule": rule_out(operation.grant)}
-    return ninja.Status(202, answer)
+    return ninja.Status(202, {"operation": operation, "firewall_rule": operation.grant})
 
 
 @router.delete(
@@ -68,7 +64,7 @@ def remove_access(request, rule_id: int, response: HttpResponse):
     )
     _end(operations.remove_access, rule, user, request, "firewall rule")
     operation = _removal(rule, OperationKind.REMOVE_ACCESS, response)
-    return ninja.Status(202, {"operation": operation, "firewall_rule": rule_out(rule)})
+    return ninja.Status(202, {"operation": operation, "firewall_rule": rule})
 
 
 @router.post(
@@ -88,15 +84,10 @@ def request_access(request, slug: str, payload: DatabaseAccountIn, response: Htt
     if operation is None:
         raise FormInvalid(form)
     account = operation.grant
-    password = operations.account_password(account, user)
+    # Shown in this answer only, never again.
+    account.password = operations.account_password(account, user)
     response["Location"] = api_url("operation", operation.activity_id)
-    return ninja.Status(
-        202,
-        {
-            "operation": operation_out(operation),
-            "database_account": account_out(account, password=password),
-        },
-    )
+    return ninja.Status(202, {"operation": operation, "database_account": account})
 
 
 @router.delete(
@@ -116,7 +107,7 @@ def revoke_access(request, account_id: int, response: HttpResponse):
     )
     _end(operations.revoke_access, account, user, request, "database account")
     operation = _removal(account, OperationKind.REVOKE_ACCESS, response)
-    return ninja.Status(202, {"operation": operation, "database_account": account_out(account)})
+    return ninja.Status(202, {"operation": operation, "database_account": account})
 
 
 def _form_data(payload):
@@ -137,4 +128,4 @@ def _removal(grant, kind, response):
     if operation is None or operation.kind != kind:
         return None
     response["Location"] = api_url("operation", operation.activity_id)
-    return operation_out(operation)
+    return operation

@@ -24,9 +24,6 @@ from environments.api.schemas import (
     answers,
     api_url,
     choice,
-    environment_detail_out,
-    environment_out,
-    operation_out,
 )
 from environments.forms import MaintainForm
 from environments.models import OperationKind, Status
@@ -71,7 +68,7 @@ def list_environments(
             limit=limit or 100,
             cursor=cursor,
         )
-    return [environment_out(environment) for environment in environments]
+    return environments
 
 
 @router.get(
@@ -85,11 +82,7 @@ def environment_detail(request, slug: str, response: HttpResponse):
     environment = environment_for(user, slug)
     if unchanged := not_modified(request, response, environment, f"environment-{slug}"):
         return unchanged
-    allowed = set()
-    if request.auth.may_maintain:
-        allowed = {t.name for t in environment.get_available_user_status_transitions(user)}
-    actions = [kind for kind in OperationKind.values if kind in allowed]
-    return environment_detail_out(environment, actions)
+    return environment
 
 
 @router.post(
@@ -116,7 +109,7 @@ def start_operation(request, slug: str, payload: OperationIn, response: HttpResp
     if operation is None:
         raise FormInvalid(form)
     response["Location"] = api_url("operation", operation.activity_id)
-    return ninja.Status(202, operation_out(operation))
+    return ninja.Status(202, operation)
 
 
 class StopIn(Schema):
@@ -148,4 +141,4 @@ def stop_operation(request, activity_id: UUID, payload: StopIn):
         raise FormInvalid(form)
     operations.stop(environment, user, form.cleaned_data["reason"], via=via(request))
     operation.refresh_from_db()
-    return ninja.Status(202, operation_out(operation))
+    return ninja.Status(202, operation)

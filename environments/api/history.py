@@ -24,8 +24,6 @@ from environments.api.schemas import (
     OperationOut,
     answers,
     choice,
-    history_entry_out,
-    operation_out,
 )
 from environments.forms import HISTORY_TYPES, HistoryFilterForm
 from environments.history_cursor import BadCursor, decode_cursor, keyset_page
@@ -116,7 +114,7 @@ def operation_detail(request, activity_id: UUID, response: HttpResponse):
     what = f"operation-{activity_id}"
     if unchanged := not_modified(request, response, operation.environment, what):
         return unchanged
-    return operation_out(operation)
+    return operation
 
 
 @router.get("/history", response=answers(200, HistoryPageOut, 400), url_name="history")
@@ -195,4 +193,4 @@ def _page(request, response, queryset, filters):
         query = dict(values, cursor=page["older"], limit=filters.limit)
         next_url = request.build_absolute_uri(f"{request.path}?{urlencode(query)}")
         response["Link"] = f'<{next_url}>; rel="next"'
-    return {"items": [history_entry_out(op) for op in page["operations"]], "next": next_url}
+    return {"items": page["operations"], "next": next_url}

@@ -6,17 +6,18 @@ environment, an operation or a grant the same way.
 """
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from django.conf import settings
 from django.urls import reverse
 from ninja import Field, Schema
-from pydantic import AwareDatetime, StrictBool, StrictFloat, field_validator
+from pydantic import AfterValidator, AwareDatetime, StrictBool, StrictFloat, field_validator
 
+from environments.api.auth import user_of
 from environments.drivers.database import server_address
 from environments.forms import REASON_MAX_LENGTH
-from environments.models import DatabaseAccount, Environment, OperationKind, ServiceKind, Status
+from environments.models import OperationKind, ServiceKind
 
 # --- Requests -----------------------------------------------------------------------
 
@@ -151,24 +152,35 @@ class Links(Schema):
     history: str | None = None
 
 
+#: A time in UTC, as every time of the API (a window just scheduled still holds the
+#: offset it was given).
+InUtc = Annotated[datetime, AfterValidator(lambda moment: moment.astimezone(UTC))]
+
+
 class NextWindowOut(Schema):
-    starts_at: datetime
-    ends_at: datetime
+    """The next or active window, as the environment's row keeps it (no query)."""
+
+    starts_at: InUtc = Field(..., alias="window_starts_at")
+    ends_at: InUtc = Field(..., alias="window_ends_at")
     url: str = Field(..., description="The environment's open windows, with their ids.")
+
+    @staticmethod
+    def resolve_url(environment):
+        return api_url("environment_windows", environment.slug)
 
 
 class EnvironmentOut(Schema):
     slug: str
     name: str
-    project: str
-    project_name: str
+    project: str = Field(..., alias="project.slug")
+    project_name: str = Field(..., alias="project.name")
     tier: int
     type: str
     subscription: str
     deployment: str
     url: str
     status: str
-    status_label: str
+    status_label: str = Field(..., alias="get_status_display")
     maintenance_mode: bool
     maintenance_window: NextWindowOut | None = Field(
         ..., description="The next or active scheduled maintenance window."
@@ -176,11 +188,22 @@ class EnvironmentOut(Schema):
     revision: int
     links: Links
 
+    @staticmethod
+    def resolve_maintenance_window(environment):
+        return environment if environment.window_starts_at else None
+
+    @staticmethod
+    def resolve_links(environment):
+        return {
+            "self": api_url("environment", environment.slug),
+            "history": api_url("environment_history", environment.slug),
+        }
+
 
 class ServiceOut(Schema):
     kind: str
     code: str
-    name: str
+    name: str = Field(..., alias="get_kind_display")
     state: str = Field(..., description="The last known state: see checked_at.")
     checked_at: datetime | None = Field(
         ..., description="When a health check last answered (null: never checked)."
@@ -189,9 +212,9 @@ class ServiceOut(Schema):
 
 
 class SignInUser(Schema):
-    username: str
+    username: str = Field(..., alias="user.username")
     role: str
-    role_label: str
+    role_label: str = Field(..., alias="get_role_display")
 
 
 class OperationBrief(Schema):
@@ -201,16 +224,20 @@ class OperationBrief(Schema):
     started_at: datetime
     url: str
 
+    @staticmethod
+    def resolve_url(operation):
+        return api_url("operation", operation.activity_id)
+
 
 class GrantOut(Schema):
     id: int
-    environment: str
-    requested_by: str
+    environment: str = Field(..., alias="environment.slug")
+    requested_by: str = Field(..., alias="requested_by.username")
     reason: str
     created_at: datetime
     expires_at: datetime
-    active: bool
-    state: str
+    active: bool = Field(..., alias="is_active")
+    state: str = Field(..., alias="state_text")
     ended_at: datetime | None
     end_reason: str
 
@@ -225,7 +252,15 @@ class DatabaseAccountOut(GrantOut):
     level: str
     host: str | None = Field(..., description="None when the portal does not know it.")
     port: int
-    database: str
+    database: str = Field(..., alias="environment.database_name")
+
+    @staticmethod
+    def resolve_host(account):
+        return server_address(account.environment)["host"]
+
+    @staticmethod
+    def resolve_port(account):
+        return server_address(account.environment)["port"]
 
 
 class NewDatabaseAccountOut(DatabaseAccountOut):
@@ -242,32 +277,50 @@ class EnvironmentDetailOut(EnvironmentOut):
     available_actions: list[str] = Field(
         ..., description="What this token may start now (the Maintain menu)."
     )
-    running_operation: OperationBrief | None
-    failed_operation: OperationBrief | None
+    running_operation: OperationBrief | None = Field(..., alias="running_operation")
+    failed_operation: OperationBrief | None = Field(..., alias="failed_operation")
     who_may_sign_in: str
     maintenance_users: list[SignInUser] = Field(
-        ..., description="Who may sign in while maintenance mode is on."
+        ...,
+        description="Who may sign in while maintenance mode is on.",
+        alias="maintenance_sign_in_roles",
     )
-    firewall_rules: list[FirewallRuleOut]
-    database_accounts: list[DatabaseAccountOut]
+    firewall_rules: list[FirewallRuleOut] = Field(..., alias="active_firewall_rules")
+    database_accounts: list[DatabaseAccountOut] = Field(..., alias="active_database_accounts")
+
+    @staticmethod
+    def resolve_available_actions(environment, context):
+        """What the Maintain menu offers this token's user now (none to a read token)."""
+        request = context["request"]
+        if not request.auth.may_maintain:
+            return []
+        user = user_of(request)
+        allowed = {t.name for t in environment.get_available_user_status_transitions(user)}
+        return [kind for kind in OperationKind.values if kind in allowed]
+
+    @staticmethod
+    def resolve_who_may_sign_in(environment):
+        if environment.maintenance_mode:
+            return "Only System administrators and Maintenance mode users (maintenance mode is on)."
+        return "Everyone with a role on the environment."
 
 
 class HistoryEntryOut(Schema):
     activity_id: UUID
     url: str
-    environment: str
-    environment_name: str
+    environment: str = Field(..., alias="environment.slug")
+    environment_name: str = Field(..., alias="environment.name")
     kind: str
     action: str
     activity: str
     type: str
     service: str | None
     target: str
-    requested_by: str
+    requested_by: str = Field(..., alias="requester_name")
     via: str
     reason: str
     outcome: str
-    outcome_label: str
+    outcome_label: str = Field(..., alias="get_outcome_display")
     status_before: str
     status_after: str
     started_at: datetime
@@ -275,25 +328,49 @@ class HistoryEntryOut(Schema):
     duration_seconds: float | None
     error: str
 
+    @staticmethod
+    def resolve_url(operation):
+        return api_url("operation", operation.activity_id)
+
+    @staticmethod
+    def resolve_service(operation):
+        return operation.service.kind if operation.service_id else None
+
+    @staticmethod
+    def resolve_duration_seconds(operation):
+        duration = operation.duration
+        return duration.total_seconds() if duration is not None else None
+
 
 class LogLineOut(Schema):
-    at: datetime = Field(..., description="When the driver wrote it (UTC)")
+    at: InUtc = Field(..., description="When the driver wrote it (UTC)")
     text: str
 
 
 class OperationOut(HistoryEntryOut):
-    active: bool
+    """An operation with its log and its environment's status now."""
+
+    active: bool = Field(..., alias="is_active")
     deadline: datetime
-    status_before_label: str
+    status_before_label: str = Field(..., alias="get_status_before_display")
     status_after_label: str
-    environment_status: str
-    environment_status_label: str
+    environment_status: str = Field(..., alias="environment.status")
+    environment_status_label: str = Field(..., alias="environment.get_status_display")
     log: str = Field(..., description="The driver log as one text, a UTC time on each line")
     log_lines: list[LogLineOut] = Field(
         ...,
         description="The driver log's lines as they were written, oldest first; they grow "
         "while the operation is active. Empty for operations from before lines were kept.",
     )
+
+    @staticmethod
+    def resolve_status_after_label(operation):
+        return operation.get_status_after_display() if operation.status_after else ""
+
+    @staticmethod
+    def resolve_log(operation):
+        lines = operation.log_lines.all()
+        return "".join(line.as_text(UTC) for line in lines) if lines else operation.log
 
 
 class HistoryPageOut(Schema):
@@ -319,18 +396,26 @@ class DatabaseAccountEndedOut(Schema):
 class WindowOut(Schema):
     id: int
     url: str
-    environment: str
-    starts_at: datetime
-    ends_at: datetime
+    environment: str = Field(..., alias="environment.slug")
+    starts_at: InUtc
+    ends_at: InUtc
     reason: str
     notify_users: bool
-    scheduled_by: str
+    scheduled_by: str = Field(..., alias="scheduled_by.username")
     state: str
-    state_label: str
+    state_label: str = Field(..., alias="get_state_display")
     started_at: datetime | None
     ended_at: datetime | None
     ended_by: str | None
     note: str = Field(..., description="Why it was missed, or who ended or cancelled it.")
+
+    @staticmethod
+    def resolve_url(window):
+        return api_url("window", window.pk)
+
+    @staticmethod
+    def resolve_ended_by(window):
+        return window.ended_by.get_username() if window.ended_by_id else None
 
 
 class WindowStartedOut(Schema):
@@ -541,192 +626,8 @@ def api_url(name, *args):
     return reverse(f"api-1:{name}", args=args)
 
 
-def environment_out(environment):
-    return {
-        "slug": environment.slug,
-        "name": environment.name,
-        "project": environment.project.slug,
-        "project_name": environment.project.name,
-        "tier": environment.tier,
-        "type": environment.type,
-        "subscription": environment.subscription,
-        "deployment": environment.deployment,
-        "url": environment.url,
-        "status": environment.status,
-        "status_label": environment.get_status_display(),
-        "maintenance_mode": environment.maintenance_mode,
-        "maintenance_window": next_window_out(environment),
-        "revision": environment.revision,
-        "links": {
-            "self": api_url("environment", environment.slug),
-            "history": api_url("environment_history", environment.slug),
-        },
-    }
-
-
-def next_window_out(environment):
-    """The next or active window, as the environment's row keeps it (no query)."""
-    if environment.window_starts_at is None:
-        return None
-    return {
-        "starts_at": environment.window_starts_at.astimezone(UTC),
-        "ends_at": environment.window_ends_at.astimezone(UTC),
-        "url": api_url("environment_windows", environment.slug),
-    }
-
-
-def environment_detail_out(environment, available_actions):
-    running = environment.running_operation()
-    failed = environment.failed_operation()
-    if environment.maintenance_mode:
-        who = "Only System administrators and Maintenance mode users (maintenance mode is on)."
-    else:
-        who = "Everyone with a role on the environment."
-    return {
-        **environment_out(environment),
-        "services": [
-            {
-                "kind": service.kind,
-                "code": service.code,
-                "name": service.get_kind_display(),
-                "state": service.state,
-                "checked_at": service.checked_at,
-                "last_restarted_at": service.last_restarted_at,
-            }
-            for service in environment.services.all()
-        ],
-        "available_actions": available_actions,
-        "running_operation": running and operation_brief(running),
-        "failed_operation": failed and operation_brief(failed),
-        "who_may_sign_in": who,
-        "maintenance_users": [
-            {
-                "username": role.user.get_username(),
-                "role": role.role,
-                "role_label": role.get_role_display(),
-            }
-            for role in environment.maintenance_sign_in_roles()
-        ],
-        "firewall_rules": [rule_out(rule) for rule in environment.active_firewall_rules()],
-        "database_accounts": [
-            account_out(account) for account in environment.active_database_accounts()
-        ],
-    }
-
-
-def operation_brief(operation):
-    return {
-        "activity_id": operation.activity_id,
-        "activity": operation.activity,
-        "outcome": operation.outcome,
-        "started_at": operation.started_at,
-        "url": api_url("operation", operation.activity_id),
-    }
-
-
-def history_entry_out(operation):
-    duration = operation.duration
-    return {
-        "activity_id": operation.activity_id,
-        "url": api_url("operation", operation.activity_id),
-        "environment": operation.environment.slug,
-        "environment_name": operation.environment.name,
-        "kind": operation.kind,
-        "action": operation.action,
-        "activity": operation.activity,
-        "type": operation.type,
-        "service": operation.service.kind if operation.service_id else None,
-        "target": operation.target,
-        "requested_by": operation.requester_name,
-        "via": operation.via,
-        "reason": operation.reason,
-        "outcome": operation.outcome,
-        "outcome_label": operation.get_outcome_display(),
-        "status_before": operation.status_before,
-        "status_after": operation.status_after,
-        "started_at": operation.started_at,
-        "finished_at": operation.finished_at,
-        "duration_seconds": duration.total_seconds() if duration is not None else None,
-        "error": operation.error,
-    }
-
-
-def operation_out(operation):
-    """An operation with its log and its environment's status now."""
-    environment = Environment.objects.only("status").get(pk=operation.environment_id)
-    lines = list(operation.log_lines.all())
-    return {
-        **history_entry_out(operation),
-        "active": operation.is_active,
-        "deadline": operation.deadline,
-        "status_before_label": Status(operation.status_before).label,
-        "status_after_label": (
-            Status(operation.status_after).label if operation.status_after else ""
-        ),
-        "environment_status": environment.status,
-        "environment_status_label": environment.get_status_display(),
-        "log": "".join(line.as_text(UTC) for line in lines) if lines else operation.log,
-        "log_lines": [{"at": line.at.astimezone(UTC), "text": line.text} for line in lines],
-    }
-
-
 def latest_operation(grant):
     """The newest operation of a grant (its apply or its removal), or None."""
     return grant.operations.select_related(
         "environment", "service", "requested_by__service_account"
     ).first()
-
-
-def _grant_out(grant):
-    return {
-        "id": grant.pk,
-        "environment": grant.environment.slug,
-        "requested_by": grant.requested_by.get_username(),
-        "reason": grant.reason,
-        "created_at": grant.created_at,
-        "expires_at": grant.expires_at,
-        "active": grant.is_active,
-        "state": grant.state_text,
-        "ended_at": grant.ended_at,
-        "end_reason": grant.end_reason,
-    }
-
-
-def rule_out(rule):
-    return {**_grant_out(rule), "name": rule.name, "cidr": rule.cidr}
-
-
-def account_out(account: DatabaseAccount, password=None):
-    address = server_address(account.environment)
-    answer = {
-        **_grant_out(account),
-        "username": account.username,
-        "level": account.level,
-        "host": address["host"],
-        "port": address["port"],
-        "database": account.environment.database_name,
-    }
-    if password is not None:
-        answer["password"] = password
-    return answer
-
-
-def window_out(window):
-    return {
-        "id": window.pk,
-        "url": api_url("window", window.pk),
-        "environment": window.environment.slug,
-        # In UTC, as every other time of the API (a window just scheduled still holds
-        # the offset it was given).
-        "starts_at": window.starts_at.astimezone(UTC),
-        "ends_at": window.ends_at.astimezone(UTC),
-        "reason": window.reason,
-        "notify_users": window.notify_users,
-        "scheduled_by": window.scheduled_by.get_username(),
-        "state": window.state,
-        "state_label": window.get_state_display(),
-        "started_at": window.started_at,
-        "ended_at": window.ended_at,
-        "ended_by": window.ended_by.get_username() if window.ended_by_id else None,
-        "note": window.note,
-    }

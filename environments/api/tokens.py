@@ -18,7 +18,7 @@ from environments import tokens
 from environments.api.auth import maintainer
 from environments.api.problems import FormInvalid
 from environments.api.schemas import SOME_TEXT, answers
-from environments.models import ApiToken, TokenScope
+from environments.models import ApiToken
 from environments.refusals import OperationRefused
 
 router = Router(tags=["Tokens"])
@@ -58,11 +58,11 @@ class TokenIn(Schema):
 
 class TokenOut(Schema):
     id: int
-    user: str = Field(..., description="Its holder's user name")
+    user: str = Field(..., description="Its holder's user name", alias="user.username")
     name: str
     prefix: str = Field(..., description="Its first characters, as the pages show them")
     scope: Literal["read", "maintain"]
-    scope_label: str
+    scope_label: str = Field(..., alias="get_scope_display")
     created_at: datetime
     expires_at: datetime
 
@@ -76,18 +76,10 @@ class NewTokenOut(TokenOut):
     secret_note: str | None = Field(None, description="Why secret is null (a replay).")
 
 
-def token_out(token, secret):
-    return {
-        "id": token.pk,
-        "user": token.user.get_username(),
-        "name": token.name,
-        "prefix": token.prefix,
-        "scope": token.scope,
-        "scope_label": TokenScope(token.scope).label,
-        "created_at": token.created_at,
-        "expires_at": token.expires_at,
-        "secret": secret,
-    }
+def _with_secret(token, secret):
+    """The token for its answer, with its secret: shown in this answer only."""
+    token.secret = secret
+    return token
 
 
 @router.post("/tokens", response=answers(201, NewTokenOut, 400, 403), url_name="tokens")
@@ -115,7 +107,7 @@ def make_token(request, payload: TokenIn):
     token, secret = tokens.issue(
         holder, name=data["name"], scope=data["scope"], expires_at=data["expires_at"]
     )
-    return ninja.Status(201, token_out(token, secret))
+    return ninja.Status(201, _with_secret(token, secret))
 
 
 @router.post(
@@ -138,4 +130,4 @@ def rotate_token(request, token_id: int):
             f"The token “{token.name}” was revoked already: make a new one (POST /tokens).",
             OperationRefused.NOT_ALLOWED,
         )
-    return ninja.Status(201, token_out(*rotated))
+    return ninja.Status(201, _with_secret(*rotated))

@@ -23,8 +23,6 @@ from environments.api.schemas import (
     answers,
     api_url,
     choice,
-    operation_out,
-    window_out,
 )
 from environments.forms import CancelWindowForm, ScheduleOrStartWindowForm, ScheduleWindowForm
 from environments.models import MaintenanceWindow, OperationKind, WindowState
@@ -60,7 +58,7 @@ def list_windows(
         found, order = found.filter(state=state), ["-starts_at", "-id"]
     place = lambda window: [window.starts_at.isoformat(), window.pk]  # noqa: E731
     found = page(request, response, found, order, place, limit=limit, cursor=cursor)
-    return [window_out(window) for window in found]
+    return found
 
 
 @router.post(
@@ -85,7 +83,7 @@ def schedule_window(request, slug: str, payload: WindowIn, response: HttpRespons
         raise FormInvalid(form)
     window = windows.schedule(environment, user, **form.cleaned_data, via=via(request))
     response["Location"] = api_url("window", window.pk)
-    return ninja.Status(201, window_out(window))
+    return ninja.Status(201, window)
 
 
 @router.post(
@@ -120,9 +118,7 @@ def start_window_now(request, slug: str, payload: WindowNowIn, response: HttpRes
     )
     operation = window.operations.get(kind=OperationKind.ENABLE_MAINTENANCE)
     response["Location"] = api_url("window", window.pk)
-    return ninja.Status(
-        202, {"maintenance_window": window_out(window), "operation": operation_out(operation)}
-    )
+    return ninja.Status(202, {"maintenance_window": window, "operation": operation})
 
 
 @router.get(
@@ -133,7 +129,7 @@ def window_detail(request, window_id: int, response: HttpResponse):
     window = _window(user_of(request), window_id)
     if unchanged := not_modified(request, response, window.environment, f"window-{window_id}"):
         return unchanged
-    return window_out(window)
+    return window
 
 
 @router.post(
@@ -149,7 +145,7 @@ def cancel_window(request, window_id: int, payload: WindowCancelIn):
     if not form.is_valid():
         raise FormInvalid(form)
     window = windows.cancel(window, user, reason=form.cleaned_data["reason"], via=via(request))
-    return window_out(window)
+    return window
 
 
 @router.post(
@@ -164,11 +160,11 @@ def end_window(request, window_id: int, response: HttpResponse):
     user = maintainer(request)
     window = windows.end_now(_window(user, window_id, MAINTAIN), user, via=via(request))
     operation = window.operations.filter(kind=OperationKind.DISABLE_MAINTENANCE).first()
-    answer = {"maintenance_window": window_out(window), "operation": None}
+    answer = {"maintenance_window": window, "operation": None}
     if operation is None:
         return answer
     response["Location"] = api_url("operation", operation.activity_id)
-    answer["operation"] = operation_out(operation)
+    answer["operation"] = operation
     return ninja.Status(202, answer)
 
 
