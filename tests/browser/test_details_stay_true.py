@@ -1,4 +1,4 @@
-"""The details page tells the truth while a person uses it (issue #24): the status keeps
+"""The details page tells the truth while a person uses it: the status keeps
 coming while the Maintain menu or a form is open, idle and hidden pages poll as they
 should, signing in again returns to the page, credentials keep focus, Escape closes a step,
 and a skip link leads every page."""
