@@ -647,3 +647,43 @@ def test_a_refused_cancel_writes_no_history_row(environment, manager, t0):
     with pytest.raises(OperationRefused):
         windows.cancel(window, manager, reason="Moved", now=t0 + timedelta(minutes=5))
     assert [row[0] for row in window_rows(environment)] == [OperationKind.SCHEDULE_WINDOW]
+
+
+def _active_window_whose_end_waits(environment, manager, t0):
+    """A window that started and whose end came while the environment was busy."""
+    first = schedule(environment, manager, t0)
+    start(first, t0)
+    run_worker()
+    assert refreshed(environment).status == Status.IN_MAINTENANCE
+    second = schedule(environment, manager, t0 + HOUR, now=t0)
+    return first, second
+
+
+def test_the_next_window_waits_while_the_one_before_it_has_not_ended(environment, manager, t0):
+    first, second = _active_window_whose_end_waits(environment, manager, t0)
+
+    start(second, t0 + HOUR)
+
+    assert refreshed(first).state == WindowState.ACTIVE
+    second.refresh_from_db()
+    assert second.state == WindowState.SCHEDULED
+    assert second.note.startswith("Waiting: The window before it")
+    assert not second.operations.filter(kind=OperationKind.ENABLE_MAINTENANCE).exists()
+
+
+def test_a_window_left_active_with_maintenance_off_is_completed_before_the_next_starts(
+    environment, manager, t0
+):
+    """Its Enable failed and was aborted meanwhile: no Disable was written to end it."""
+    first, second = _active_window_whose_end_waits(environment, manager, t0)
+    Environment.objects.filter(pk=environment.pk).update(
+        status=Status.DEPLOYED, maintenance_mode=False
+    )
+
+    start(second, t0 + HOUR)
+
+    first.refresh_from_db()
+    assert first.state == WindowState.COMPLETED and first.ended_at == t0 + HOUR
+    assert first.note == "Maintenance mode was already off."
+    assert refreshed(second).state == WindowState.ACTIVE
+    assert MaintenanceWindow.objects.filter(state=WindowState.ACTIVE).count() == 1

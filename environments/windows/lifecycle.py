@@ -200,6 +200,7 @@ def start_window(window_id, now=None, retry=True):
             )
             return window
         try:
+            _end_the_window_before(locked, window, now)
             operations.enable_maintenance(
                 locked,
                 window.scheduled_by,
@@ -220,6 +221,22 @@ def start_window(window_id, now=None, retry=True):
         window.save(update_fields=["state", "started_at", "note", "changed_at"])
         _changed(locked)
     return window
+
+
+def _end_the_window_before(environment, window, now):
+    """A window whose end still waits for the environment (it was busy at the end) is
+    over before the next one starts: never two active at once. When maintenance mode is
+    off already it is Completed now; else the next one waits for its end."""
+    before = environment.maintenance_windows.filter(state=WindowState.ACTIVE)
+    before = before.exclude(pk=window.pk).first()
+    if before is None:
+        return
+    if environment.status != Status.DEPLOYED:
+        raise OperationRefused(
+            f"The window before it ({before.period_text}) has not ended yet.",
+            OperationRefused.NOT_ALLOWED,
+        )
+    _end(before, WindowState.COMPLETED, now, note="Maintenance mode was already off.")
 
 
 def end_window(window_id, now=None, retry=True):
