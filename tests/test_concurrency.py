@@ -189,12 +189,8 @@ def test_starting_an_operation_holds_its_environment_row_locked_until_it_commits
     assert in_another_connection(try_to_lock, environment.pk) == "free"
 
 
-@pytest.mark.postgres
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks exist on PostgreSQL only")
-def test_ending_a_grant_locks_the_environment_before_the_grant(environment, manager):
-    """Finishing an operation locks the environment, then settles its grant: ending a
-    grant takes the same order, or a Remove beside a worker settling the rule deadlocks
-    (PostgreSQL answered "deadlock detected" to Schemathesis's DELETE)."""
+def locks_taken_removing_a_rule(environment, manager):
+    """The statements that take row locks (FOR UPDATE) while a firewall rule is removed."""
     from django.test.utils import CaptureQueriesContext
 
     from environments import operations
@@ -206,7 +202,16 @@ def test_ending_a_grant_locks_the_environment_before_the_grant(environment, mana
     rule = FirewallRule.objects.get()
     with CaptureQueriesContext(connection) as queries:
         operations.remove_access(rule, manager)
-    locks = [q["sql"] for q in queries.captured_queries if "FOR UPDATE" in q["sql"]]
+    return [q["sql"] for q in queries.captured_queries if "FOR UPDATE" in q["sql"]]
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks exist on PostgreSQL only")
+def test_ending_a_grant_locks_the_environment_before_the_grant(environment, manager):
+    """Finishing an operation locks the environment, then settles its grant: ending a
+    grant takes the same order, or a Remove beside a worker settling the rule deadlocks
+    (PostgreSQL answered "deadlock detected" to Schemathesis's DELETE)."""
+    locks = locks_taken_removing_a_rule(environment, manager)
     assert '"environments_environment"' in locks[0].split("FROM")[1].split("WHERE")[0]
     assert '"environments_firewallrule"' in locks[1].split("FROM")[1].split("WHERE")[0]
 
@@ -217,17 +222,6 @@ def test_ending_a_grant_locks_no_project_row(environment, manager):
     """A lock that reaches the project's row (FOR UPDATE over a join with it) makes every
     change on its environments wait, and deadlocked a role change in admin with a worker
     committing on another environment of the project (found by the soak)."""
-    from django.test.utils import CaptureQueriesContext
-
-    from environments import operations
-    from environments.models import FirewallRule
-
-    operations.enable_access(
-        environment, manager, name="office", cidr="203.0.113.7/32", reason="support"
-    )
-    rule = FirewallRule.objects.get()
-    with CaptureQueriesContext(connection) as queries:
-        operations.remove_access(rule, manager)
-    locks = [q["sql"] for q in queries.captured_queries if "FOR UPDATE" in q["sql"]]
+    locks = locks_taken_removing_a_rule(environment, manager)
     assert locks
     assert not [sql for sql in locks if '"environments_project"' in sql], locks
