@@ -175,6 +175,27 @@ def test_a_health_check_that_never_passes_fails_at_the_deadline(
     assert environment.services.get(kind="aos").state == ServiceState.FAILED
 
 
+def test_a_check_the_deadline_cuts_short_leaves_the_error_to_the_last_whole_check(
+    environment, manager, start, configure, settings, tmp_path
+):
+    """The first check fails at once; the second hangs and is cut short by the deadline
+    after a fraction of its timeout: the error says what the first one found."""
+    settings.OPERATION_DEADLINE_SECONDS = 3
+    attempts = tmp_path / "attempts"
+    health = py(
+        f"import pathlib, sys, time; p = pathlib.Path({str(attempts)!r}); "
+        "first = not p.exists(); p.touch(); "
+        "sys.exit('AOS answers HTTP 503') if first else time.sleep(30)"
+    )
+    configure(environment, restart=OK, health=health, health_interval=2.5)
+
+    operation = restart_aos(environment, manager, start)
+
+    assert environment.status == Status.FAILED
+    assert "did not pass its health check before the operation's deadline" in operation.error
+    assert operation.error.endswith("exited with status 1: AOS answers HTTP 503")
+
+
 def test_a_hanging_health_check_counts_as_a_failed_attempt(
     environment, manager, start, configure, settings
 ):

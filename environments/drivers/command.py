@@ -349,12 +349,8 @@ class CommandDriver(Driver):
             )
         attempts += 1
         self.memo["attempts"] = attempts
-        result = run_command(
-            argv,
-            timeout=min(self.health_timeout, remaining),
-            cwd=self.cwd,
-            output_limit=self.output_limit,
-        )
+        timeout = min(self.health_timeout, remaining)
+        result = run_command(argv, timeout=timeout, cwd=self.cwd, output_limit=self.output_limit)
         since = (timezone.now() - datetime.fromisoformat(values["since"])).total_seconds()
         if result.ok:
             self.log.write(
@@ -363,6 +359,10 @@ class CommandDriver(Driver):
             )
             self._log_output(result)
             return None
+        if result.timed_out and timeout < self.health_timeout and "last_problem" in self.memo:
+            # A check the deadline cut short says nothing about the service: the error
+            # keeps what the last whole check found ("does not answer"), not "0.01 s".
+            return self._next_check()
         # A check that keeps failing the same way is logged once, not every time.
         problem = result.problem()
         if problem != self.memo.get("last_problem"):
@@ -370,7 +370,12 @@ class CommandDriver(Driver):
                 f"Health check of {subject} not passed yet (attempt {attempts}): {problem}"
             )
             self.memo["last_problem"] = problem
-        return Later("health", self.health_interval)
+        return self._next_check()
+
+    def _next_check(self):
+        # At the deadline at the latest, so that this driver says why the check did not
+        # pass, before the watchdog fails the operation knowing nothing.
+        return Later("health", max(0, min(self.health_interval, self._remaining())))
 
     def _command(self, argv, remaining):
         return run_command(
