@@ -213,6 +213,18 @@ class Redis:
 # --- The drivers' stand-ins ----------------------------------------------------------------
 
 
+def stop_driver_commands(state):
+    """Kill the drivers' commands still running: each runs in a process group of its own
+    (so that its timeout stops its children too), which a killed host leaves behind, as
+    a host's systemd unit would not. They carry the soak's state folder in their
+    environment."""
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):  # ended meanwhile
+            pid = int(environ.parent.name)
+            if pid != os.getpgrp() and str(state).encode() in environ.read_bytes():
+                os.killpg(pid, signal.SIGKILL)
+
+
 def drivers_file(state, slugs, hanging):
     """The command driver for every environment: each action appends a line to
     ``actions`` (environment, action, what, since); on the hanging ones the restart
@@ -617,6 +629,9 @@ class Injector:
         self.rng, self.log = rng, log
         self.done = []  # {kind, target, started, recovered}
         self.unrecovered = []  # (kind, why)
+        #: Set when the soak ends early (Ctrl-C): a fault under way stops waiting and
+        #: starts nothing again, so that the clean-up stops everything for good.
+        self.ended = threading.Event()
 
     def inject(self, kind):
         started = now()
@@ -638,7 +653,11 @@ class Injector:
             target = f"host {host.number}"
             if host.running:
                 os.killpg(host.process.pid, signal.SIGKILL)
-            wait_for(lambda: host.running and self.healthy(host), 180, interval=0.5)
+            wait_for(
+                lambda: self.ended.is_set() or (host.running and self.healthy(host)),
+                180,
+                interval=0.5,
+            )
         elif kind == "kill_worker":
             host = self.rng.choice(self.cluster.hosts)
             workers = host.workers()
@@ -648,14 +667,14 @@ class Injector:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             # run_portal starts it again after its delay.
-            time.sleep(5)
+            self.ended.wait(5)
         elif kind == "freeze_host":
             host = self.rng.choice(self.cluster.hosts)
             target = f"host {host.number}"
             if host.running:
                 group = host.process.pid
                 os.killpg(group, signal.SIGSTOP)
-                time.sleep(20)
+                self.ended.wait(20)
                 # Another fault may have killed the frozen host meanwhile.
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(group, signal.SIGCONT)
@@ -663,11 +682,11 @@ class Injector:
             self.postgres.restart()
         elif kind == "stop_redis":
             self.redis.stop()
-            time.sleep(30)
-            self.redis.start()
+            if not self.ended.wait(30):
+                self.redis.start()
         elif kind == "webhook":
             self.receiver.slow.set()
-            time.sleep(30)
+            self.ended.wait(30)
             self.receiver.slow.clear()
         return target
 
@@ -994,9 +1013,12 @@ def main(argv=None):
     injector = None
     results = figures = None
     users = []
+    faulting = []
+    interrupted = False
     try:
         postgres.init()
         redis.start()
+        log(f"PostgreSQL in {postgres.dir} on port {postgres.port}, Redis on port {redis.port}")
         slugs = [f"soak-{n:02}" for n in range(1, ENVIRONMENTS + 1)]
         hanging = slugs[:HANGING]
         pg_slugs = slugs[HANGING : HANGING + POSTGRES_ENVIRONMENTS]
@@ -1075,7 +1097,6 @@ def main(argv=None):
         plan = plan_faults(rng, seconds)
         log("Faults planned: " + ", ".join(f"{kind} at {offset:g} s" for offset, kind in plan))
         began = time.monotonic()
-        faulting = []
         for offset, kind in plan:
             wait = began + offset - time.monotonic()
             if wait > 0:
@@ -1098,15 +1119,28 @@ def main(argv=None):
     except ClusterError as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        interrupted = True
+        log("Interrupted: stopping the cluster, Redis and PostgreSQL")
     finally:
+        # A second Ctrl-C must not cut the clean-up short and leave servers running.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         stop.set()
         clients_stop.set()
+        if injector is not None:
+            injector.ended.set()
+        for thread in faulting:
+            thread.join(timeout=60)
         if cluster is not None:
             cluster.stop()
+        stop_driver_commands(state)
         redis.stop()
         # Its log names both sides of a deadlock.
         postgres.destroy(keep_log=state / "postgres.log")
         receiver.server.shutdown()
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        return 130
     report = {
         "seed": seed,
         "minutes": args.minutes,

@@ -6,8 +6,12 @@ are in the report, not asserted. The seed fixes the plan of faults, not its timi
 """
 
 import json
+import re
+import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from scripts.cluster import ROOT
 
@@ -36,3 +40,54 @@ def test_a_three_minute_soak_with_every_fault_keeps_every_invariant(tmp_path):
         "stop_redis",
         "webhook",
     }
+
+
+def test_ctrl_c_in_the_middle_of_a_fault_stops_everything_the_soak_started(tmp_path):
+    state = tmp_path / "state"
+    soak = subprocess.Popen(
+        [sys.executable, "-m", "scripts.soak", "--minutes", "3", "--seed", "1", "--ci"]
+        + ["--report", str(tmp_path / "report.json"), "--state-dir", str(state)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    said = ""
+    for line in soak.stdout:
+        said += line
+        if "injecting" in line:
+            break
+    soak.send_signal(signal.SIGINT)
+    said += soak.communicate(timeout=300)[0]
+
+    assert soak.returncode == 130, said[-5000:]
+    assert "Interrupted: stopping the cluster, Redis and PostgreSQL" in said
+    postgres_dir, postgres_port, redis_port = re.search(
+        r"PostgreSQL in (\S+) on port (\d+), Redis on port (\d+)", said
+    ).groups()
+    nginx_port, *host_ports = re.findall(r"http://127\.0\.0\.1:(\d+)", said.split("Cluster up")[1])
+    assert not Path(postgres_dir).exists()
+    for port in (postgres_port, redis_port, nginx_port, *host_ports):
+        assert not answers(int(port)), f"port {port} still answers"
+    # The hosts' processes (run_portal, gunicorn, the workers) carry the state folder in
+    # their environment.
+    assert not processes_with(str(state)), said[-5000:]
+
+
+def answers(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def processes_with(text):
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if text.encode() in environ.read_bytes():
+                found.append(environ.parent.name)
+        except OSError:
+            pass  # gone meanwhile, or not ours to read
+    return found
