@@ -687,3 +687,48 @@ def test_a_window_left_active_with_maintenance_off_is_completed_before_the_next_
     assert first.note == "Maintenance mode was already off."
     assert refreshed(second).state == WindowState.ACTIVE
     assert MaintenanceWindow.objects.filter(state=WindowState.ACTIVE).count() == 1
+
+
+def _window_whose_end_waits_after_an_abort(environment, manager, t0):
+    """A window that started; its end came while the environment was busy, and the
+    environment was then brought back to Deployed (its Enable failed and was aborted)."""
+    first = schedule(environment, manager, t0)
+    start(first, t0)
+    run_worker()
+    Environment.objects.filter(pk=environment.pk).update(
+        status=Status.DEPLOYED, maintenance_mode=False
+    )
+    return first
+
+
+def test_start_now_completes_a_window_whose_end_still_waits_never_two_active(
+    environment, manager, t0
+):
+    first = _window_whose_end_waits_after_an_abort(environment, manager, t0)
+
+    with committing():
+        now = windows.start_now(
+            environment, manager, hours=2, reason="Hotfix", now=t0 + HOUR + timedelta(minutes=1)
+        )
+
+    assert refreshed(first).state == WindowState.COMPLETED
+    assert refreshed(now).state == WindowState.ACTIVE
+    assert MaintenanceWindow.objects.filter(state=WindowState.ACTIVE).count() == 1
+
+
+def test_a_late_window_end_leaves_on_the_maintenance_mode_turned_on_since(
+    environment, manager, t0
+):
+    first = _window_whose_end_waits_after_an_abort(environment, manager, t0)
+    with committing():
+        operations.enable_maintenance(refreshed(environment), manager, reason="By hand")
+    run_worker()
+    assert refreshed(environment).status == Status.IN_MAINTENANCE
+
+    end(first, t0 + HOUR + timedelta(minutes=2))
+
+    first.refresh_from_db()
+    assert first.state == WindowState.COMPLETED
+    assert first.note == "Maintenance mode was turned on again since: left on."
+    assert refreshed(environment).status == Status.IN_MAINTENANCE
+    assert not first.operations.filter(kind=OperationKind.DISABLE_MAINTENANCE).exists()

@@ -110,6 +110,7 @@ def start_now(environment, user, *, hours, reason, notify_users=True, now=None, 
             created_at=now,
             changed_at=now,
         )
+        _end_the_window_before(locked, window, now)
         operations.enable_maintenance(
             locked, user, reason=f"Scheduled maintenance: {reason}", via=via or VIA, window=window
         )
@@ -253,6 +254,15 @@ def end_window(window_id, now=None, retry=True):
         if locked.status == Status.DEPLOYED:
             # Rolled back or aborted meanwhile: nothing is left to turn off.
             _end(window, WindowState.COMPLETED, now, note="Maintenance mode was already off.")
+            _changed(locked)
+            return window
+        enables = locked.operations.filter(kind=OperationKind.ENABLE_MAINTENANCE)
+        latest_enable = enables.order_by("-started_at", "-id").first()
+        if latest_enable is not None and latest_enable.window_id != window.pk:
+            # Turned on again since, by hand or by Start now, while this end waited (its
+            # own Enable failed and was aborted): that maintenance is not this window's.
+            note = "Maintenance mode was turned on again since: left on."
+            _end(window, WindowState.COMPLETED, now, note=note)
             _changed(locked)
             return window
         try:
