@@ -716,9 +716,7 @@ def test_start_now_completes_a_window_whose_end_still_waits_never_two_active(
     assert MaintenanceWindow.objects.filter(state=WindowState.ACTIVE).count() == 1
 
 
-def test_a_late_window_end_leaves_on_the_maintenance_mode_turned_on_since(
-    environment, manager, t0
-):
+def test_a_late_window_end_leaves_on_the_maintenance_mode_turned_on_since(environment, manager, t0):
     first = _window_whose_end_waits_after_an_abort(environment, manager, t0)
     with committing():
         operations.enable_maintenance(refreshed(environment), manager, reason="By hand")
