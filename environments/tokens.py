@@ -72,6 +72,14 @@ def may_make_token(maker, holder):
     return maker.is_superuser or maker.pk == holder.pk or owns_service_account(maker, holder)
 
 
+#: Why a token makes no token for its own user (through the API).
+NO_TOKEN_FOR_ITSELF = (
+    "A token makes no token for its own user: a leaked one could then outlive its "
+    "revocation. Make yours on the API tokens page, or replace this one with "
+    "POST /tokens/{token_id}/rotate (GET /me gives its id)."
+)
+
+
 def refusal_to_make_token(holder_name):
     """Why a token for ``holder_name`` is refused: the same words whether that user does
     not exist, is a person, or is a service account of someone else's projects."""

@@ -156,13 +156,6 @@ MATRIX = [
         (401, 404, 403, 403, 409, 409, 409),
     ),
     (
-        "Make a token for yourself",
-        "POST",
-        "/api/v1/tokens",
-        {"name": "matrix", "scope": "read"},
-        (401, 201, 201, 201, 201, 201, 201),
-    ),
-    (
         "Make a token for the owner's service account",
         "POST",
         "/api/v1/tokens",

@@ -98,8 +98,9 @@ BUSINESS_RULES = [
         "POST",
         "/api/v1/tokens",
         ["positive_data_acceptance"],
-        "the expiry must lie ahead, within PORTAL_API_TOKEN_MAX_DAYS; a token for another "
-        "user is refused (403) unless a service account of the maker's projects",
+        "the expiry must lie ahead, within PORTAL_API_TOKEN_MAX_DAYS; a token for the "
+        "maker is refused (403), for another user unless a service account of the "
+        "maker's projects",
     ),
     (
         "POST",

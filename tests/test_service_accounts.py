@@ -152,6 +152,16 @@ def test_an_owner_makes_no_token_for_a_service_account_without_roles(service_acc
     assert make_token(api_client(owner), user=SA).status_code == 403
 
 
+@pytest.mark.parametrize("who", ["superuser", "owner", "service_account"])
+def test_a_token_makes_no_token_for_its_own_user(request, who):
+    """A leaked token that made itself a sibling would outlive its revocation."""
+    user = request.getfixturevalue(who)
+    response = make_token(api_client(user), user=user.username)
+    assert response.status_code == 403
+    assert response.json()["detail"].startswith("A token makes no token for its own user")
+    assert ApiToken.objects.filter(user=user).count() == 1  # the one it was sent with
+
+
 def test_a_read_token_makes_no_token(owner, service_account):
     from environments.models import TokenScope
 

@@ -1,8 +1,11 @@
 """API tokens made and rotated through the API, so that a pipeline renews its own
-credential without a person: for yourself, for a service account whose roles all lie in
-projects you own, or for anyone as a superuser (environments.tokens.may_make_token, the
-admin's rule too). The secret is in the answer that makes it, and nowhere else: the
-replay of an Idempotency-Key says it was shown once (environments.api.idempotency)."""
+credential without a person: for a service account whose roles all lie in projects you
+own, or for anyone as a superuser (environments.tokens.may_make_token, the admin's rule
+too), but never for the token's own user: a leaked token that made itself a sibling
+would outlive its revocation. People make their own on the API tokens page; a token
+replaces itself by rotation, which revokes it. The secret is in the answer that makes
+it, and nowhere else: the replay of an Idempotency-Key says it was shown once
+(environments.api.idempotency)."""
 
 from datetime import datetime
 from typing import Literal
@@ -34,10 +37,11 @@ class TokenIn(Schema):
     scope: Literal["read", "maintain"] = Field(
         ..., description="read sees what its user sees; maintain also acts as its user may."
     )
-    user: str | None = Field(
-        None,
-        description="The user name of its holder: yourself (the default), a service "
-        "account whose roles all lie in projects you own, or anyone for a superuser.",
+    user: str = Field(
+        ...,
+        description="The user name of its holder: a service account whose roles all lie "
+        "in projects you own, or anyone else for a superuser; never yourself (your own "
+        "are made on the API tokens page, or replaced by rotation).",
         examples=["nightly-restarts"],
     )
     expires_at: AwareDatetime | None = Field(
@@ -84,10 +88,12 @@ def _with_secret(token, secret):
 
 @router.post("/tokens", response=answers(201, NewTokenOut, 400, 403), url_name="tokens")
 def make_token(request, payload: TokenIn):
-    """Make a token: for yourself, for a service account whose roles all lie in projects
-    you own, or (a superuser) for anyone. Its secret is in this answer only."""
+    """Make a token for a service account whose roles all lie in projects you own, or (a
+    superuser) for anyone else; never for yourself. Its secret is in this answer only."""
     maker = maintainer(request)
-    name = payload.user or maker.get_username()
+    name = payload.user
+    if name == maker.get_username():
+        raise PermissionDenied(tokens.NO_TOKEN_FOR_ITSELF)
     holder = get_user_model().objects.select_related("service_account").filter(username=name)
     holder = holder.first()
     if holder is None or not tokens.may_make_token(maker, holder):
