@@ -106,15 +106,15 @@ class Api:
         headers = {"Accept": "text/csv, application/problem+json"}
         for _ in range(RATE_LIMIT_RETRIES):
             with self.http.stream("GET", path, params=params, headers=headers) as response:
-                if response.status_code == 429:
-                    time.sleep(retry_after(response))
-                    continue
                 if response.status_code == 200 and _content_type(response) == "text/csv":
                     for chunk in response.iter_bytes():
                         out.write(chunk)
                     return
+                # Read now: the problem is what is said if this was the last try.
                 response.read()
-                break
+                if response.status_code != 429:
+                    break
+                time.sleep(retry_after(response))
         understood(response)  # a problem: raised
         raise NotAPortal(response.request.url, "it answered JSON where CSV was asked for")
 

@@ -474,6 +474,22 @@ def test_the_command_line_waits_out_a_429_and_follows_next_links_through_its_own
     assert seen[2] == "http://127.0.0.1:9/api/v1/history?type=all&cursor=c1&limit=2"
 
 
+def test_a_csv_download_still_refused_after_its_tries_says_so_as_a_problem():
+    import httpx
+
+    from portal_cli.client import Api, ApiError
+
+    def portal_(request):
+        # A body that comes as the network gives it, not read before it is asked for.
+        body = json.dumps({"title": "Too many requests", "detail": "Slow down.", "status": 429})
+        headers = {"Retry-After": "0", "Content-Type": "application/problem+json"}
+        return httpx.Response(429, headers=headers, stream=httpx.ByteStream(body.encode()))
+
+    api = Api("http://127.0.0.1:9", "lcsp_x", transport=httpx.MockTransport(portal_))
+    with pytest.raises(ApiError, match="Slow down"):
+        api.download("history.csv", io.BytesIO())
+
+
 def test_the_csv_download_waits_out_a_429_and_takes_only_csv():
     import httpx
 
