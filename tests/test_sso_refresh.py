@@ -256,3 +256,13 @@ def test_groups_left_out_of_the_refreshed_token_overage_keep_the_roles_and_say_s
     assert ProjectMembership.objects.filter(user=user).exists()
     account.refresh_from_db()
     assert account.ended_at is None
+
+
+def test_the_loop_runs_every_portal_oidc_sync_seconds_unless_told(settings):
+    from environments.management.commands.sync_identity import Command
+
+    settings.OIDC_SYNC_SECONDS = 120.0
+    parser = Command().create_parser("manage.py", "sync_identity")
+    assert parser.parse_args(["--loop"]).loop == 120.0
+    assert parser.parse_args(["--loop", "30"]).loop == 30.0
+    assert parser.parse_args([]).loop is None

@@ -1,6 +1,7 @@
 import contextlib
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from environments.sso.client import enabled
@@ -20,8 +21,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--loop",
             type=float,
+            nargs="?",
+            const=settings.OIDC_SYNC_SECONDS,
             metavar="SECONDS",
-            help="Keep running, refreshing every SECONDS (PORTAL_OIDC_SYNC_SECONDS).",
+            help="Keep running, refreshing every SECONDS (by default "
+            "PORTAL_OIDC_SYNC_SECONDS, 900).",
         )
 
     def handle(self, *args, loop=None, **options):
