@@ -507,6 +507,30 @@ def test_send_test_event_posts_a_signed_test_event_and_says_how_it_was_answered(
 
 
 @pytest.mark.django_db
+def test_a_test_event_a_worker_claimed_first_is_left_to_it_and_said_so(
+    webhook_receiver, admin_client, project, monkeypatch
+):
+    from environments.notify import delivery
+
+    hook = hook_for(project, webhook_receiver())
+    monkeypatch.setattr(delivery, "claim", lambda *args: None)  # a worker's sweep has it
+
+    with committing():
+        answer = admin_client.post(
+            reverse("admin:environments_webhook_changelist"),
+            {"action": "send_test_event", "_selected_action": [hook.pk]},
+            follow=True,
+        )
+
+    assert answer.status_code == 200
+    said = [str(message) for message in answer.context["messages"]]
+    assert said == [
+        "Test event to Ops channel: handed to a worker; its answer will be in Webhook deliveries."
+    ]
+    assert WebhookDelivery.objects.get(webhook=hook).state == DeliveryState.PENDING
+
+
+@pytest.mark.django_db
 def test_only_who_may_change_webhooks_may_send_a_test_event(
     webhook_receiver, client, project, manager
 ):

@@ -79,7 +79,14 @@ class WebhookAdmin(ProjectSelect, admin.ModelAdmin):
         for hook in queryset.select_related("project"):
             row = webhooks.send_test_event(hook, request.user)
             attempt = row.attempt_log.first()
-            if row.state == DeliveryState.DELIVERED:
+            if attempt is None:
+                self.message_user(
+                    request,
+                    f"Test event to {hook.name}: handed to a worker; its answer will be in "
+                    "Webhook deliveries.",
+                    messages.WARNING,
+                )
+            elif row.state == DeliveryState.DELIVERED:
                 self.message_user(
                     request,
                     f"Test event to {hook.name}: delivered, HTTP {attempt.status_code} "
