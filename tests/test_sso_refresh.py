@@ -116,6 +116,49 @@ def test_a_user_the_provider_no_longer_knows_is_deactivated_with_grants_and_toke
     assert not SignInSession.objects.exists() and not signed_in(client)
 
 
+def test_a_refresh_the_provider_refuses_ends_everything_once_the_groups_are_too_old(
+    client, provider, settings, environment, managers_group
+):
+    """invalid_client (an expired client secret, say): the groups are not confirmed, so
+    having a refresh token keeps nothing longer than not having one."""
+    user, account = signed_in_with_a_grant(client, environment)
+    token, _ = token_for(user)
+    read_at = ExternalIdentity.objects.get().groups_read_at
+    settings.OIDC_CLIENT_SECRET = "expired"
+
+    assert "unchanged, Test IdP refused the refresh: invalid_client" in sync_identity()
+    assert signed_in(client) and token.is_usable
+
+    too_old = read_at + timedelta(hours=settings.OIDC_GROUPS_MAX_AGE_HOURS, seconds=1)
+    (line,) = sync_identities(now=too_old)
+    assert "sessions, grants and API tokens ended (Test IdP refused the refresh" in line
+    assert not signed_in(client)
+    account.refresh_from_db()
+    assert account.end_reason == AccessEnd.GROUPS_UNCONFIRMED
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    user.refresh_from_db()
+    assert user.is_active
+
+
+def test_an_old_refresh_token_refused_after_a_new_sign_in_deactivates_no_one(
+    client, provider, environment, managers_group
+):
+    from environments.sso import sync
+
+    user, _ = signed_in_with_a_grant(client, environment)
+    identity = ExternalIdentity.objects.get()
+    # The refresh read this token; a sign-in then kept a newer one before it was refused.
+    identity.refresh_token_sealed = crypto.seal("newer", crypto.REFRESH_TOKEN)
+    identity.save()
+
+    line = sync._deactivate(identity, "older", "invalid_grant")
+
+    assert line == "alice: unchanged, signed in again while the refresh ran"
+    user.refresh_from_db()
+    assert user.is_active and signed_in(client)
+
+
 def test_a_provider_that_does_not_answer_changes_nothing_and_is_reported(
     client, settings, project, environment
 ):

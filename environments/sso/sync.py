@@ -11,8 +11,11 @@ user with a live portal session, an active grant or a usable API token:
   read longer ago than OIDC_GROUPS_MAX_AGE_HOURS;
 - a user the provider no longer knows (``invalid_grant``) is deactivated, which ends
   every grant and token (operations.receivers);
-- a provider that does not answer, or that leaves the groups out (Entra ID's overage),
-  changes nothing: the refresh says so, and tries again next time.
+- a provider that refuses the refresh otherwise, sends an ID token that is not valid or
+  leaves the groups out (Entra ID's overage) has not confirmed the groups: as without a
+  refresh token, nothing changes until they were read longer ago than the maximum;
+- a provider that does not answer changes nothing: the refresh says so, and tries again
+  next time.
 
 What it can and cannot see at Entra ID and Keycloak: docs/sso.md.
 """
@@ -116,27 +119,27 @@ def _refresh(identity, refresh_token, now):
         claims = client.parse_id_token(token, nonce=None)
     except OAuthError as error:
         if error.error == "invalid_grant":
-            _deactivate(identity)
-            why = error.description or error.error
-            return f"{identity.user}: deactivated, {name} no longer knows them ({why})"
-        return f"{identity.user}: unchanged, {name} refused the refresh: {error.error}"
+            return _deactivate(identity, refresh_token, error.description or error.error)
+        return _unconfirmed(identity, now, f"{name} refused the refresh: {error.error}")
     except (JoseError, AuthlibBaseError) as error:
-        return f"{identity.user}: unchanged, {name}'s refreshed ID token is not valid: {error!r}"
+        return _unconfirmed(identity, now, f"{name}'s refreshed ID token is not valid: {error!r}")
     except (requests.RequestException, ValueError) as error:
         raise ProviderDown(error) from error
     if token.get("refresh_token"):
         identity.refresh_token_sealed = crypto.seal(token["refresh_token"], crypto.REFRESH_TOKEN)
         identity.save(update_fields=["refresh_token_sealed"])
     if claims is None:
-        return _end_if_unconfirmed(identity, now, f"{name} sent no ID token on refresh")
+        return _unconfirmed(identity, now, f"{name} sent no ID token on refresh")
     if (claims.get("iss"), claims.get("sub")) != (identity.issuer, identity.subject):
-        return f"{identity.user}: unchanged, {name}'s refreshed ID token names someone else"
+        return _unconfirmed(identity, now, f"{name}'s refreshed ID token names someone else")
     groups = groups_from_claims(claims)
     if groups is None:
         # Not "no groups": the roles stay as they are until the groups can be read.
-        return (
-            f"{identity.user}: unchanged, {name} sent too many groups to list in the token "
-            "(overage); send only the groups assigned to the application (docs/sso.md)"
+        return _unconfirmed(
+            identity,
+            now,
+            f"{name} sent too many groups to list in the token (overage); send only the "
+            "groups assigned to the application (docs/sso.md)",
         )
     before = sorted(identity.groups)
     apply_identity_groups(identity, groups, name, now)
@@ -145,31 +148,42 @@ def _refresh(identity, refresh_token, now):
     return None
 
 
-def _deactivate(identity):
+def _deactivate(identity, refresh_token, why):
     """The provider no longer knows them: deactivating ends every grant, API token and
-    calendar address (operations.receivers), and here their sessions too."""
+    calendar address (operations.receivers), and here their sessions too. Unless they
+    signed in meanwhile: the token refused was then an old one."""
     user = identity.user
     with transaction.atomic():
+        kept = ExternalIdentity.objects.select_for_update().get(pk=identity.pk)
+        if crypto.unseal(kept.refresh_token_sealed, crypto.REFRESH_TOKEN) != refresh_token:
+            return f"{user}: unchanged, signed in again while the refresh ran"
         user.is_active = False
         user.save(update_fields=["is_active"])
-        identity.refresh_token_sealed = ""
-        identity.save(update_fields=["refresh_token_sealed"])
-        _end_sessions(identity)
+        kept.refresh_token_sealed = ""
+        kept.save(update_fields=["refresh_token_sealed"])
+        _end_sessions(kept)
+    return f"{user}: deactivated, {settings.OIDC_PROVIDER_NAME} no longer knows them ({why})"
+
+
+def _unconfirmed(identity, now, why):
+    """The provider answered but did not confirm the groups: as without a refresh token."""
+    return _end_if_unconfirmed(identity, now, why) or f"{identity.user}: unchanged, {why}"
 
 
 def _end_if_unconfirmed(identity, now, why):
-    """Without a refresh, what rests on groups read too long ago ends: sessions, grants
-    and API tokens. The user stays active and gets all back by signing in."""
+    """Without groups confirmed, what rests on groups read too long ago ends: sessions,
+    grants and API tokens. The user stays active: signing in again reads the groups and
+    lets them work again (new grants and tokens are theirs to ask for)."""
     read_at = identity.groups_read_at or identity.last_sign_in_at or identity.created_at
     if read_at + timedelta(hours=settings.OIDC_GROUPS_MAX_AGE_HOURS) > now:
         return None
     user = identity.user
-    with transaction.atomic():
-        _end_sessions(identity)
-        for model in (FirewallRule, DatabaseAccount):
-            for grant in model.objects.filter(requested_by=user, ended_at=None):
-                end_grant(grant, None, AccessEnd.GROUPS_UNCONFIRMED, now=now)
-        user.api_tokens.revoke()
+    _end_sessions(identity)
+    # One environment's lock at a time (end_grant's own transaction), never several.
+    for model in (FirewallRule, DatabaseAccount):
+        for grant in model.objects.filter(requested_by=user, ended_at=None):
+            end_grant(grant, None, AccessEnd.GROUPS_UNCONFIRMED, now=now)
+    user.api_tokens.revoke()
     return (
         f"{user}: sessions, grants and API tokens ended ({why}; groups last read "
         f"{read_at:%Y-%m-%d %H:%M %Z})"
