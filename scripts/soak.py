@@ -630,10 +630,22 @@ class Injector:
         self.done = []  # {kind, target, started, recovered}
         self.unrecovered = []  # (kind, why)
         #: Set when the soak ends early (Ctrl-C): a fault under way stops waiting and
-        #: starts nothing again, so that the clean-up stops everything for good.
+        #: starts nothing again, and none begins, so that the clean-up stops everything.
         self.ended = threading.Event()
+        self.lock = threading.Lock()
+        self.under_way = 0
+
+    def end(self, timeout=60):
+        """No fault begins from now on; wait for those under way to finish."""
+        with self.lock:
+            self.ended.set()
+        wait_for(lambda: self.under_way == 0, timeout, interval=0.1)
 
     def inject(self, kind):
+        with self.lock:
+            if self.ended.is_set():
+                return
+            self.under_way += 1
         started = now()
         target = ""
         try:
@@ -641,6 +653,9 @@ class Injector:
         except ClusterError as exc:
             self.log(f"fault {kind}: not recovered: {exc}")
             self.unrecovered.append((kind, str(exc)))
+        finally:
+            with self.lock:
+                self.under_way -= 1
         recovered = now()
         self.done.append(dict(kind=kind, target=target, started=started, recovered=recovered))
         self.log(f"fault {kind} {target}: {recovered - started:.1f} s until recovered")
@@ -1014,6 +1029,7 @@ def main(argv=None):
     results = figures = None
     users = []
     faulting = []
+    supervision = None
     interrupted = False
     try:
         postgres.init()
@@ -1127,17 +1143,25 @@ def main(argv=None):
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         stop.set()
         clients_stop.set()
+        # Ctrl-C may come while a thread starts: is_alive() is False until it runs.
         if injector is not None:
-            injector.ended.set()
-        for thread in faulting:
-            thread.join(timeout=60)
-        if cluster is not None:
-            cluster.stop()
-        stop_driver_commands(state)
-        redis.stop()
-        # Its log names both sides of a deadlock.
-        postgres.destroy(keep_log=state / "postgres.log")
-        receiver.server.shutdown()
+            injector.end()
+        # The supervisor's last pass ends before the hosts stop: it would start them again.
+        if supervision is not None and supervision.is_alive():
+            supervision.join(timeout=60)
+        steps = [
+            cluster.stop if cluster is not None else None,
+            lambda: stop_driver_commands(state),
+            redis.stop,
+            # Its log names both sides of a deadlock.
+            lambda: postgres.destroy(keep_log=state / "postgres.log"),
+            receiver.server.shutdown,
+        ]
+        for step in filter(None, steps):
+            try:
+                step()
+            except Exception as exc:  # the next steps still run: nothing left behind
+                log(f"Clean-up: {exc!r}")
         signal.signal(signal.SIGINT, previous)
     if interrupted:
         return 130
