@@ -202,6 +202,9 @@ function closeStep(form) {
   const cancel = form.querySelector("[data-cancel]");
   const panel = form.closest("[id$=-panel]");
   if (cancel) {
+    // A step shown a moment ago is processed by htmx only as it settles: without this,
+    // an Escape pressed first would follow the link and reload the page.
+    htmx.process(cancel);
     cancel.click();
   } else if (panel) {
     panel.replaceChildren();
