@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from scripts.cluster import ROOT
+from scripts.soak import stop_driver_commands
 
 
 def test_a_three_minute_soak_with_every_fault_keeps_every_invariant(tmp_path):
@@ -54,25 +55,36 @@ def test_ctrl_c_in_the_middle_of_a_fault_stops_everything_the_soak_started(tmp_p
         text=True,
     )
     said = ""
-    for line in soak.stdout:
-        said += line
-        if "injecting" in line:
-            break
-    soak.send_signal(signal.SIGINT)
-    said += soak.communicate(timeout=300)[0]
+    try:
+        for line in soak.stdout:
+            said += line
+            if "injecting" in line:
+                break
+        soak.send_signal(signal.SIGINT)
+        said += soak.communicate(timeout=300)[0]
+        postgres_dir, postgres_port, redis_port = re.search(
+            r"PostgreSQL in (\S+) on port (\d+), Redis on port (\d+)", said
+        ).groups()
+        cluster_ports = re.findall(r"http://127\.0\.0\.1:(\d+)", said.split("Cluster up")[1])
+        ports = [int(port) for port in (postgres_port, redis_port, *cluster_ports)]
+        answering = [port for port in ports if answers(port)]
+        postgres_left = Path(postgres_dir).exists()
+        # The hosts' processes (run_portal, gunicorn, the workers) carry the state folder
+        # in their environment.
+        processes_left = processes_with(str(state))
+    finally:
+        # What a failed clean-up left would load every test after this one.
+        soak.kill()
+        stop_driver_commands(state)
+        subprocess.run(["pkill", "-KILL", "-f", str(state)], check=False)  # nginx, Redis
+        if found := re.search(r"PostgreSQL in (\S+)", said):
+            subprocess.run(["pkill", "-QUIT", "-f", found.group(1)], check=False)
 
     assert soak.returncode == 130, said[-5000:]
     assert "Interrupted: stopping the cluster, Redis and PostgreSQL" in said
-    postgres_dir, postgres_port, redis_port = re.search(
-        r"PostgreSQL in (\S+) on port (\d+), Redis on port (\d+)", said
-    ).groups()
-    nginx_port, *host_ports = re.findall(r"http://127\.0\.0\.1:(\d+)", said.split("Cluster up")[1])
-    assert not Path(postgres_dir).exists()
-    for port in (postgres_port, redis_port, nginx_port, *host_ports):
-        assert not answers(int(port)), f"port {port} still answers"
-    # The hosts' processes (run_portal, gunicorn, the workers) carry the state folder in
-    # their environment.
-    assert not processes_with(str(state)), said[-5000:]
+    assert not postgres_left
+    assert not answering, f"ports {answering} still answer"
+    assert not processes_left, said[-5000:]
 
 
 def answers(port):
