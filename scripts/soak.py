@@ -213,15 +213,25 @@ class Redis:
 # --- The drivers' stand-ins ----------------------------------------------------------------
 
 
+def processes_carrying(state):
+    """The processes with the soak's state folder in their environment (the hosts', and
+    the drivers' commands they started), but this one."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):  # ended meanwhile, or not ours to read
+            pid = int(environ.parent.name)
+            if pid != os.getpid() and str(state).encode() in environ.read_bytes():
+                found.append(pid)
+    return found
+
+
 def stop_driver_commands(state):
     """Kill the drivers' commands still running: each runs in a process group of its own
     (so that its timeout stops its children too), which a killed host leaves behind, as
-    a host's systemd unit would not. They carry the soak's state folder in their
-    environment."""
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        with contextlib.suppress(OSError):  # ended meanwhile
-            pid = int(environ.parent.name)
-            if pid != os.getpgrp() and str(state).encode() in environ.read_bytes():
+    a host's systemd unit would not."""
+    for pid in processes_carrying(state):
+        if pid != os.getpgrp():
+            with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from scripts.cluster import ROOT
-from scripts.soak import stop_driver_commands
+from scripts.soak import processes_carrying, stop_driver_commands
 
 
 def test_a_three_minute_soak_with_every_fault_keeps_every_invariant(tmp_path):
@@ -71,7 +71,7 @@ def test_ctrl_c_in_the_middle_of_a_fault_stops_everything_the_soak_started(tmp_p
         postgres_left = Path(postgres_dir).exists()
         # The hosts' processes (run_portal, gunicorn, the workers) carry the state folder
         # in their environment.
-        processes_left = processes_with(str(state))
+        processes_left = processes_carrying(state)
     finally:
         # What a failed clean-up left would load every test after this one.
         soak.kill()
@@ -93,14 +93,3 @@ def answers(port):
         return True
     except OSError:
         return False
-
-
-def processes_with(text):
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if text.encode() in environ.read_bytes():
-                found.append(environ.parent.name)
-        except OSError:
-            pass  # gone meanwhile, or not ours to read
-    return found
